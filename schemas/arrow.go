@@ -1,0 +1,150 @@
+package schemas
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Schema returns the Arrow schema of the store's events table: every column that is not a
+// delivery column, in order.
+func Schema() *arrow.Schema {
+	names := make([]string, 0, len(columns))
+	for _, c := range columns {
+		if !c.Delivery {
+			names = append(names, c.Name)
+		}
+	}
+	s, _ := SchemaFor(names)
+	return s
+}
+
+// DeliverySchema returns the schema of batches sent to sinks before projection: the stored
+// columns followed by the delivery columns.
+func DeliverySchema() *arrow.Schema {
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.Name
+	}
+	s, _ := SchemaFor(names)
+	return s
+}
+
+// SchemaFor returns a schema holding the named columns in the given order.
+func SchemaFor(names []string) (*arrow.Schema, error) {
+	fields := make([]arrow.Field, 0, len(names))
+	var unknown []string
+	for _, n := range names {
+		c, ok := columnByName[n]
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		// seq, event_id, event_type, source and received_at are never null.
+		nullable := !(n == "seq" || n == "event_id" || n == "event_type" || n == "source" || n == "received_at")
+		fields = append(fields, arrow.Field{Name: c.Name, Type: c.Type, Nullable: nullable})
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("schemas: unknown columns %s", strings.Join(unknown, ", "))
+	}
+	md := arrow.NewMetadata([]string{MetadataSchemaVersion}, []string{SchemaVersion})
+	return arrow.NewSchema(fields, &md), nil
+}
+
+// Builder appends Rows to an Arrow record of a schema made of normalised columns. It is not
+// safe for concurrent use.
+type Builder struct {
+	schema *arrow.Schema
+	rb     *array.RecordBuilder
+	cols   []*Column
+}
+
+// NewBuilder returns a Builder for schema, whose fields must all be normalised columns (a
+// schema from SchemaFor, say). mem may be nil for the default allocator.
+func NewBuilder(mem memory.Allocator, schema *arrow.Schema) (*Builder, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	b := &Builder{schema: schema}
+	for _, f := range schema.Fields() {
+		c, ok := columnByName[f.Name]
+		if !ok {
+			return nil, fmt.Errorf("schemas: builder: unknown column %q", f.Name)
+		}
+		if !arrow.TypeEqual(c.Type, f.Type) {
+			return nil, fmt.Errorf("schemas: builder: column %q is %s, not %s", f.Name, c.Type, f.Type)
+		}
+		b.cols = append(b.cols, c)
+	}
+	b.rb = array.NewRecordBuilder(mem, schema)
+	return b, nil
+}
+
+// Append adds r as the next row.
+func (b *Builder) Append(r *Row) {
+	for i, c := range b.cols {
+		c.app(b.rb.Field(i), r)
+	}
+}
+
+// Len returns how many rows were appended since the last NewRecord.
+func (b *Builder) Len() int {
+	if len(b.cols) == 0 {
+		return 0
+	}
+	return b.rb.Field(0).Len()
+}
+
+// NewRecord returns the rows appended so far as a record and resets the builder. The caller
+// releases the record.
+func (b *Builder) NewRecord() arrow.RecordBatch { return b.rb.NewRecordBatch() }
+
+// Schema returns the builder's schema.
+func (b *Builder) Schema() *arrow.Schema { return b.schema }
+
+// Release frees the builder's buffers.
+func (b *Builder) Release() { b.rb.Release() }
+
+// BuildRecord is a shortcut that builds one record of schema from rows.
+func BuildRecord(mem memory.Allocator, schema *arrow.Schema, rows []Row) (arrow.RecordBatch, error) {
+	b, err := NewBuilder(mem, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Release()
+	for i := range rows {
+		b.Append(&rows[i])
+	}
+	return b.NewRecord(), nil
+}
+
+// RowsFromRecord reads rec back into Rows: the inverse of Builder. Columns rec lacks stay
+// zero; columns that are not normalised columns are ignored; a normalised column of another
+// type is an error. The rows do not alias rec's memory.
+func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
+	type reader struct {
+		col *Column
+		arr arrow.Array
+	}
+	readers := make([]reader, 0, rec.NumCols())
+	for i, f := range rec.Schema().Fields() {
+		c, ok := columnByName[f.Name]
+		if !ok {
+			continue
+		}
+		if !arrow.TypeEqual(c.Type, f.Type) {
+			return nil, fmt.Errorf("schemas: column %q is %s, want %s", f.Name, f.Type, c.Type)
+		}
+		readers = append(readers, reader{c, rec.Column(i)})
+	}
+	rows := make([]Row, rec.NumRows())
+	for i := range rows {
+		for _, rd := range readers {
+			rd.col.read(rd.arr, i, &rows[i])
+		}
+	}
+	return rows, nil
+}

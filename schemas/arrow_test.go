@@ -1,0 +1,146 @@
+package schemas
+
+import (
+	"bytes"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// acceptedRows decodes every accepted body in testdata into rows with seq set.
+func acceptedRows(t *testing.T) []Row {
+	t.Helper()
+	dec := mustDecoder(t, nil)
+	paths, _ := filepath.Glob("testdata/bodies/*")
+	var rows []Row
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), "refused_") {
+			continue
+		}
+		ev, err := dec.Decode(readBody(t, filepath.Base(p)))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		r := ev.Row("rokt", fixedReceivedAt.Add(time.Duration(len(rows))*time.Second))
+		r.Seq = int64(len(rows) + 1)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rows := acceptedRows(t)
+	// Fill the delivery columns on a few rows, including empty lists and zero counts.
+	n, zero := int64(2), int64(0)
+	ended := time.Date(2025, 9, 29, 7, 42, 11, 0, time.UTC)
+	rows[0].Status, rows[0].ContactStatus, rows[0].ContactActiveSubscriptions = StatusSubscribed, StatusSubscribed, &n
+	rows[0].ContactCalendars, rows[0].ContactEndedCalendars = []string{"a", "b"}, []string{}
+	rows[1].Status, rows[1].UnsubscribedAt, rows[1].ContactActiveSubscriptions = StatusUnsubscribed, &ended, &zero
+
+	rec, err := BuildRecord(mem, DeliverySchema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	if int(rec.NumRows()) != len(rows) {
+		t.Fatalf("record has %d rows, want %d", rec.NumRows(), len(rows))
+	}
+	back, err := RowsFromRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if !reflect.DeepEqual(rows[i], back[i]) {
+			t.Errorf("row %d (%s) changed in the round trip:\n got %+v\nwant %+v", i, rows[i].EventID, back[i], rows[i])
+		}
+	}
+}
+
+func TestIPCKeepsSchemaVersion(t *testing.T) {
+	rows := acceptedRows(t)[:3]
+	rec, err := BuildRecord(nil, Schema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r, err := ipc.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	md := r.Schema().Metadata()
+	if v, ok := md.GetValue(MetadataSchemaVersion); !ok || v != SchemaVersion {
+		t.Errorf("schema version metadata %q %v", v, ok)
+	}
+	if !r.Next() {
+		t.Fatal("no record")
+	}
+	back, err := RowsFromRecord(r.RecordBatch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back[2].EventID != rows[2].EventID || !bytes.Equal(back[2].Raw, rows[2].Raw) {
+		t.Errorf("IPC round trip lost data")
+	}
+}
+
+func TestSchemas(t *testing.T) {
+	stored := Schema()
+	for _, f := range stored.Fields() {
+		if c, _ := LookupColumn(f.Name); c.Delivery {
+			t.Errorf("delivery column %s in the stored schema", f.Name)
+		}
+	}
+	if !DeliverySchema().HasField("contact_status") || stored.HasField("status") {
+		t.Error("delivery columns belong to DeliverySchema only")
+	}
+	for _, name := range []string{"seq", "event_id", "event_type", "source", "received_at", "occurred_at", "account_id", "account_code",
+		"subscription_id", "calendar_id", "calendar_code", "calendar_title", "tag_ids", "email", "email_key", "postcode", "flags", "raw"} {
+		if !stored.HasField(name) {
+			t.Errorf("stored schema lacks %s", name)
+		}
+	}
+	proj, err := SchemaFor([]string{"email", "seq"})
+	if err != nil || proj.NumFields() != 2 || proj.Field(0).Name != "email" {
+		t.Fatalf("projection: %v %v", proj, err)
+	}
+	rec, err := BuildRecord(nil, proj, acceptedRows(t)[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Release()
+	if _, err := SchemaFor([]string{"email", "shoe_size"}); err == nil || !strings.Contains(err.Error(), "shoe_size") {
+		t.Errorf("unknown column accepted: %v", err)
+	}
+	bad := arrow.NewSchema([]arrow.Field{{Name: "email", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	if _, err := NewBuilder(nil, bad); err == nil {
+		t.Error("a column of the wrong type was accepted")
+	}
+}
+
+func TestRowValue(t *testing.T) {
+	r := acceptedRows(t)[0]
+	if v, err := r.Value("event_id"); err != nil || v != r.EventID {
+		t.Errorf("Value(event_id) = %v, %v", v, err)
+	}
+	if v, _ := r.Value("email"); r.Email == "" && v != nil {
+		t.Errorf("an empty string column must read as null, got %#v", v)
+	}
+	if _, err := r.Value("nope"); err == nil {
+		t.Error("unknown column accepted")
+	}
+}

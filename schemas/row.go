@@ -1,0 +1,148 @@
+package schemas
+
+import (
+	"time"
+)
+
+// Row is one event in the normalised shape shared by the store, the plugin protocol and every
+// sink. Its fields are the columns listed by Columns; an empty string or nil pointer is a
+// null column.
+type Row struct {
+	Seq           int64
+	EventID       string
+	EventType     string
+	EventTypeSent string
+	Source        string
+	ReceivedAt    time.Time
+	OccurredAt    time.Time
+
+	ActionType  string
+	AccountID   string
+	AccountName string
+	AccountCode string
+
+	SubscriptionID     string
+	CalendarID         string
+	CalendarCode       string
+	CalendarTitle      string
+	SubscriptionMethod string
+	TagIDs             []string
+	TagNames           []string
+
+	Email            string
+	EmailOriginal    string
+	EmailKey         string
+	FirstName        string
+	LastName         string
+	Phone            string
+	Postcode         string
+	CountryCode      string
+	MarketingConsent *bool
+
+	RemovedAt         *time.Time
+	UnsubscribeReason string
+	RemoteIP          string
+	GeoCountry        string
+	UserAgent         string
+
+	CalendarEventID  string
+	EventTitle       string
+	EventLocation    string
+	EventDescription string
+	EventStart       *time.Time // wall clock in EventTimezone (location time.UTC)
+	EventEnd         *time.Time // wall clock in EventTimezone (location time.UTC)
+	EventStartUTC    *time.Time
+	EventEndUTC      *time.Time
+	EventTimezone    string
+
+	Flags []string
+	Raw   []byte
+
+	// The subscription's and contact's current state, joined by the delivery engine when a
+	// row is sent to a sink; zero in the store's events table.
+	Status                     string
+	SubscribedAt               *time.Time
+	UnsubscribedAt             *time.Time
+	ContactStatus              string
+	ContactActiveSubscriptions *int64
+	ContactCalendars           []string
+	ContactEndedCalendars      []string
+}
+
+// Subscription states, as the status and contact_status columns spell them.
+const (
+	StatusSubscribed   = "subscribed"
+	StatusUnsubscribed = "unsubscribed"
+)
+
+// Row flattens e into the normalised shape. source names the webhook source and receivedAt
+// the moment the body arrived; seq is left 0 for the store to assign.
+func (e *Event) Row(source string, receivedAt time.Time) Row {
+	receivedAt = receivedAt.UTC().Truncate(time.Microsecond)
+	r := Row{
+		EventID:       e.ID,
+		EventType:     string(e.Type),
+		EventTypeSent: e.SentType,
+		Source:        source,
+		ReceivedAt:    receivedAt,
+		OccurredAt:    receivedAt,
+		Flags:         e.Flags.Names(),
+		Raw:           e.Body,
+	}
+	if e.Details != nil {
+		c := e.Details.Base()
+		r.ActionType, r.AccountID, r.AccountName, r.AccountCode = c.ActionType, c.AccountID, c.AccountName, c.AccountCode
+	}
+	r.SubscriptionID = e.SubscriptionID()
+	if sub, tags := e.subscription(); sub != nil {
+		r.CalendarID, r.CalendarCode, r.CalendarTitle, r.SubscriptionMethod = sub.CalendarID, sub.CalendarCode, sub.CalendarTitle, sub.SubscriptionMethod
+		for _, t := range tags {
+			if t.TagID != "" {
+				r.TagIDs = append(r.TagIDs, t.TagID)
+			}
+			if t.Name != "" {
+				r.TagNames = append(r.TagNames, t.Name)
+			}
+		}
+	}
+	c := e.Contact
+	r.Email, r.EmailOriginal, r.EmailKey = c.Email, c.EmailOriginal, c.EmailKey
+	r.FirstName, r.LastName, r.Phone, r.Postcode = c.FirstName, c.LastName, c.Phone, c.Postcode
+	r.CountryCode, r.MarketingConsent = c.CountryCode, c.MarketingConsent
+	if rm := e.removed(); rm != nil {
+		r.RemovedAt = micro(rm.RemovedAt)
+		r.UnsubscribeReason, r.RemoteIP, r.GeoCountry, r.UserAgent = rm.UnsubscribeReasonText, rm.RemoteIPAddress, rm.GeoCountry, rm.UserAgent
+		if r.CountryCode == "" {
+			r.CountryCode = rm.CountryCode
+		}
+		if r.RemovedAt != nil {
+			r.OccurredAt = *r.RemovedAt
+		}
+	}
+	if ce := e.calendarEvent(); ce != nil {
+		r.CalendarEventID, r.EventTitle, r.EventLocation, r.EventDescription = ce.CalendarEventID, ce.Title, ce.Location, ce.Description
+		r.EventTimezone = ce.Timezone
+		if ce.Start != nil {
+			r.EventStart, r.EventStartUTC = wall(ce.Start.Wall), micro(ce.Start.UTC)
+		}
+		if ce.End != nil {
+			r.EventEnd, r.EventEndUTC = wall(ce.End.Wall), micro(ce.End.UTC)
+		}
+	}
+	return r
+}
+
+func micro(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Microsecond)
+	return &u
+}
+
+func wall(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return micro(&t)
+}
