@@ -709,4 +709,3 @@ func shorten(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
-
