@@ -121,9 +121,27 @@ func BuildRecord(mem memory.Allocator, schema *arrow.Schema, rows []Row) (arrow.
 	return b.NewRecord(), nil
 }
 
+// compatible reports whether an array of type got can be read as a column of type want. It
+// accepts what other Arrow producers (DuckDB) write for the same data: another time zone name
+// for UTC ("Etc/UTC"), another name for a list's element field.
+func compatible(want, got arrow.DataType) bool {
+	if arrow.TypeEqual(want, got) {
+		return true
+	}
+	switch w := want.(type) {
+	case *arrow.TimestampType:
+		g, ok := got.(*arrow.TimestampType)
+		return ok && g.Unit == w.Unit && (g.TimeZone == "") == (w.TimeZone == "")
+	case *arrow.ListType:
+		g, ok := got.(*arrow.ListType)
+		return ok && compatible(w.Elem(), g.Elem())
+	}
+	return false
+}
+
 // RowsFromRecord reads rec back into Rows: the inverse of Builder. Columns rec lacks stay
-// zero; columns that are not normalised columns are ignored; a normalised column of another
-// type is an error. The rows do not alias rec's memory.
+// zero; columns that are not normalised columns are ignored; a normalised column of an
+// incompatible type is an error. The rows do not alias rec's memory.
 func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
 	type reader struct {
 		col *Column
@@ -135,7 +153,7 @@ func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
 		if !ok {
 			continue
 		}
-		if !arrow.TypeEqual(c.Type, f.Type) {
+		if !compatible(c.Type, f.Type) {
 			return nil, fmt.Errorf("schemas: column %q is %s, want %s", f.Name, f.Type, c.Type)
 		}
 		readers = append(readers, reader{c, rec.Column(i)})

@@ -1,0 +1,351 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// request is one unit of work for the writer: an event, a rejected body, or a state
+// operation from another package.
+type request struct {
+	row  *schemas.Row
+	rej  *schemas.Rejection
+	op   StateOp
+	size int64
+	done chan result
+}
+
+type result struct {
+	seq int64
+	dup bool
+	err error
+}
+
+// StateOp is a change other packages (delivery) make to the store's state. It runs inside the
+// writer's transaction with the group it was batched with, so it commits atomically with
+// them; it must not block on anything but the database.
+type StateOp func(ctx context.Context, tx *Tx) error
+
+// Ingest stores row (its Seq is ignored) and returns its seq once the transaction holding it
+// is committed. An event whose id is already stored is a duplicate: nothing is written and
+// the original seq is returned with dup set. Errors: ErrQueueFull, ErrUnavailable, the
+// context's error, or a database error that failed this row only.
+func (s *Store) Ingest(ctx context.Context, row *schemas.Row) (seq int64, dup bool, err error) {
+	r, err := s.submit(ctx, &request{row: row, size: int64(len(row.Raw)) + 512})
+	return r.seq, r.dup, err
+}
+
+// Reject keeps a refused body in the rejected table, returning once it is committed.
+func (s *Store) Reject(ctx context.Context, rej *schemas.Rejection) error {
+	_, err := s.submit(ctx, &request{rej: rej, size: int64(len(rej.Body)) + 512})
+	return err
+}
+
+// Apply runs op in the writer's next transaction and returns once that is committed.
+func (s *Store) Apply(ctx context.Context, op StateOp) error {
+	_, err := s.submit(ctx, &request{op: op, size: 512})
+	return err
+}
+
+func (s *Store) submit(ctx context.Context, req *request) (result, error) {
+	if s.opts.ReadOnly {
+		return result{}, fmt.Errorf("%w: opened read-only", ErrUnavailable)
+	}
+	if err := s.Ready(); err != nil {
+		return result{}, err
+	}
+	if s.queueBytes.Add(req.size) > s.opts.QueueBytes {
+		s.queueBytes.Add(-req.size)
+		s.metrics.queueFull.Inc()
+		return result{}, ErrQueueFull
+	}
+	req.done = make(chan result, 1)
+	select {
+	case s.queue <- req:
+	default:
+		s.queueBytes.Add(-req.size)
+		s.metrics.queueFull.Inc()
+		return result{}, ErrQueueFull
+	}
+	select {
+	case r := <-req.done:
+		return r, r.err
+	case <-ctx.Done():
+		// The writer may still commit the request; a redelivery then finds a duplicate.
+		return result{}, ctx.Err()
+	}
+}
+
+// writeLoop is the single writer. It exits once closing is signalled and the queue is
+// drained.
+func (s *Store) writeLoop() {
+	defer close(s.writerDone)
+	ctx := context.Background()
+	group := make([]*request, 0, s.opts.MaxGroup)
+	for {
+		var first *request
+		select {
+		case first = <-s.queue:
+		case <-s.closing:
+			// Drain what was queued before Close: those requests wait for an answer.
+			for {
+				select {
+				case first = <-s.queue:
+					group = s.collect(group[:0], first)
+					s.commit(ctx, group)
+					continue
+				default:
+				}
+				s.flushState(ctx)
+				return
+			}
+		case <-time.After(idleAfter):
+			s.flushState(ctx)
+			s.maybeCheckpoint(ctx, true)
+			continue
+		}
+		group = s.collect(group[:0], first)
+		s.commit(ctx, group)
+		if len(s.pending.order) > 0 && (s.opts.Now().Sub(s.pending.since) >= stateMergeInterval || len(s.pending.order) >= maxPendingDeltas) {
+			s.flushState(ctx)
+		}
+		s.maybeCheckpoint(ctx, false)
+	}
+}
+
+// Under load the writer merges subscription changes at most this often, or once this many
+// subscriptions have pending changes.
+// When no request has arrived for idleAfter, it merges at once.
+const (
+	stateMergeInterval = 100 * time.Millisecond
+	maxPendingDeltas   = 8192
+	idleAfter          = 5 * time.Millisecond
+)
+
+// flushState merges the pending subscription changes and records the merged seq in the same
+// transaction, then tells watchers that state is current up to the last commit.
+func (s *Store) flushState(ctx context.Context) error {
+	if len(s.pending.order) == 0 {
+		s.notify(s.committed)
+		return nil
+	}
+	if s.health.Load() != nil {
+		return ErrUnavailable
+	}
+	start := time.Now()
+	err := s.wconn.Raw(func(dc any) error {
+		tx := &Tx{conn: dc.(driver.Conn), store: s}
+		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+			return err
+		}
+		err := mergeSubscriptions(ctx, tx, s.pending.order)
+		if err == nil {
+			err = tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.committed)
+		}
+		if err == nil {
+			err = tx.exec(ctx, "COMMIT")
+		}
+		if err != nil {
+			tx.exec(ctx, "ROLLBACK")
+		}
+		return err
+	})
+	if err != nil {
+		s.metrics.mergeFailures.Inc()
+		if !s.fatal(ctx, err) {
+			s.log.Error("store: merging subscription changes failed; will retry", "pending", len(s.pending.order), "err", err)
+		}
+		return fmt.Errorf("store: merge subscriptions: %w", err)
+	}
+	s.metrics.mergeSeconds.Observe(time.Since(start).Seconds())
+	s.pending.reset()
+	s.notify(s.committed)
+	return nil
+}
+
+// collect takes first and whatever else is already queued, up to MaxGroup.
+func (s *Store) collect(group []*request, first *request) []*request {
+	group = append(group, first)
+	for len(group) < s.opts.MaxGroup {
+		select {
+		case r := <-s.queue:
+			group = append(group, r)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// commit writes group in one transaction and answers every request. When the transaction
+// fails, each request is retried alone, so a row the database refuses fails only itself.
+func (s *Store) commit(ctx context.Context, group []*request) {
+	var bytes int64
+	for _, r := range group {
+		bytes += r.size
+	}
+	defer s.queueBytes.Add(-bytes)
+
+	if p := s.health.Load(); p != nil {
+		s.answerAll(group, fmt.Errorf("%w: %v", ErrUnavailable, *p))
+		return
+	}
+	start := time.Now()
+	results, maxSeq, err := s.commitOnce(ctx, group)
+	if err == nil {
+		s.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		s.metrics.commitSize.Observe(float64(len(group)))
+		if maxSeq > 0 {
+			s.committed = maxSeq
+			s.pending.fold(s.groupFresh, s.opts.Now())
+			if len(s.pending.order) == 0 {
+				s.notify(maxSeq)
+			}
+		}
+		for i, r := range group {
+			r.done <- results[i]
+		}
+		return
+	}
+	if s.fatal(ctx, err) {
+		s.answerAll(group, fmt.Errorf("%w: %v", ErrUnavailable, err))
+		return
+	}
+	if len(group) == 1 {
+		s.log.Error("store: commit failed", "err", err)
+		group[0].done <- result{err: fmt.Errorf("store: commit: %w", err)}
+		return
+	}
+	s.log.Warn("store: group commit failed; committing its requests one by one", "size", len(group), "err", err)
+	for _, r := range group {
+		r.size = 0 // already accounted for by this call's deferred release
+		s.commit(ctx, []*request{r})
+	}
+}
+
+func (s *Store) answerAll(group []*request, err error) {
+	for _, r := range group {
+		r.done <- result{err: err}
+	}
+}
+
+// commitOnce runs one transaction for group and returns each request's result.
+func (s *Store) commitOnce(ctx context.Context, group []*request) ([]result, int64, error) {
+	results := make([]result, len(group))
+	var maxSeq int64
+	firstSeq := s.nextSeq
+	s.groupFresh = s.groupFresh[:0]
+	err := s.wconn.Raw(func(dc any) error {
+		tx := &Tx{conn: dc.(driver.Conn), store: s}
+		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+			return err
+		}
+		var err error
+		maxSeq, err = s.applyGroup(ctx, tx, group, results)
+		if err != nil {
+			tx.exec(ctx, "ROLLBACK")
+			return err
+		}
+		if err := tx.exec(ctx, "COMMIT"); err != nil {
+			tx.exec(ctx, "ROLLBACK")
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		s.nextSeq = firstSeq
+		return nil, 0, err
+	}
+	for i, r := range group {
+		if r.row != nil && !results[i].dup {
+			s.seen.add(r.row.EventID)
+		}
+	}
+	return results, maxSeq, nil
+}
+
+func (s *Store) applyGroup(ctx context.Context, tx *Tx, group []*request, results []result) (int64, error) {
+	var events []int
+	var rejects []*schemas.Rejection
+	for i, r := range group {
+		switch {
+		case r.row != nil:
+			events = append(events, i)
+		case r.rej != nil:
+			rejects = append(rejects, r.rej)
+		}
+	}
+	var maxSeq int64
+	if len(events) > 0 {
+		var err error
+		if maxSeq, err = s.insertEvents(ctx, tx, group, events, results); err != nil {
+			return 0, err
+		}
+	}
+	if len(rejects) > 0 {
+		if err := s.insertRejected(ctx, tx, rejects); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range group {
+		if r.op != nil {
+			if err := r.op(ctx, tx); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return maxSeq, nil
+}
+
+// fatal reports whether err leaves the database unable to take writes, and marks the store
+// unhealthy if so: /readyz fails and writes answer ErrUnavailable.
+func (s *Store) fatal(ctx context.Context, err error) bool {
+	msg := err.Error()
+	fatal := strings.Contains(msg, "FATAL") || strings.Contains(msg, "invalidated") ||
+		strings.Contains(msg, "No space left") || strings.Contains(msg, "Could not write") ||
+		errors.Is(err, os.ErrClosed)
+	if !fatal {
+		// A healthy database still answers a trivial query on the writer connection.
+		if _, perr := s.wconn.ExecContext(ctx, "SELECT 1"); perr != nil {
+			fatal = true
+		}
+	}
+	if fatal {
+		e := fmt.Errorf("database error: %w", err)
+		s.health.Store(&e)
+		s.metrics.unhealthy.Set(1)
+		s.log.Error("store: database cannot take writes; answering 503 until restarted", "err", err)
+	}
+	return fatal
+}
+
+// maybeCheckpoint folds the WAL into the database file when the writer is idle (no request
+// for idleAfter) and the WAL has grown past CheckpointIdleWAL, or under load once it
+// passes CheckpointMaxWAL, so DuckDB never checkpoints by surprise in the middle of a commit
+// and a busy writer rarely stops for one.
+func (s *Store) maybeCheckpoint(ctx context.Context, idle bool) {
+	if s.health.Load() != nil {
+		return
+	}
+	fi, err := os.Stat(s.opts.Path + ".wal")
+	if err != nil {
+		return
+	}
+	if fi.Size() < s.opts.CheckpointIdleWAL || (!idle && fi.Size() < s.opts.CheckpointMaxWAL) {
+		return
+	}
+	start := time.Now()
+	if _, err := s.wconn.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		s.log.Warn("store: checkpoint", "err", err)
+		return
+	}
+	s.metrics.checkpointSeconds.Observe(time.Since(start).Seconds())
+	s.log.Debug("store: checkpoint", "wal_bytes", fi.Size(), "took", time.Since(start))
+}
