@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+func cmdSend(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "send", "send [--url URL] [--token TOKEN] FILE... (- reads standard input)")
+	target := fs.String("url", "http://127.0.0.1:8080/webhooks/rokt", "webhook URL of a running hookbridge")
+	token := fs.String("token", "", "source token, sent as ?token= (default $HOOKBRIDGE_SEND_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"name at least one payload file (for example ../shared/fixtures/rokt/subscribe.json)"}
+	}
+	u, err := url.Parse(*target)
+	if err != nil {
+		return usageError{fmt.Sprintf("--url: %v", err)}
+	}
+	if *token == "" {
+		*token = e.getenv("HOOKBRIDGE_SEND_TOKEN")
+	}
+	if *token != "" {
+		q := u.Query()
+		q.Set("token", *token)
+		u.RawQuery = q.Encode()
+	}
+	client := &http.Client{
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	failed := 0
+	for _, name := range fs.Args() {
+		var body []byte
+		if name == "-" {
+			body, err = io.ReadAll(e.stdin)
+		} else {
+			body, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("send: %s: %w (is 'hookbridge serve' running?)", name, err)
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		fmt.Fprintf(e.stdout, "%s: %d %s\n", name, resp.StatusCode, strings.TrimSpace(string(answer)))
+		if resp.StatusCode/100 != 2 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("send: %d of %d not accepted", failed, fs.NArg())
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/hookbridge/hookbridge/connector"
+)
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "serve", "serve [--config FILE] [--listen ADDR] [--data PATH]")
+	configPath := fs.String("config", "", "configuration file (default: the built-in configuration; see 'hookbridge config default')")
+	listen := fs.String("listen", "", "listen address, overriding the configuration's listen")
+	data := fs.String("data", "", "DuckDB file, overriding the configuration's data")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve takes no arguments (got %q)", fs.Args())}
+	}
+	log, err := newLogger(e, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, *configPath, *listen, *data)
+	if err != nil {
+		return err
+	}
+	c, err := connector.New(cfg, connector.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}
+
+// loadConfig reads the configuration (the built-in one when path is empty) and applies the
+// command-line overrides before validating.
+func loadConfig(e *env, path, listen, data string) (*connector.Config, error) {
+	cfg, err := connector.Load(path, e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	if listen != "" {
+		cfg.Listen = listen
+	}
+	if data != "" {
+		cfg.Data = data
+	}
+	if listen != "" || data != "" {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+func newLogger(e *env, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: use text or json", format)}
+}

@@ -1,0 +1,579 @@
+package connector
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+//go:embed default.yaml
+var defaultConfig []byte
+
+// DefaultConfig returns the configuration `hookbridge serve` runs with when no file is given:
+// listen on 127.0.0.1:8080, store into ./hookbridge.duckdb, accept POST /webhooks/rokt
+// without authentication (loopback only).
+func DefaultConfig() []byte { return bytes.Clone(defaultConfig) }
+
+// Config is hookbridge's configuration file.
+type Config struct {
+	// Listen is the webhook listener's address (host:port).
+	Listen string `yaml:"listen"`
+	// Data is the DuckDB file.
+	Data string `yaml:"data"`
+	// AllowUnauthenticated lets a source without auth run on a non-loopback listener.
+	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+	// PluginsDir holds external sink plugins (hookbridge-sink-NAME executables).
+	PluginsDir string         `yaml:"plugins_dir"`
+	Admin      AdminConfig    `yaml:"admin"`
+	Limits     LimitsConfig   `yaml:"limits"`
+	DuckDB     DuckDBConfig   `yaml:"duckdb"`
+	Sources    []SourceConfig `yaml:"sources"`
+	Sinks      []SinkConfig   `yaml:"sinks"`
+
+	// file is where the configuration came from, for error messages.
+	file string
+	// lines maps a key path ("sources[0].auth.token") to its line in file.
+	lines map[string]int
+}
+
+// AdminConfig configures the admin API and dashboard.
+type AdminConfig struct {
+	// Token is the bearer token; required when the admin API listens off loopback.
+	Token Secret `yaml:"token"`
+	// Listen gives the admin API its own listener; empty serves it on Listen.
+	Listen string `yaml:"listen"`
+}
+
+// LimitsConfig bounds the memory and time a request may use.
+type LimitsConfig struct {
+	// QueueEvents bounds requests waiting for the writer (default 8192); beyond it the
+	// receiver answers 503 with Retry-After.
+	QueueEvents int `yaml:"queue_events"`
+	// QueueBytes bounds the bodies waiting for the writer (default 64MiB).
+	QueueBytes ByteSize `yaml:"queue_bytes"`
+	// ReadTimeout bounds reading one request (default 30s).
+	ReadTimeout Duration `yaml:"read_timeout"`
+}
+
+// DuckDBConfig tunes the database.
+type DuckDBConfig struct {
+	// MemoryLimit is DuckDB's memory_limit (default 1GB).
+	MemoryLimit string `yaml:"memory_limit"`
+	// Threads is DuckDB's threads setting (default 2).
+	Threads int `yaml:"threads"`
+	// CheckpointWAL is the WAL size at which an idle writer checkpoints (default 16MiB).
+	CheckpointWAL ByteSize `yaml:"checkpoint_wal"`
+}
+
+// SourceConfig is one webhook source: POST /webhooks/{name}.
+type SourceConfig struct {
+	Name string `yaml:"name"`
+	// Format is the payload format; rokt-calendar-v2 is the one supported.
+	Format string `yaml:"format"`
+	Auth   AuthConfig `yaml:"auth"`
+	// ContactFields overrides the candidate key paths of extracted fields.
+	ContactFields schemas.FieldPaths `yaml:"contact_fields"`
+	// MaxBody is the largest body accepted (default 1MiB); larger ones get 413.
+	MaxBody ByteSize `yaml:"max_body"`
+}
+
+// AuthConfig lists a source's authentication schemes. Every configured scheme must pass;
+// rotation is done inside a scheme by listing several secrets.
+type AuthConfig struct {
+	// Token is a shared secret in the URL: /webhooks/{source}/{token} or ?token=.
+	Token Secret `yaml:"token"`
+	// Tokens lists more accepted tokens, for rotation.
+	Tokens []Secret `yaml:"tokens"`
+	// Basic is HTTP basic authentication.
+	Basic *BasicAuthConfig `yaml:"basic"`
+	// StandardWebhooks verifies webhook-id/webhook-timestamp/webhook-signature headers.
+	StandardWebhooks *StandardWebhooksConfig `yaml:"standard_webhooks"`
+	// HMAC verifies an HMAC-SHA256 of the raw body sent in a header.
+	HMAC *HMACConfig `yaml:"hmac"`
+}
+
+// Configured reports whether any scheme is set.
+func (a AuthConfig) Configured() bool {
+	return a.Token != "" || len(a.Tokens) > 0 || a.Basic != nil || a.StandardWebhooks != nil || a.HMAC != nil
+}
+
+// BasicAuthConfig is HTTP basic authentication.
+type BasicAuthConfig struct {
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
+}
+
+// StandardWebhooksConfig is the Standard Webhooks signature scheme.
+type StandardWebhooksConfig struct {
+	// Secret is a whsec_… secret; Secrets lists more for rotation.
+	Secret  Secret   `yaml:"secret"`
+	Secrets []Secret `yaml:"secrets"`
+	// Tolerance is how far webhook-timestamp may be from now (default 5m).
+	Tolerance Duration `yaml:"tolerance"`
+}
+
+// HMACConfig is a generic HMAC-SHA256 signature of the raw body.
+type HMACConfig struct {
+	// Header carries the signature, e.g. X-Signature.
+	Header string `yaml:"header"`
+	// Secret is the shared key; Secrets lists more for rotation.
+	Secret  Secret   `yaml:"secret"`
+	Secrets []Secret `yaml:"secrets"`
+	// Encoding is hex (default) or base64.
+	Encoding string `yaml:"encoding"`
+	// Prefix is stripped from the header value first, e.g. "sha256=".
+	Prefix string `yaml:"prefix"`
+}
+
+// SinkConfig is one delivery destination.
+type SinkConfig struct {
+	Name   string `yaml:"name"`
+	Plugin string `yaml:"plugin"`
+	// Events lists the event types delivered (default: every documented type except Test).
+	Events []string `yaml:"events"`
+	// Trigger is "realtime" or a cron spec (robfig/cron: CRON_TZ=, @every, optional seconds).
+	Trigger string `yaml:"trigger"`
+	// Start is where a new sink begins: latest (default), earliest, or an RFC 3339 time.
+	Start     string            `yaml:"start"`
+	Batch     BatchConfig       `yaml:"batch"`
+	RateLimit RateLimitConfig   `yaml:"rate_limit"`
+	Retry     RetryConfig       `yaml:"retry"`
+	Mapping   map[string]string `yaml:"mapping"`
+	// Settings are the plugin's own settings, passed to it as JSON.
+	Settings map[string]any `yaml:"settings"`
+}
+
+// BatchConfig bounds one request to a sink.
+type BatchConfig struct {
+	MaxRows int `yaml:"max_rows"`
+}
+
+// RateLimitConfig caps requests to a sink: Requests per Per (a rolling window) and Daily per
+// UTC day.
+type RateLimitConfig struct {
+	Requests int      `yaml:"requests"`
+	Per      Duration `yaml:"per"`
+	Daily    int      `yaml:"daily"`
+}
+
+// RetryConfig is a sink's retry policy.
+type RetryConfig struct {
+	Schedule    []Duration `yaml:"schedule"`
+	MaxAttempts int        `yaml:"max_attempts"`
+	MaxAge      Duration   `yaml:"max_age"`
+}
+
+// Secret is a configuration value that is never printed.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// Reveal returns the value.
+func (s Secret) Reveal() string { return string(s) }
+
+// Duration is a time.Duration written as "5s", "2h", ….
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 5m, 2h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size written as "1MiB", "512KB", "1048576".
+type ByteSize int64
+
+var byteSizeRE = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
+
+// UnmarshalYAML parses a size with an optional unit (KB=1000, KiB=1024, …).
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	m := byteSizeRE.FindStringSubmatch(n.Value)
+	if m == nil {
+		return fmt.Errorf("line %d: %q is not a size (e.g. 1MiB, 512KB)", n.Line, n.Value)
+	}
+	v, _ := strconv.ParseInt(m[1], 10, 64)
+	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	*b = ByteSize(v * mult)
+	return nil
+}
+
+// Load reads a configuration file; name "" means the built-in default. getenv resolves
+// ${NAME} references. The result is validated; errors name the file, line and key.
+func Load(name string, getenv func(string) string) (*Config, error) {
+	data, file := defaultConfig, "built-in default"
+	if name != "" {
+		var err error
+		if data, err = os.ReadFile(name); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		file = name
+	}
+	return Parse(data, file, getenv)
+}
+
+// Parse parses and validates configuration text; file names it in errors.
+func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", file, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, fmt.Errorf("config: %s is empty", file)
+	}
+	// Unknown keys, reported with their lines before anything else.
+	var probe Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&probe); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var unknown []string
+			for _, e := range te.Errors {
+				if strings.Contains(e, "not found in type") {
+					unknown = append(unknown, strings.Replace(e, "field ", "unknown key ", 1))
+				}
+			}
+			if len(unknown) > 0 {
+				return nil, fmt.Errorf("config: %s: %s", file, strings.Join(cleanTypeNames(unknown), "; "))
+			}
+		}
+	}
+	cfg := &Config{file: file, lines: map[string]int{}}
+	indexLines(root.Content[0], "", cfg.lines)
+	if err := interpolate(root.Content[0], "", getenv); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", file, err)
+	}
+	if err := root.Content[0].Decode(cfg); err != nil {
+		return nil, fmt.Errorf("config: %s: %s", file, strings.Join(cleanTypeNames([]string{err.Error()}), ""))
+	}
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+var typeNameRE = regexp.MustCompile(` in type [\w.]+`)
+
+func cleanTypeNames(msgs []string) []string {
+	for i, m := range msgs {
+		msgs[i] = strings.TrimPrefix(typeNameRE.ReplaceAllString(m, ""), "yaml: unmarshal errors:\n  ")
+	}
+	return msgs
+}
+
+// indexLines records the line of every key path below n.
+func indexLines(n *yaml.Node, path string, lines map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			lines[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = c.Line
+			indexLines(c, p, lines)
+		}
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// interpolate replaces ${NAME} (or ${NAME:-default}) in every scalar value; $$ is a literal
+// $. A reference to an unset variable without a default is an error naming the key. Values
+// taken from the environment are strings.
+func interpolate(n *yaml.Node, path string, getenv func(string) string) error {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			if err := interpolate(n.Content[i+1], p, getenv); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := interpolate(c, fmt.Sprintf("%s[%d]", path, i), getenv); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "$") {
+			return nil
+		}
+		var missing string
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			if ref == "$$" {
+				return "$"
+			}
+			m := envRef.FindStringSubmatch(ref)
+			if v := getenv(m[1]); v != "" {
+				return v
+			}
+			if m[2] != "" {
+				return m[3]
+			}
+			if missing == "" {
+				missing = m[1]
+			}
+			return ""
+		})
+		if missing != "" {
+			return fmt.Errorf("line %d: %s: environment variable %s is not set (export it, or write ${%s:-default})", n.Line, path, missing, missing)
+		}
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Data == "" {
+		c.Data = "./hookbridge.duckdb"
+	}
+	if c.PluginsDir == "" {
+		c.PluginsDir = "./plugins"
+	}
+	if c.Limits.QueueEvents == 0 {
+		c.Limits.QueueEvents = 8192
+	}
+	if c.Limits.QueueBytes == 0 {
+		c.Limits.QueueBytes = 64 << 20
+	}
+	if c.Limits.ReadTimeout == 0 {
+		c.Limits.ReadTimeout = Duration(30 * time.Second)
+	}
+	if c.DuckDB.MemoryLimit == "" {
+		c.DuckDB.MemoryLimit = "1GB"
+	}
+	if c.DuckDB.Threads == 0 {
+		c.DuckDB.Threads = 2
+	}
+	if c.DuckDB.CheckpointWAL == 0 {
+		c.DuckDB.CheckpointWAL = 16 << 20
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.Format == "" {
+			s.Format = "rokt-calendar-v2"
+		}
+		if s.MaxBody == 0 {
+			s.MaxBody = 1 << 20
+		}
+		if s.Auth.StandardWebhooks != nil && s.Auth.StandardWebhooks.Tolerance == 0 {
+			s.Auth.StandardWebhooks.Tolerance = Duration(5 * time.Minute)
+		}
+		if s.Auth.HMAC != nil && s.Auth.HMAC.Encoding == "" {
+			s.Auth.HMAC.Encoding = "hex"
+		}
+	}
+}
+
+// ValidationError is a list of problems, each naming the key and line.
+type ValidationError struct {
+	File     string
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("config: %s: %s", e.File, e.Problems[0])
+	}
+	return fmt.Sprintf("config: %s: %d problems:\n  %s", e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// problem records a problem with the key at path.
+func (c *Config) problem(v *ValidationError, path, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	key := path
+	for key != "" {
+		if line, ok := c.lines[key]; ok {
+			v.Problems = append(v.Problems, fmt.Sprintf("line %d: %s: %s", line, path, msg))
+			return
+		}
+		// Fall back to the nearest parent key that is written in the file.
+		if i := strings.LastIndexAny(key, ".["); i > 0 {
+			key = key[:i]
+		} else {
+			key = ""
+		}
+	}
+	v.Problems = append(v.Problems, fmt.Sprintf("%s: %s", path, msg))
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate checks the configuration without touching the network. Sink settings are checked
+// by their plugins when the sinks start.
+func (c *Config) Validate() error {
+	v := &ValidationError{File: c.file}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		c.problem(v, "listen", "%q is not host:port (e.g. 127.0.0.1:8080)", c.Listen)
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			c.problem(v, "admin.listen", "%q is not host:port", c.Admin.Listen)
+		}
+	}
+	adminAddr := c.Listen
+	if c.Admin.Listen != "" {
+		adminAddr = c.Admin.Listen
+	}
+	if !IsLoopback(adminAddr) && c.Admin.Token == "" {
+		c.problem(v, "admin.token", "the admin API listens on %s, off loopback, so it needs a token (set admin.token: ${HOOKBRIDGE_ADMIN_TOKEN})", adminAddr)
+	}
+	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
+		c.problem(v, "admin.token", "use at least 16 characters")
+	}
+	if c.Limits.QueueEvents < 1 {
+		c.problem(v, "limits.queue_events", "must be at least 1")
+	}
+	if len(c.Sources) == 0 {
+		c.problem(v, "sources", "at least one source is needed (e.g. name: rokt)")
+	}
+	seen := map[string]bool{}
+	for i := range c.Sources {
+		c.validateSource(v, i, seen)
+	}
+	sinkNames := map[string]bool{}
+	for i, s := range c.Sinks {
+		p := fmt.Sprintf("sinks[%d]", i)
+		if !nameRE.MatchString(s.Name) {
+			c.problem(v, p+".name", "%q: use lower-case letters, digits, - and _", s.Name)
+		} else if sinkNames[s.Name] {
+			c.problem(v, p+".name", "sink %q is defined twice", s.Name)
+		}
+		sinkNames[s.Name] = true
+		if s.Plugin == "" {
+			c.problem(v, p+".plugin", "name the plugin (a built-in such as jsonl, or an external hookbridge-sink-NAME)")
+		}
+		if len(s.Mapping) > 0 {
+			if _, err := schemas.NewMapping(s.Mapping); err != nil {
+				c.problem(v, p+".mapping", "%s", strings.TrimPrefix(err.Error(), "schemas: mapping: "))
+			}
+		}
+	}
+	if len(v.Problems) > 0 {
+		return v
+	}
+	return nil
+}
+
+func (c *Config) validateSource(v *ValidationError, i int, seen map[string]bool) {
+	s := &c.Sources[i]
+	p := fmt.Sprintf("sources[%d]", i)
+	switch {
+	case !nameRE.MatchString(s.Name):
+		c.problem(v, p+".name", "%q: use lower-case letters, digits, - and _ (it becomes /webhooks/NAME)", s.Name)
+	case seen[s.Name]:
+		c.problem(v, p+".name", "source %q is defined twice", s.Name)
+	}
+	seen[s.Name] = true
+	if s.Format != "rokt-calendar-v2" {
+		c.problem(v, p+".format", "%q is not supported (supported: rokt-calendar-v2)", s.Format)
+	}
+	if s.MaxBody < 1024 || s.MaxBody > 64<<20 {
+		c.problem(v, p+".max_body", "must be between 1KiB and 64MiB")
+	}
+	if err := s.ContactFields.Validate(); err != nil {
+		c.problem(v, p+".contact_fields", "%v", err)
+	}
+	a := s.Auth
+	for j, t := range append([]Secret{a.Token}, a.Tokens...) {
+		if t == "" && j == 0 {
+			continue
+		}
+		if len(t) < 16 {
+			c.problem(v, p+".auth.token", "tokens must have at least 16 characters (it is the only thing protecting the endpoint)")
+			break
+		}
+	}
+	if a.Basic != nil && (a.Basic.User == "" || a.Basic.Password == "") {
+		c.problem(v, p+".auth.basic", "needs user and password")
+	}
+	if sw := a.StandardWebhooks; sw != nil {
+		secrets := append([]Secret{sw.Secret}, sw.Secrets...)
+		n := 0
+		for _, sec := range secrets {
+			if sec == "" {
+				continue
+			}
+			n++
+			if !strings.HasPrefix(string(sec), "whsec_") {
+				c.problem(v, p+".auth.standard_webhooks.secret", "Standard Webhooks secrets start with whsec_")
+			}
+		}
+		if n == 0 {
+			c.problem(v, p+".auth.standard_webhooks.secret", "is required")
+		}
+	}
+	if h := a.HMAC; h != nil {
+		if h.Header == "" {
+			c.problem(v, p+".auth.hmac.header", "name the header that carries the signature (e.g. X-Signature)")
+		}
+		if h.Secret == "" && len(h.Secrets) == 0 {
+			c.problem(v, p+".auth.hmac.secret", "is required")
+		}
+		if h.Encoding != "hex" && h.Encoding != "base64" {
+			c.problem(v, p+".auth.hmac.encoding", "%q: use hex or base64", h.Encoding)
+		}
+	}
+	if !a.Configured() && !IsLoopback(c.Listen) && !c.AllowUnauthenticated {
+		c.problem(v, p+".auth", "source %q has no authentication and hookbridge listens on %s, off loopback; configure auth (e.g. token: ${ROKT_WEBHOOK_TOKEN}) or set allow_unauthenticated: true", s.Name, c.Listen)
+	}
+}
+
+// IsLoopback reports whether a host:port address only accepts local connections.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SourceNames returns the configured source names, sorted.
+func (c *Config) SourceNames() []string {
+	var out []string
+	for _, s := range c.Sources {
+		out = append(out, s.Name)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,131 @@
+package connector
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestDefaultConfig(t *testing.T) {
+	cfg, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Data != "./hookbridge.duckdb" || len(cfg.Sources) != 1 || cfg.Sources[0].Name != "rokt" {
+		t.Errorf("default: %+v", cfg)
+	}
+	if cfg.Sources[0].Auth.Configured() {
+		t.Error("the default source needs no auth")
+	}
+	if cfg.Sources[0].MaxBody != 1<<20 {
+		t.Errorf("default max_body %d", cfg.Sources[0].MaxBody)
+	}
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	example := "../../shared/hookbridge.example.yaml"
+	if _, err := os.Stat(example); err != nil {
+		t.Skipf("shared example not beside the project: %v", err)
+	}
+	vars := map[string]string{}
+	for _, k := range []string{"HOOKBRIDGE_ADMIN_TOKEN", "ROKT_WEBHOOK_TOKEN", "HUBSPOT_TOKEN", "MAILCHIMP_API_KEY", "PARTNER_WEBHOOK_SECRET", "WAREHOUSE_DSN"} {
+		vars[k] = strings.Repeat("x", 20) + k
+	}
+	cfg, err := Load(example, env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sources[0].Auth.Token.Reveal() != vars["ROKT_WEBHOOK_TOKEN"] {
+		t.Error("${ROKT_WEBHOOK_TOKEN} not interpolated")
+	}
+	if len(cfg.Sinks) != 5 || cfg.Sinks[0].Mapping["postcode"] != "zip" {
+		t.Errorf("sinks: %+v", cfg.Sinks)
+	}
+	if got := cfg.Sinks[0].Settings["token"]; got != vars["HUBSPOT_TOKEN"] {
+		t.Errorf("sink settings interpolation: %v", got)
+	}
+	if time.Duration(cfg.Sinks[0].Retry.MaxAge) != 72*time.Hour || len(cfg.Sinks[0].Retry.Schedule) != 7 {
+		t.Errorf("retry: %+v", cfg.Sinks[0].Retry)
+	}
+	if cfg.Sources[0].MaxBody != 1<<20 {
+		t.Errorf("max_body 1MiB: %d", cfg.Sources[0].MaxBody)
+	}
+}
+
+func TestConfigErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want []string
+	}{
+		{"unknown key", "listen: 127.0.0.1:8080\nsources:\n  - name: rokt\n    formt: rokt-calendar-v2\n", nil,
+			[]string{"line 4", "unknown key formt"}},
+		{"missing env", "listen: 127.0.0.1:8080\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
+			[]string{"line 5", "sources[0].auth.token", "ROKT_TOKEN is not set"}},
+		{"env default", "listen: ${LISTEN:-127.0.0.1:9999}\nsources:\n  - name: rokt\n", nil, nil},
+		{"short token", "sources:\n  - name: rokt\n    auth:\n      token: abc\n", nil,
+			[]string{"line 4", "sources[0].auth.token", "at least 16"}},
+		{"bad name", "sources:\n  - name: Rokt Source\n", nil, []string{"line 2", "sources[0].name"}},
+		{"duplicate source", "sources:\n  - name: rokt\n  - name: rokt\n", nil, []string{"line 3", "defined twice"}},
+		{"off loopback without auth", "listen: 0.0.0.0:8080\nadmin:\n  token: 0123456789abcdef0\nsources:\n  - name: rokt\n", nil,
+			[]string{"sources[0].auth", "no authentication", "allow_unauthenticated"}},
+		{"off loopback allowed", "listen: 0.0.0.0:8080\nallow_unauthenticated: true\nadmin:\n  token: 0123456789abcdef0\nsources:\n  - name: rokt\n", nil, nil},
+		{"admin off loopback needs a token", "listen: 0.0.0.0:8080\nsources:\n  - name: rokt\n    auth:\n      token: 0123456789abcdef0\n", nil,
+			[]string{"admin.token", "needs a token"}},
+		{"bad duration", "sources:\n  - name: rokt\n    auth:\n      standard_webhooks:\n        secret: whsec_AAAA\n        tolerance: soon\n", nil,
+			[]string{"line 6", "not a duration"}},
+		{"secret prefix", "sources:\n  - name: rokt\n    auth:\n      standard_webhooks:\n        secret: AAAA\n", nil,
+			[]string{"line 5", "whsec_"}},
+		{"bad size", "sources:\n  - name: rokt\n    max_body: lots\n", nil, []string{"line 3", "not a size"}},
+		{"contact field", "sources:\n  - name: rokt\n    contact_fields:\n      shoe_size: [subscription.shoe]\n", nil,
+			[]string{"line 3", "shoe_size"}},
+		{"sink mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: hubspot\n    mapping:\n      emial: email\n", nil,
+			[]string{"line 6", "sinks[0].mapping", `did you mean "email"`}},
+		{"hmac encoding", "sources:\n  - name: rokt\n    auth:\n      hmac:\n        header: X-Sig\n        secret: k\n        encoding: rot13\n", nil,
+			[]string{"line 7", "hex or base64"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "test.yaml", env(tt.env))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; want an error with %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), "test.yaml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestSecretsAreNotPrinted(t *testing.T) {
+	cfg, err := Parse([]byte("sources:\n  - name: rokt\n    auth:\n      token: ${T}\n"), "x.yaml", env(map[string]string{"T": "super-secret-token-value"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{cfg.Sources[0].Auth.Token.String(), fmt.Sprintf("%v", cfg.Sources[0].Auth), fmt.Sprintf("%+v", cfg.Sources[0])} {
+		if strings.Contains(s, "super-secret") {
+			t.Errorf("secret printed: %s", s)
+		}
+	}
+	if cfg.Sources[0].Auth.Token.Reveal() != "super-secret-token-value" {
+		t.Error("Reveal lost the value")
+	}
+}

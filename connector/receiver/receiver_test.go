@@ -1,0 +1,385 @@
+package receiver
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// fakeStore records what the receiver hands over.
+type fakeStore struct {
+	mu       sync.Mutex
+	rows     []*schemas.Row
+	rejected []*schemas.Rejection
+	err      error
+}
+
+func (f *fakeStore) Ingest(ctx context.Context, row *schemas.Row) (int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return 0, false, f.err
+	}
+	for _, r := range f.rows {
+		if r.EventID == row.EventID {
+			return r.Seq, true, nil
+		}
+	}
+	row.Seq = int64(len(f.rows) + 1)
+	f.rows = append(f.rows, row)
+	return row.Seq, false, nil
+}
+
+func (f *fakeStore) Reject(ctx context.Context, rej *schemas.Rejection) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejected = append(f.rejected, rej)
+	return nil
+}
+
+type retryErr struct{}
+
+func (retryErr) Error() string             { return "store: write queue full" }
+func (retryErr) RetryAfter() time.Duration { return 2 * time.Second }
+
+const testBody = `{"eventId":"00c5d8e1-4f2a-4b97-a6e3-7d1c9b0f2a58","eventType":"Test","eventDetails":{}}`
+
+func newServer(t *testing.T, st *fakeStore, auth ...Authenticator) *httptest.Server {
+	t.Helper()
+	dec, err := schemas.NewDecoder(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := New(Options{
+		Sources: []Source{{Name: "rokt", Decoder: dec, MaxBody: 4096, Auth: auth}},
+		Store:   st,
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	rc.Register(mux)
+	srv := httptest.NewServer(NoRedirect(mux))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func post(t *testing.T, url string, body []byte, headers map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &a.body)
+	return a
+}
+
+func rule(a answer) string {
+	e, _ := a.body["error"].(map[string]any)
+	r, _ := e["rule"].(string)
+	return r
+}
+
+func TestAcceptsAnyContentTypeAndAnswersJSON(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st)
+	for _, ct := range []string{"", "application/json", "text/plain", "application/x-www-form-urlencoded"} {
+		id := strings.Replace(testBody, "58\"", ct+"\"", 1)
+		a := post(t, srv.URL+"/webhooks/rokt", []byte(id), map[string]string{"Content-Type": ct})
+		if a.status != 200 || a.body["status"] != "accepted" {
+			t.Errorf("Content-Type %q: %d %v", ct, a.status, a.body)
+		}
+	}
+	a := post(t, srv.URL+"/webhooks/rokt", []byte(strings.Replace(testBody, "58\"", "\"", 1)), nil)
+	if a.status != 200 || a.body["status"] != "duplicate" {
+		t.Errorf("re-sent event: %d %v", a.status, a.body)
+	}
+}
+
+func TestRefusedBodiesAreKept(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st)
+	tests := []struct {
+		body   string
+		status int
+		rule   string
+	}{
+		{`{"eventId": "x", "eventType": "Test", "eventDetails": {`, 400, "truncated"},
+		{`not json`, 400, "not_json"},
+		{`{"eventType": "Test", "eventDetails": {}}`, 400, "missing_event_id"},
+		{strings.Repeat(" ", 5000), 413, "too_large"},
+	}
+	for i, tt := range tests {
+		a := post(t, srv.URL+"/webhooks/rokt", []byte(tt.body), nil)
+		if a.status != tt.status || rule(a) != tt.rule {
+			t.Errorf("%q: %d %v, want %d %s", tt.body[:min(20, len(tt.body))], a.status, a.body, tt.status, tt.rule)
+			continue
+		}
+		rej := st.rejected[i]
+		if rej.Reason != tt.rule || rej.Status != tt.status || rej.Source != "rokt" {
+			t.Errorf("kept rejection %+v", rej)
+		}
+		if tt.status == 413 {
+			if rej.BodySize != 5000 || len(rej.Body) != 4096 {
+				t.Errorf("413 keeps the first max_body bytes and the real size: %d bytes kept, size %d", len(rej.Body), rej.BodySize)
+			}
+		} else if string(rej.Body) != tt.body {
+			t.Errorf("kept body %q, want %q", rej.Body, tt.body)
+		}
+	}
+	if len(st.rows) != 0 {
+		t.Errorf("refused bodies reached the events: %d", len(st.rows))
+	}
+}
+
+func TestGzipBody(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(testBody))
+	zw.Close()
+	a := post(t, srv.URL+"/webhooks/rokt", buf.Bytes(), map[string]string{"Content-Encoding": "gzip"})
+	if a.status != 200 || len(st.rows) != 1 || string(st.rows[0].Raw) != testBody {
+		t.Fatalf("gzip body: %d %v", a.status, a.body)
+	}
+	// A body that inflates past the limit is refused like a large one.
+	buf.Reset()
+	zw = gzip.NewWriter(&buf)
+	zw.Write(bytes.Repeat([]byte(" "), 100000))
+	zw.Close()
+	if a := post(t, srv.URL+"/webhooks/rokt", buf.Bytes(), map[string]string{"Content-Encoding": "gzip"}); a.status != 413 {
+		t.Errorf("gzip bomb: %d", a.status)
+	}
+}
+
+func TestNeverRedirects(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st)
+	for _, path := range []string{"//webhooks/rokt", "/webhooks/./rokt", "/webhooks/rokt/", "/webhooks//rokt", "/webhooks/other", "/x/../webhooks/rokt"} {
+		a := post(t, srv.URL+path, []byte(testBody), nil)
+		if a.status/100 == 3 || a.status != 404 {
+			t.Errorf("%s: %d (must be 404, never a redirect)", path, a.status)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/webhooks/rokt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d", resp.StatusCode)
+	}
+	if len(st.rows) != 0 {
+		t.Error("stored through a wrong path")
+	}
+}
+
+func TestStoreTroubleAnswers503Or500(t *testing.T) {
+	st := &fakeStore{err: retryErr{}}
+	srv := newServer(t, st)
+	a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
+	if a.status != 503 || a.header.Get("Retry-After") != "2" {
+		t.Errorf("queue full: %d Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
+	st.err = errors.New("disk on fire")
+	a = post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
+	if a.status != 500 || rule(a) != "store_failed" {
+		t.Errorf("store failure: %d %v", a.status, a.body)
+	}
+}
+
+func TestTokenAuth(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st, NewTokenAuth("old-token-0123456789", "new-token-0123456789"))
+	for _, u := range []string{"/webhooks/rokt", "/webhooks/rokt?token=wrong", "/webhooks/rokt/wrong", "/webhooks/rokt?token=new-token-012345678"} {
+		if a := post(t, srv.URL+u, []byte(testBody), nil); a.status != 401 {
+			t.Errorf("%s: %d, want 401", u, a.status)
+		}
+	}
+	if len(st.rows)+len(st.rejected) != 0 {
+		t.Fatal("an unauthenticated request was stored")
+	}
+	if a := post(t, srv.URL+"/webhooks/rokt/new-token-0123456789", []byte(testBody), nil); a.status != 200 {
+		t.Errorf("token in path: %d", a.status)
+	}
+	if a := post(t, srv.URL+"/webhooks/rokt?token=old-token-0123456789", []byte(strings.Replace(testBody, "58\"", "59\"", 1)), nil); a.status != 200 {
+		t.Errorf("rotated token in query: %d", a.status)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st, NewBasicAuth("rokt", "s3cret-password"))
+	a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
+	if a.status != 401 || !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Basic") {
+		t.Errorf("no credentials: %d %q", a.status, a.header.Get("WWW-Authenticate"))
+	}
+	bad := "Basic " + base64.StdEncoding.EncodeToString([]byte("rokt:wrong"))
+	if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{"Authorization": bad}); a.status != 401 {
+		t.Errorf("wrong password: %d", a.status)
+	}
+	good := "Basic " + base64.StdEncoding.EncodeToString([]byte("rokt:s3cret-password"))
+	if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{"Authorization": good}); a.status != 200 {
+		t.Errorf("right password: %d", a.status)
+	}
+}
+
+// The published Standard Webhooks test vector (standardwebhooks.com reference libraries).
+const (
+	swSecret    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	swID        = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+	swTimestamp = "1614265330"
+	swBody      = `{"test": 2432232314}`
+	swSignature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+)
+
+func TestStandardWebhooksVector(t *testing.T) {
+	at := func(sec int64) func() time.Time { return func() time.Time { return time.Unix(sec, 0) } }
+	v, err := NewStandardWebhooks([]string{swSecret}, 5*time.Minute, at(1614265330+60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(sig, ts string) *http.Request {
+		r := httptest.NewRequest("POST", "/webhooks/rokt", nil)
+		r.Header.Set("webhook-id", swID)
+		r.Header.Set("webhook-timestamp", ts)
+		r.Header.Set("webhook-signature", sig)
+		return r
+	}
+	if err := v.Authenticate(req(swSignature, swTimestamp), "", []byte(swBody)); err != nil {
+		t.Errorf("published vector refused: %v", err)
+	}
+	// Several signatures (key rotation on the sender's side): any match passes.
+	if err := v.Authenticate(req("v1,bm9wZQ== "+swSignature, swTimestamp), "", []byte(swBody)); err != nil {
+		t.Errorf("rotation list refused: %v", err)
+	}
+	if err := v.Authenticate(req(swSignature, swTimestamp), "", []byte(`{"test": 2432232315}`)); err == nil {
+		t.Error("tampered body accepted")
+	}
+	if err := v.Authenticate(req("v2,"+swSignature[3:], swTimestamp), "", []byte(swBody)); err == nil {
+		t.Error("unknown signature version accepted")
+	}
+	late, _ := NewStandardWebhooks([]string{swSecret}, 5*time.Minute, at(1614265330+301))
+	if err := late.Authenticate(req(swSignature, swTimestamp), "", []byte(swBody)); err == nil {
+		t.Error("timestamp outside the tolerance accepted (replay)")
+	}
+	// Our side rotates too: the old secret among several still verifies.
+	rotated, _ := NewStandardWebhooks([]string{"whsec_" + base64.StdEncoding.EncodeToString([]byte("another key")), swSecret}, 5*time.Minute, at(1614265330))
+	if err := rotated.Authenticate(req(swSignature, swTimestamp), "", []byte(swBody)); err != nil {
+		t.Errorf("second configured secret: %v", err)
+	}
+	if _, err := NewStandardWebhooks([]string{"whsec_%%%"}, time.Minute, nil); err == nil {
+		t.Error("malformed secret accepted")
+	}
+}
+
+func TestStandardWebhooksOverHTTP(t *testing.T) {
+	st := &fakeStore{}
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("hookbridge test key"))
+	v, _ := NewStandardWebhooks([]string{secret}, 5*time.Minute, nil)
+	srv := newServer(t, st, v)
+	ts := time.Now().Unix()
+	// Signed here with plain crypto/hmac, independently of the verifier.
+	mac := hmac.New(sha256.New, []byte("hookbridge test key"))
+	mac.Write([]byte("msg_1." + itoa(ts) + "." + testBody))
+	sig := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	headers := map[string]string{"webhook-id": "msg_1", "webhook-timestamp": itoa(ts), "webhook-signature": sig}
+	if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), headers); a.status != 200 {
+		t.Errorf("signed request: %d %v", a.status, a.body)
+	}
+	headers["webhook-signature"] = "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), headers); a.status != 401 {
+		t.Errorf("bad signature: %d", a.status)
+	}
+	if len(st.rejected) != 0 || len(st.rows) != 1 {
+		t.Errorf("stored %d rows, %d rejections", len(st.rows), len(st.rejected))
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestHMACAuth(t *testing.T) {
+	sign := func(key, body string) []byte {
+		mac := hmac.New(sha256.New, []byte(key))
+		mac.Write([]byte(body))
+		return mac.Sum(nil)
+	}
+	tests := []struct {
+		name     string
+		auth     *HMACAuth
+		header   string
+		value    string
+		accepted bool
+	}{
+		{"hex", NewHMACAuth("X-Signature", []string{"k1"}, "hex", ""), "X-Signature", hex.EncodeToString(sign("k1", testBody)), true},
+		{"hex upper-case", NewHMACAuth("X-Signature", []string{"k1"}, "hex", ""), "X-Signature", strings.ToUpper(hex.EncodeToString(sign("k1", testBody))), true},
+		{"base64 with prefix", NewHMACAuth("X-Hub-Signature-256", []string{"k1"}, "base64", "sha256="), "X-Hub-Signature-256", "sha256=" + base64.StdEncoding.EncodeToString(sign("k1", testBody)), true},
+		{"rotated key", NewHMACAuth("X-Signature", []string{"k0", "k1"}, "hex", ""), "X-Signature", hex.EncodeToString(sign("k1", testBody)), true},
+		{"wrong key", NewHMACAuth("X-Signature", []string{"k2"}, "hex", ""), "X-Signature", hex.EncodeToString(sign("k1", testBody)), false},
+		{"missing header", NewHMACAuth("X-Signature", []string{"k1"}, "hex", ""), "X-Other", hex.EncodeToString(sign("k1", testBody)), false},
+		{"not hex", NewHMACAuth("X-Signature", []string{"k1"}, "hex", ""), "X-Signature", "zz", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStore{}
+			srv := newServer(t, st, tt.auth)
+			a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{tt.header: tt.value})
+			if (a.status == 200) != tt.accepted || (!tt.accepted && a.status != 401) {
+				t.Errorf("status %d, accepted want %v", a.status, tt.accepted)
+			}
+		})
+	}
+}
+
+func TestAllConfiguredSchemesMustPass(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st, NewTokenAuth("token-0123456789abcdef"), NewHMACAuth("X-Signature", []string{"k"}, "hex", ""))
+	mac := hmac.New(sha256.New, []byte("k"))
+	mac.Write([]byte(testBody))
+	sig := hex.EncodeToString(mac.Sum(nil))
+	if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{"X-Signature": sig}); a.status != 401 {
+		t.Errorf("signature without token: %d", a.status)
+	}
+	if a := post(t, srv.URL+"/webhooks/rokt?token=token-0123456789abcdef", []byte(testBody), nil); a.status != 401 {
+		t.Errorf("token without signature: %d", a.status)
+	}
+	if a := post(t, srv.URL+"/webhooks/rokt?token=token-0123456789abcdef", []byte(testBody), map[string]string{"X-Signature": sig}); a.status != 200 {
+		t.Errorf("both: %d", a.status)
+	}
+}
