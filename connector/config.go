@@ -81,7 +81,7 @@ type DuckDBConfig struct {
 type SourceConfig struct {
 	Name string `yaml:"name"`
 	// Format is the payload format; rokt-calendar-v2 is the one supported.
-	Format string `yaml:"format"`
+	Format string     `yaml:"format"`
 	Auth   AuthConfig `yaml:"auth"`
 	// ContactFields overrides the candidate key paths of extracted fields.
 	ContactFields schemas.FieldPaths `yaml:"contact_fields"`
