@@ -22,6 +22,7 @@ type migration struct {
 func migrations() []migration {
 	return []migration{
 		{1, "events, rejected, subscriptions", migrateBase},
+		{2, "delivery: sink state, attempts, row outcomes, dead letters, replays", migrateDelivery},
 	}
 }
 
@@ -152,6 +153,80 @@ func migrateBase(ctx context.Context, tx *sql.Tx) error {
 			last_seq BIGINT NOT NULL,
 			last_event_type VARCHAR NOT NULL,
 			events INTEGER NOT NULL
+		)`,
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// migrateDelivery adds the delivery engine's tables. Row outcomes and dead letters are
+// append-only (DuckDB handles high-rate updates badly); sink_state and replays change once
+// per batch or per request.
+func migrateDelivery(ctx context.Context, tx *sql.Tx) error {
+	stmts := []string{
+		`CREATE TABLE sink_state (
+			sink VARCHAR PRIMARY KEY,
+			cursor_seq BIGINT NOT NULL,
+			paused BOOLEAN NOT NULL DEFAULT false,
+			paused_reason VARCHAR,
+			paused_at TIMESTAMPTZ,
+			created_at TIMESTAMPTZ NOT NULL,
+			updated_at TIMESTAMPTZ NOT NULL
+		)`,
+		`CREATE SEQUENCE delivery_id START 1`,
+		`CREATE TABLE deliveries (
+			id BIGINT PRIMARY KEY,
+			sink VARCHAR NOT NULL,
+			batch_id VARCHAR NOT NULL,
+			attempt INTEGER NOT NULL,
+			rows INTEGER NOT NULL,
+			started_at TIMESTAMPTZ NOT NULL,
+			finished_at TIMESTAMPTZ NOT NULL,
+			outcome VARCHAR NOT NULL,
+			status_code INTEGER,
+			error VARCHAR,
+			delivered INTEGER NOT NULL,
+			retried INTEGER NOT NULL,
+			failed INTEGER NOT NULL,
+			replay_id VARCHAR
+		)`,
+		`CREATE TABLE delivery_rows (
+			delivery_id BIGINT NOT NULL,
+			sink VARCHAR NOT NULL,
+			seq BIGINT NOT NULL,
+			event_id VARCHAR NOT NULL,
+			attempt INTEGER NOT NULL,
+			outcome VARCHAR NOT NULL,
+			status_code INTEGER,
+			error VARCHAR,
+			next_attempt_at TIMESTAMPTZ,
+			first_attempt_at TIMESTAMPTZ,
+			job_id VARCHAR,
+			replay_id VARCHAR,
+			recorded_at TIMESTAMPTZ NOT NULL
+		)`,
+		`CREATE TABLE dead_letters (
+			sink VARCHAR NOT NULL,
+			seq BIGINT NOT NULL,
+			event_id VARCHAR NOT NULL,
+			attempts INTEGER NOT NULL,
+			first_attempt_at TIMESTAMPTZ,
+			last_attempt_at TIMESTAMPTZ NOT NULL,
+			status_code INTEGER,
+			error VARCHAR NOT NULL,
+			delivery_id BIGINT NOT NULL,
+			dead_at TIMESTAMPTZ NOT NULL
+		)`,
+		`CREATE TABLE replays (
+			id VARCHAR PRIMARY KEY,
+			sink VARCHAR NOT NULL,
+			requested_at TIMESTAMPTZ NOT NULL,
+			description VARCHAR NOT NULL,
+			seqs BIGINT[] NOT NULL
 		)`,
 	}
 	for _, q := range stmts {

@@ -1,0 +1,600 @@
+package delivery
+
+import (
+	"context"
+
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"github.com/apache/arrow-go/v18/arrow"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// loop delivers one sink. Everything in it is owned by its goroutine; other goroutines reach
+// it through cmds.
+type loop struct {
+	e          *Engine
+	name       string
+	opt        SinkOptions
+	policy     RetryPolicy
+	limiter    *limiter
+	keyCol     string
+	readCols   []string      // what is read from the store
+	sendSchema *arrow.Schema // what the sink receives
+	typeFilter string
+	rnd        *rand.Rand
+	m          *sinkMetrics
+
+	cursor      int64 // every row at or below is done
+	savedCursor int64 // the cursor as stored
+	high        int64 // every row at or below has been taken in
+	tickedUpTo  int64 // cron sinks take in new rows up to here
+	keys        map[string]*pendingKey
+	resume      map[int64]resumeInfo
+
+	paused        bool
+	pausedReason  string
+	backoffUntil  time.Time
+	sinkErrors    int // consecutive sink-wide errors, for the back-off
+	lastError     string
+	lastErrorAt   time.Time
+	lastSuccessAt time.Time
+	lastPoll      time.Time
+
+	replays     map[string]*replayProgress
+	replayQueue []replayItem
+
+	cmds chan func()
+}
+
+// pendingKey is one destination key with rows not yet done. Its rows go to the sink as one
+// row (the latest), so a request never carries two rows for one key, and while the key waits
+// for a retry its newer rows wait with it: order per key holds.
+type pendingKey struct {
+	key      string
+	seqs     []int64 // ascending
+	eventIDs map[int64]string
+	replayOf map[int64]string // seq -> replay id, for replayed rows
+	received time.Time        // oldest row's received_at
+	attempts int
+	first    time.Time
+	next     time.Time // zero: due now
+	job      string
+	jobSeq   int64
+	lastErr  string
+	lastCode int
+}
+
+func (k *pendingKey) latest() int64 { return k.seqs[len(k.seqs)-1] }
+
+type replayItem struct {
+	id  string
+	seq int64
+}
+
+// never is a wait long enough to mean "until something happens".
+const never = 24 * time.Hour
+
+// run is the loop's goroutine.
+func (l *loop) run(ctx context.Context) {
+	ticks := l.opt.Trigger.Ticks(ctx, l.e.now, l.e.after)
+	for {
+		stateSeq, watch := l.e.store.Watch()
+		if l.opt.Trigger.Realtime {
+			l.tickedUpTo = stateSeq
+		}
+		busy, wait := l.step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if busy {
+			select {
+			case f := <-l.cmds:
+				f()
+			default:
+			}
+			continue
+		}
+		var wake <-chan struct{}
+		if l.opt.Trigger.Realtime {
+			wake = watch
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-l.cmds:
+			f()
+		case <-wake:
+		case <-ticks:
+			l.tickedUpTo = l.e.store.StateSeq()
+		case <-l.e.after(min(wait, never)):
+		}
+	}
+}
+
+// step does one round of work: take in replays and new rows, send one batch of due keys.
+// busy reports that more work is ready at once; otherwise wait says when the next is.
+func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
+	now := l.e.now()
+	if l.paused {
+		return false, never
+	}
+	if now.Before(l.backoffUntil) {
+		return false, l.backoffUntil.Sub(now)
+	}
+	var recs []*attemptRecord
+	if len(l.keysWithJobs()) > 0 {
+		recs = append(recs, l.poll(ctx)...)
+	}
+	fresh := map[int64]*schemas.Row{}
+	more, err := l.intake(ctx, fresh)
+	if err != nil {
+		l.noteError(err)
+		return false, time.Second
+	}
+	due := l.dueKeys(now)
+	if len(due) == 0 {
+		l.record(ctx, recs)
+		return more, l.untilNextDue(now)
+	}
+	if w := l.limiter.wait(now); w > 0 {
+		l.record(ctx, recs)
+		return false, w
+	}
+	reps := make([]int64, 0, len(due))
+	var stale []int64
+	for _, k := range due {
+		reps = append(reps, k.latest())
+		if fresh[k.latest()] == nil {
+			stale = append(stale, k.latest())
+		}
+	}
+	if len(stale) > 0 {
+		rows, err := l.readSeqs(ctx, stale)
+		if err != nil {
+			l.noteError(err)
+			return false, time.Second
+		}
+		for i := range rows {
+			fresh[rows[i].Seq] = &rows[i]
+		}
+	}
+	var keys []*pendingKey
+	var batch []*schemas.Row
+	for _, k := range due {
+		if r := fresh[k.latest()]; r != nil {
+			keys = append(keys, k)
+			batch = append(batch, r)
+		}
+	}
+	recs = append(recs, l.send(ctx, keys, batch)...)
+	l.record(ctx, recs)
+	return true, 0
+}
+
+// record persists recs and the cursor, and updates metrics and replay progress.
+func (l *loop) record(ctx context.Context, recs []*attemptRecord) {
+	cursor := l.computeCursor()
+	if err := l.persist(ctx, recs, cursor); err != nil {
+		// The rows were sent; if the process ends before a later record succeeds they are
+		// sent again, which the sinks' idempotent writes absorb.
+		l.noteError(err)
+		return
+	}
+	l.cursor = cursor
+	for seq := range l.resume {
+		if seq <= cursor {
+			delete(l.resume, seq)
+		}
+	}
+	for _, a := range recs {
+		for _, r := range a.rows {
+			if r.replayID != "" && finalOutcome(r.outcome) {
+				if p := l.replays[r.replayID]; p != nil {
+					p.Done++
+				}
+			}
+		}
+	}
+	l.updateGauges()
+}
+
+// intake takes in queued replays and new rows from the store. more reports that new rows
+// remain to be read.
+func (l *loop) intake(ctx context.Context, fresh map[int64]*schemas.Row) (more bool, err error) {
+	if len(l.replayQueue) > 0 {
+		n := min(len(l.replayQueue), 1000)
+		items := l.replayQueue[:n]
+		seqs := make([]int64, n)
+		ids := map[int64]string{}
+		for i, it := range items {
+			seqs[i] = it.seq
+			ids[it.seq] = it.id
+		}
+		rows, err := l.readSeqs(ctx, seqs)
+		if err != nil {
+			return false, err
+		}
+		for i := range rows {
+			l.add(&rows[i], ids[rows[i].Seq])
+		}
+		l.replayQueue = l.replayQueue[n:]
+		more = len(l.replayQueue) > 0
+	}
+	upto := l.tickedUpTo
+	if l.high >= upto || len(l.keys) >= maxPendingKeys {
+		return more, nil
+	}
+	limit := max(l.opt.BatchRows*4, 256)
+	window := min(upto, l.high+scanWindow)
+	rows, err := l.readNew(ctx, l.high, window, limit)
+	if err != nil {
+		return more, err
+	}
+	for i := range rows {
+		r := &rows[i]
+		if info, ok := l.resume[r.Seq]; ok && finalOutcome(info.outcome) {
+			continue
+		}
+		fresh[r.Seq] = r
+		l.add(r, "")
+	}
+	if len(rows) == limit {
+		l.high = rows[len(rows)-1].Seq
+	} else {
+		l.high = window
+	}
+	return more || l.high < upto, nil
+}
+
+// Bounds on how much one step takes in.
+const (
+	scanWindow     = 50000  // seqs examined per read of new rows
+	maxPendingKeys = 100000 // beyond this, new rows wait in the store until keys clear
+)
+
+// add places a row under its destination key.
+func (l *loop) add(r *schemas.Row, replayID string) {
+	key := keyOf(r, l.keyCol)
+	k := l.keys[key]
+	if k == nil {
+		k = &pendingKey{key: key, eventIDs: map[int64]string{}, received: r.ReceivedAt}
+		if info, ok := l.resume[r.Seq]; ok && replayID == "" {
+			// Attempted before a restart: keep its attempts and schedule.
+			k.attempts, k.next, k.first, k.lastErr, k.lastCode = info.attempt, info.next, info.first, info.err, info.statusCd
+			if info.outcome == rowAccepted {
+				k.job, k.jobSeq = info.jobID, r.Seq
+			}
+		}
+		l.keys[key] = k
+	}
+	if replayID != "" {
+		// An operator asked for this row now: the key's retry wait no longer applies.
+		if k.replayOf == nil {
+			k.replayOf = map[int64]string{}
+		}
+		k.replayOf[r.Seq] = replayID
+		if k.job == "" {
+			k.next = time.Time{}
+		}
+	}
+	if _, dup := k.eventIDs[r.Seq]; dup {
+		return
+	}
+	k.eventIDs[r.Seq] = r.EventID
+	i, _ := slices.BinarySearch(k.seqs, r.Seq)
+	k.seqs = slices.Insert(k.seqs, i, r.Seq)
+	if r.ReceivedAt.Before(k.received) {
+		k.received = r.ReceivedAt
+	}
+}
+
+// dueKeys returns up to BatchRows keys ready to send, oldest first.
+func (l *loop) dueKeys(now time.Time) []*pendingKey {
+	var due []*pendingKey
+	for _, k := range l.keys {
+		if k.job == "" && !k.next.After(now) {
+			due = append(due, k)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].seqs[0] < due[j].seqs[0] })
+	if len(due) > l.opt.BatchRows {
+		due = due[:l.opt.BatchRows]
+	}
+	return due
+}
+
+func (l *loop) untilNextDue(now time.Time) time.Duration {
+	wait := time.Duration(never)
+	for _, k := range l.keys {
+		if k.job != "" {
+			wait = min(wait, max(l.opt.PollInterval-now.Sub(l.lastPoll), 0))
+			continue
+		}
+		wait = min(wait, max(k.next.Sub(now), 0))
+	}
+	return wait
+}
+
+func (l *loop) keysWithJobs() []*pendingKey {
+	var out []*pendingKey
+	for _, k := range l.keys {
+		if k.job != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// computeCursor returns the highest seq at or below which every row is done: just below the
+// oldest pending row taken in from new rows (replayed rows lie behind the cursor already).
+func (l *loop) computeCursor() int64 {
+	c := l.high
+	for _, k := range l.keys {
+		for _, s := range k.seqs {
+			if s > l.cursor && s-1 < c {
+				c = s - 1
+			}
+		}
+	}
+	return max(c, l.cursor)
+}
+
+// BatchID derives a batch's id from the sink and its rows, so a re-send keeps it.
+func BatchID(sink string, seqs []int64) string {
+	h := sha256.New()
+	h.Write([]byte(sink))
+	var b [8]byte
+	for _, s := range seqs {
+		binary.BigEndian.PutUint64(b[:], uint64(s))
+		h.Write(b[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// send writes one batch (rows[i] is keys[i]'s latest row) and applies the outcome, splitting
+// a batch the destination rejects as a whole to find the rows at fault.
+func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row) []*attemptRecord {
+	seqs := make([]int64, 0, len(rows))
+	attempt := 1
+	for _, k := range keys {
+		attempt = max(attempt, k.attempts+1)
+	}
+	for _, r := range rows {
+		seqs = append(seqs, r.Seq)
+	}
+	vals := make([]schemas.Row, len(rows))
+	for i, r := range rows {
+		vals[i] = *r
+	}
+	rec, err := schemas.BuildRecord(nil, l.sendSchema, vals)
+	if err != nil {
+		l.noteError(fmt.Errorf("delivery: %s: build batch: %w", l.name, err))
+		return nil
+	}
+	defer rec.Release()
+	b := &Batch{ID: BatchID(l.name, seqs), Attempt: attempt, Record: rec}
+	started := l.e.now()
+	l.limiter.take(started)
+	wctx, cancel := context.WithTimeout(ctx, l.opt.Timeout)
+	res, err := l.opt.Sink.Write(wctx, b)
+	cancel()
+	finished := l.e.now()
+	l.m.batchSeconds.Observe(finished.Sub(started).Seconds())
+	a := &attemptRecord{batchID: b.ID, attempt: attempt, started: started, finished: finished, replayID: commonReplay(keys)}
+
+	var sinkErr *SinkError
+	var rejected *BatchRejectedError
+	switch {
+	case ctx.Err() != nil:
+		// Shutting down: the batch is neither delivered nor charged; it is sent again after
+		// the restart.
+		return nil
+	case errors.As(err, &sinkErr):
+		l.sinkDown(sinkErr, finished)
+		a.outcome, a.statusCode, a.err = "sink_error", sinkErr.StatusCode, sinkErr.Error()
+		if sinkErr.Pause {
+			a.outcome = "paused"
+		}
+		for _, k := range keys {
+			a.rows = append(a.rows, l.rowRec(k, k.latest(), rowNotSent, k.attempts, sinkErr.StatusCode, sinkErr.Error()))
+		}
+		return []*attemptRecord{a}
+	case errors.As(err, &rejected) && len(keys) > 1:
+		half := len(keys) / 2
+		a.outcome, a.statusCode, a.err = "split", rejected.StatusCode, rejected.Error()
+		l.m.split.Inc()
+		out := []*attemptRecord{a}
+		out = append(out, l.send(ctx, keys[:half], rows[:half])...)
+		return append(out, l.send(ctx, keys[half:], rows[half:])...)
+	case errors.As(err, &rejected):
+		res = &Result{Rows: []RowResult{{Seq: rows[0].Seq, Outcome: Failed, Reason: rejected.Reason, StatusCode: rejected.StatusCode}}}
+	case err != nil:
+		// The plugin crashed or timed out: nothing is known of the rows, so all are retried.
+		res = &Result{}
+		for _, s := range seqs {
+			res.Rows = append(res.Rows, RowResult{Seq: s, Outcome: Retry, Reason: err.Error()})
+		}
+		a.err = err.Error()
+	}
+	l.sinkErrors = 0
+	reported := map[int64]RowResult{}
+	if res != nil {
+		for _, rr := range res.Rows {
+			reported[rr.Seq] = rr
+		}
+	}
+	for _, k := range keys {
+		rr, ok := reported[k.latest()]
+		if !ok {
+			rr = RowResult{Seq: k.latest(), Outcome: Delivered}
+		}
+		l.apply(a, k, rr, k.attempts+1, finished)
+	}
+	a.outcome = batchOutcome(a, err)
+	if a.outcome == "delivered" {
+		l.lastSuccessAt = finished
+	}
+	return []*attemptRecord{a}
+}
+
+// apply records what happened to key k's row and updates the key.
+func (l *loop) apply(a *attemptRecord, k *pendingKey, rr RowResult, attempt int, now time.Time) {
+	if k.first.IsZero() {
+		k.first = a.started
+	}
+	k.attempts = attempt
+	rep := k.latest()
+	switch rr.Outcome {
+	case Delivered:
+		a.rows = append(a.rows, l.rowRec(k, rep, rowDelivered, attempt, rr.StatusCode, ""))
+		l.m.delivered.Inc()
+		l.finish(a, k, rep)
+	case Accepted:
+		k.job, k.jobSeq = rr.JobID, rep
+		r := l.rowRec(k, rep, rowAccepted, attempt, rr.StatusCode, "")
+		r.jobID = rr.JobID
+		a.rows = append(a.rows, r)
+	case Retry, Failed:
+		if rr.StatusCode == 429 {
+			l.m.throttled.Inc()
+		}
+		k.lastErr, k.lastCode = rr.Reason, rr.StatusCode
+		next, give := time.Time{}, true
+		if rr.Outcome == Retry {
+			next, give = l.policy.next(attempt, k.first, now, rr.RetryAfter, l.rnd)
+		}
+		if !give {
+			k.next = next
+			r := l.rowRec(k, rep, rowRetry, attempt, rr.StatusCode, rr.Reason)
+			r.next = next
+			a.rows = append(a.rows, r)
+			l.m.retried.Inc()
+			return
+		}
+		r := l.rowRec(k, rep, rowDead, attempt, rr.StatusCode, rr.Reason)
+		a.rows = append(a.rows, r)
+		a.dead = append(a.dead, r)
+		l.m.dead.Inc()
+		l.finish(a, k, rep)
+	}
+}
+
+// finish marks the key's older rows as coalesced into rep and forgets the key.
+func (l *loop) finish(a *attemptRecord, k *pendingKey, rep int64) {
+	for _, s := range k.seqs {
+		if s != rep {
+			a.rows = append(a.rows, l.rowRec(k, s, rowCoalesced, k.attempts, 0, ""))
+		}
+	}
+	delete(l.keys, k.key)
+}
+
+func (l *loop) rowRec(k *pendingKey, seq int64, outcome string, attempt, code int, errText string) rowRecord {
+	return rowRecord{seq: seq, eventID: k.eventIDs[seq], attempt: attempt, outcome: outcome, statusCode: code, err: errText, first: k.first, replayID: k.replayOf[seq]}
+}
+
+func commonReplay(keys []*pendingKey) string {
+	id := ""
+	for _, k := range keys {
+		r := k.replayOf[k.latest()]
+		if r == "" || (id != "" && r != id) {
+			return ""
+		}
+		id = r
+	}
+	return id
+}
+
+func batchOutcome(a *attemptRecord, err error) string {
+	d, r, f := a.counts()
+	switch {
+	case err != nil && d == 0:
+		return "error"
+	case r == 0 && f == 0:
+		return "delivered"
+	case d == 0 && f == 0:
+		return "retry"
+	case d == 0 && r == 0:
+		return "failed"
+	}
+	return "partial"
+}
+
+// sinkDown backs the whole sink off (or pauses it) after a sink-wide error.
+func (l *loop) sinkDown(err *SinkError, now time.Time) {
+	l.noteError(err)
+	if err.StatusCode == 429 {
+		l.m.throttled.Inc()
+	}
+	if err.Pause {
+		l.paused, l.pausedReason = true, err.Error()
+		l.e.log.Warn("delivery: sink paused until resumed", "sink", l.name, "reason", err.Error())
+		if perr := l.persistPause(context.Background(), true, l.pausedReason); perr != nil {
+			l.noteError(perr)
+		}
+		return
+	}
+	l.sinkErrors++
+	wait := err.RetryAfter
+	if wait <= 0 {
+		wait = min(time.Second<<min(l.sinkErrors-1, 9), 5*time.Minute)
+	}
+	l.backoffUntil = now.Add(wait)
+	l.e.log.Warn("delivery: sink unavailable; backing off", "sink", l.name, "for", wait, "err", err.Error())
+}
+
+func (l *loop) noteError(err error) {
+	l.lastError, l.lastErrorAt = err.Error(), l.e.now()
+	l.e.log.Error("delivery: error", "sink", l.name, "err", err)
+}
+
+// poll asks an asynchronous sink about its accepted rows.
+func (l *loop) poll(ctx context.Context) []*attemptRecord {
+	poller, ok := l.opt.Sink.(Poller)
+	now := l.e.now()
+	if !ok || now.Sub(l.lastPoll) < l.opt.PollInterval {
+		return nil
+	}
+	l.lastPoll = now
+	keys := l.keysWithJobs()
+	jobs := make([]Job, len(keys))
+	bySeq := map[int64]*pendingKey{}
+	for i, k := range keys {
+		jobs[i] = Job{Seq: k.jobSeq, JobID: k.job}
+		bySeq[k.jobSeq] = k
+	}
+	wctx, cancel := context.WithTimeout(ctx, l.opt.Timeout)
+	results, err := poller.Poll(wctx, jobs)
+	cancel()
+	if err != nil {
+		l.noteError(fmt.Errorf("delivery: %s: poll jobs: %w", l.name, err))
+		return nil
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	a := &attemptRecord{batchID: "poll", started: now, finished: l.e.now()}
+	for _, rr := range results {
+		k := bySeq[rr.Seq]
+		if k == nil || k.jobSeq != rr.Seq {
+			continue
+		}
+		job := k.job
+		k.job = ""
+		before := len(a.rows)
+		l.apply(a, k, rr, k.attempts, a.finished)
+		for i := before; i < len(a.rows); i++ {
+			a.rows[i].jobID = job
+		}
+	}
+	a.outcome = batchOutcome(a, nil)
+	return []*attemptRecord{a}
+}

@@ -1,0 +1,340 @@
+package delivery
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/hookbridge/hookbridge/connector/store"
+)
+
+// Row outcomes as stored in delivery_rows.outcome. delivered, coalesced, dead and skipped are
+// final; retry, accepted and not_sent leave the row pending.
+const (
+	rowDelivered = "delivered" // the destination took the row
+	rowCoalesced = "coalesced" // a later row with the same destination key was sent in its place
+	rowRetry     = "retry"     // failed; next_attempt_at says when it is tried again
+	rowAccepted  = "accepted"  // taken as an asynchronous job; job_id is polled
+	rowDead      = "dead"      // the retry policy is spent, or the failure was permanent
+	rowNotSent   = "not_sent"  // the sink was unavailable; the row was not charged an attempt
+)
+
+func finalOutcome(o string) bool {
+	return o == rowDelivered || o == rowCoalesced || o == rowDead
+}
+
+// attemptRecord is one request to the sink and what became of its rows.
+type attemptRecord struct {
+	batchID    string
+	attempt    int
+	started    time.Time
+	finished   time.Time
+	outcome    string // delivered, partial, retry, failed, sink_error, paused, crashed
+	statusCode int
+	err        string
+	replayID   string
+	rows       []rowRecord
+	dead       []rowRecord
+}
+
+type rowRecord struct {
+	seq        int64
+	eventID    string
+	attempt    int
+	outcome    string
+	statusCode int
+	err        string
+	next       time.Time
+	first      time.Time
+	jobID      string
+	replayID   string
+}
+
+func (a *attemptRecord) counts() (delivered, retried, failed int) {
+	for _, r := range a.rows {
+		switch r.outcome {
+		case rowDelivered, rowCoalesced, rowAccepted:
+			delivered++
+		case rowRetry, rowNotSent:
+			retried++
+		case rowDead:
+			failed++
+		}
+	}
+	return
+}
+
+var deliveryRowsSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "delivery_id", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "sink", Type: arrow.BinaryTypes.String},
+	{Name: "seq", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "event_id", Type: arrow.BinaryTypes.String},
+	{Name: "attempt", Type: arrow.PrimitiveTypes.Int32},
+	{Name: "outcome", Type: arrow.BinaryTypes.String},
+	{Name: "status_code", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+	{Name: "error", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "next_attempt_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "first_attempt_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "job_id", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "replay_id", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}},
+}, nil)
+
+// persist records attempts and the new cursor in one writer transaction.
+func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64) error {
+	if len(recs) == 0 && cursor == l.savedCursor {
+		return nil
+	}
+	now := l.e.now()
+	err := l.e.store.Apply(ctx, func(ctx context.Context, tx *store.Tx) error {
+		for _, a := range recs {
+			var id int64
+			if err := tx.Query(ctx, "SELECT nextval('delivery_id')", nil, func(row []driver.Value) error {
+				id = row[0].(int64)
+				return nil
+			}); err != nil {
+				return err
+			}
+			d, r, f := a.counts()
+			if _, err := tx.Exec(ctx, `INSERT INTO deliveries (id, sink, batch_id, attempt, rows, started_at, finished_at, outcome, status_code, error, delivered, retried, failed, replay_id)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				id, l.name, a.batchID, a.attempt, len(a.rows), a.started.UTC(), a.finished.UTC(), a.outcome, nullInt(a.statusCode), nullStr(a.err), d, r, f, nullStr(a.replayID)); err != nil {
+				return fmt.Errorf("insert delivery: %w", err)
+			}
+			rec := l.rowsRecord(id, a.rows, now)
+			err := tx.InsertRecord(ctx, "delivery_rows", rec)
+			rec.Release()
+			if err != nil {
+				return fmt.Errorf("insert delivery rows: %w", err)
+			}
+			for _, dl := range a.dead {
+				if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (sink, seq, event_id, attempts, first_attempt_at, last_attempt_at, status_code, error, delivery_id, dead_at)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					l.name, dl.seq, dl.eventID, dl.attempt, nullTime(dl.first), a.finished.UTC(), nullInt(dl.statusCode), dl.err, id, now.UTC()); err != nil {
+					return fmt.Errorf("insert dead letter: %w", err)
+				}
+			}
+		}
+		if cursor != l.savedCursor {
+			if _, err := tx.Exec(ctx, "UPDATE sink_state SET cursor_seq = ?, updated_at = ? WHERE sink = ?", cursor, now.UTC(), l.name); err != nil {
+				return fmt.Errorf("update cursor: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delivery: %s: record attempts: %w", l.name, err)
+	}
+	l.savedCursor = cursor
+	return nil
+}
+
+func (l *loop) rowsRecord(id int64, rows []rowRecord, now time.Time) arrow.RecordBatch {
+	b := array.NewRecordBuilder(memory.NewGoAllocator(), deliveryRowsSchema)
+	defer b.Release()
+	ts := func(i int, t time.Time) {
+		tb := b.Field(i).(*array.TimestampBuilder)
+		if t.IsZero() {
+			tb.AppendNull()
+		} else {
+			tb.Append(arrow.Timestamp(t.UnixMicro()))
+		}
+	}
+	str := func(i int, s string) {
+		sb := b.Field(i).(*array.StringBuilder)
+		if s == "" {
+			sb.AppendNull()
+		} else {
+			sb.Append(s)
+		}
+	}
+	for _, r := range rows {
+		b.Field(0).(*array.Int64Builder).Append(id)
+		b.Field(1).(*array.StringBuilder).Append(l.name)
+		b.Field(2).(*array.Int64Builder).Append(r.seq)
+		b.Field(3).(*array.StringBuilder).Append(r.eventID)
+		b.Field(4).(*array.Int32Builder).Append(int32(r.attempt))
+		b.Field(5).(*array.StringBuilder).Append(r.outcome)
+		if r.statusCode != 0 {
+			b.Field(6).(*array.Int32Builder).Append(int32(r.statusCode))
+		} else {
+			b.Field(6).(*array.Int32Builder).AppendNull()
+		}
+		str(7, r.err)
+		ts(8, r.next)
+		ts(9, r.first)
+		str(10, r.jobID)
+		str(11, r.replayID)
+		ts(12, now)
+	}
+	return b.NewRecordBatch()
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullInt(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
+// resumeInfo is what the history says about a row above the cursor.
+type resumeInfo struct {
+	outcome  string
+	attempt  int
+	next     time.Time
+	first    time.Time
+	jobID    string
+	statusCd int
+	err      string
+}
+
+// loadState reads the sink's cursor (creating it from the start option on first run), pause
+// state, and the latest outcome of every row above the cursor.
+func (l *loop) loadState(ctx context.Context) error {
+	db := l.e.store.DB()
+	var paused bool
+	var reason sql.NullString
+	err := db.QueryRowContext(ctx, "SELECT cursor_seq, paused, paused_reason FROM sink_state WHERE sink = ?", l.name).Scan(&l.cursor, &paused, &reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		if l.cursor, err = l.startCursor(ctx); err != nil {
+			return err
+		}
+		now := l.e.now().UTC()
+		if err := l.e.store.Apply(ctx, func(ctx context.Context, tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO sink_state (sink, cursor_seq, created_at, updated_at) VALUES (?, ?, ?, ?)", l.name, l.cursor, now, now)
+			return err
+		}); err != nil {
+			return fmt.Errorf("delivery: %s: create sink state: %w", l.name, err)
+		}
+		l.e.log.Info("delivery: new sink", "sink", l.name, "start", l.opt.Start, "cursor", l.cursor)
+	} else if err != nil {
+		return fmt.Errorf("delivery: %s: read sink state: %w", l.name, err)
+	}
+	l.savedCursor, l.high = l.cursor, l.cursor
+	l.paused, l.pausedReason = paused, reason.String
+	rows, err := db.QueryContext(ctx, `SELECT seq, arg_max(outcome, delivery_id), max(attempt), arg_max(next_attempt_at, delivery_id),
+			min(first_attempt_at), arg_max(job_id, delivery_id), arg_max(status_code, delivery_id), arg_max(error, delivery_id)
+		FROM delivery_rows WHERE sink = ? AND seq > ? AND replay_id IS NULL GROUP BY seq`, l.name, l.cursor)
+	if err != nil {
+		return fmt.Errorf("delivery: %s: read history: %w", l.name, err)
+	}
+	defer rows.Close()
+	l.resume = map[int64]resumeInfo{}
+	for rows.Next() {
+		var seq int64
+		var ri resumeInfo
+		var next, first sql.NullTime
+		var job, errText sql.NullString
+		var status sql.NullInt64
+		if err := rows.Scan(&seq, &ri.outcome, &ri.attempt, &next, &first, &job, &status, &errText); err != nil {
+			return fmt.Errorf("delivery: %s: read history: %w", l.name, err)
+		}
+		ri.next, ri.first, ri.jobID, ri.statusCd, ri.err = next.Time, first.Time, job.String, int(status.Int64), errText.String
+		l.resume[seq] = ri
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("delivery: %s: read history: %w", l.name, err)
+	}
+	var today int
+	day := l.e.now().UTC().Truncate(24 * time.Hour)
+	db.QueryRowContext(ctx, "SELECT count(*) FROM deliveries WHERE sink = ? AND started_at >= ? AND outcome <> 'sink_error'", l.name, day).Scan(&today)
+	l.limiter.seedDaily(l.e.now(), today)
+	return l.loadReplays(ctx)
+}
+
+// startCursor places a new sink: latest (default) starts after everything stored now,
+// earliest before the first event, a time before the first event received at or after it.
+func (l *loop) startCursor(ctx context.Context) (int64, error) {
+	db := l.e.store.DB()
+	var seq int64
+	var err error
+	switch start := l.opt.Start; start {
+	case "", "latest":
+		seq = l.e.store.StateSeq()
+	case "earliest":
+		seq = 0
+	default:
+		t, perr := time.Parse(time.RFC3339, start)
+		if perr != nil {
+			return 0, fmt.Errorf("delivery: %s: start %q: use latest, earliest or an RFC 3339 time", l.name, start)
+		}
+		err = db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM events WHERE received_at < ?", t.UTC()).Scan(&seq)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("delivery: %s: place new sink: %w", l.name, err)
+	}
+	return seq, nil
+}
+
+// loadReplays puts back the rows of replays a restart interrupted.
+func (l *loop) loadReplays(ctx context.Context) error {
+	db := l.e.store.DB()
+	rows, err := db.QueryContext(ctx, `SELECT r.id, r.description, unnest(r.seqs) AS seq FROM replays r WHERE r.sink = ?`, l.name)
+	if err != nil {
+		return fmt.Errorf("delivery: %s: read replays: %w", l.name, err)
+	}
+	type item struct {
+		id, desc string
+		seq      int64
+	}
+	var items []item
+	for rows.Next() {
+		var it item
+		if err := rows.Scan(&it.id, &it.desc, &it.seq); err != nil {
+			rows.Close()
+			return err
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	done := map[string]map[int64]bool{}
+	drows, err := db.QueryContext(ctx, `SELECT replay_id, seq FROM delivery_rows WHERE sink = ? AND replay_id IS NOT NULL AND outcome IN ('delivered', 'coalesced', 'dead')`, l.name)
+	if err != nil {
+		return fmt.Errorf("delivery: %s: read replay progress: %w", l.name, err)
+	}
+	for drows.Next() {
+		var id string
+		var seq int64
+		drows.Scan(&id, &seq)
+		if done[id] == nil {
+			done[id] = map[int64]bool{}
+		}
+		done[id][seq] = true
+	}
+	drows.Close()
+	for _, it := range items {
+		p := l.replays[it.id]
+		if p == nil {
+			p = &replayProgress{ID: it.id, Sink: l.name, Description: it.desc}
+			l.replays[it.id] = p
+		}
+		p.Total++
+		if done[it.id][it.seq] {
+			p.Done++
+			continue
+		}
+		l.replayQueue = append(l.replayQueue, replayItem{id: it.id, seq: it.seq})
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// stateColumns are taken from the subscription's current state in preference to the event:
+// the state holds the latest non-null value of every event up to StateSeq (this one included),
+// so an Unsubscribe carries the email it ended and a delayed row the contact's current data.
+var stateColumns = []string{
+	"account_id", "account_code", "calendar_id", "calendar_code", "calendar_title", "subscription_method",
+	"tag_ids", "tag_names", "email", "email_key", "first_name", "last_name", "phone", "postcode", "country_code",
+	"marketing_consent",
+}
+
+// contactColumns are aggregates over every subscription of the row's contact (email_key).
+var contactColumns = []string{"contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}
+
+// rowQuery builds the SELECT that reads events joined with current state, projected to cols
+// (normalised column names; delivery columns allowed), for rows matching where.
+func rowQuery(cols []string, where string) string {
+	var sel []string
+	needContact := false
+	for _, c := range cols {
+		switch {
+		case slices.Contains(stateColumns, c):
+			sel = append(sel, fmt.Sprintf("coalesce(s.%s, e.%s) AS %s", c, c, c))
+		case c == "email_original":
+			// The original spelling belongs with whichever email is used.
+			sel = append(sel, "CASE WHEN s.email IS NOT NULL AND s.email IS DISTINCT FROM e.email THEN s.email ELSE e.email_original END AS email_original")
+		case c == "status" || c == "subscribed_at" || c == "unsubscribed_at":
+			sel = append(sel, "s."+c+" AS "+c)
+		case slices.Contains(contactColumns, c):
+			needContact = true
+			sel = append(sel, "c."+c+" AS "+c)
+		default:
+			sel = append(sel, "e."+c+" AS "+c)
+		}
+	}
+	q := "SELECT " + strings.Join(sel, ", ") + "\nFROM events e\nLEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id\n"
+	if needContact {
+		q += `LEFT JOIN (
+	SELECT email_key,
+		CASE WHEN count(*) FILTER (WHERE status = 'subscribed') > 0 THEN 'subscribed' ELSE 'unsubscribed' END AS contact_status,
+		count(*) FILTER (WHERE status = 'subscribed') AS contact_active_subscriptions,
+		coalesce(list_sort(list_distinct(list(calendar_code) FILTER (WHERE status = 'subscribed' AND calendar_code IS NOT NULL))), []) AS contact_calendars,
+		coalesce(list_sort(list_distinct(list(calendar_code) FILTER (WHERE status = 'unsubscribed' AND calendar_code IS NOT NULL))), []) AS contact_ended_calendars
+	FROM subscriptions
+	WHERE email_key IN (
+		SELECT coalesce(s2.email_key, e2.email_key) FROM events e2
+		LEFT JOIN subscriptions s2 ON s2.subscription_id = e2.subscription_id
+		WHERE ` + strings.ReplaceAll(where, "e.", "e2.") + `)
+	GROUP BY email_key
+) c ON c.email_key = coalesce(s.email_key, e.email_key)
+`
+	}
+	return q + "WHERE " + where + "\nORDER BY e.seq"
+}
+
+// readNew reads up to limit rows of the sink's event types with seq in (after, upto].
+func (l *loop) readNew(ctx context.Context, after, upto int64, limit int) ([]schemas.Row, error) {
+	where := fmt.Sprintf("e.seq > %d AND e.seq <= %d%s", after, upto, l.typeFilter)
+	return l.e.store.ReadRows(ctx, rowQuery(l.readCols, where)+" LIMIT "+strconv.Itoa(limit))
+}
+
+// readSeqs reads the given rows afresh (for retries and replays: state may have moved on).
+func (l *loop) readSeqs(ctx context.Context, seqs []int64) ([]schemas.Row, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	parts := make([]string, len(seqs))
+	for i, s := range seqs {
+		parts[i] = strconv.FormatInt(s, 10)
+	}
+	return l.e.store.ReadRows(ctx, rowQuery(l.readCols, "e.seq IN ("+strings.Join(parts, ", ")+")"))
+}
+
+// typeFilterSQL renders the sink's event-type filter as an AND clause.
+func typeFilterSQL(types []string) string {
+	if len(types) == 0 {
+		return ""
+	}
+	q := make([]string, len(types))
+	for i, t := range types {
+		q[i] = "'" + strings.ReplaceAll(t, "'", "''") + "'"
+	}
+	return " AND e.event_type IN (" + strings.Join(q, ", ") + ")"
+}
+
+// keyOf returns the row's destination key for ordering and coalescing: the key column's value,
+// or a key unique to the row when it is empty (such rows are independent).
+func keyOf(r *schemas.Row, column string) string {
+	v, _ := r.Value(column)
+	if s, ok := v.(string); ok && s != "" {
+		return column + ":" + s
+	}
+	return "seq:" + strconv.FormatInt(r.Seq, 10)
+}
