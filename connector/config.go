@@ -484,6 +484,7 @@ func (c *Config) Validate() error {
 				c.problem(v, p+".mapping", "%s", strings.TrimPrefix(err.Error(), "schemas: mapping: "))
 			}
 		}
+		c.validateSink(v, i)
 	}
 	if len(v.Problems) > 0 {
 		return v

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hookbridge/hookbridge/connector/admin"
+	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/connector/receiver"
 	"github.com/hookbridge/hookbridge/connector/store"
 	"github.com/hookbridge/hookbridge/schemas"
@@ -30,6 +33,11 @@ type Options struct {
 	MaxGroup int
 	// ShutdownTimeout bounds the graceful shutdown (default 30s).
 	ShutdownTimeout time.Duration
+	// OpenSink connects a configured sink's plugin. Required when sinks are configured.
+	OpenSink SinkOpener
+	// Now and After are the delivery engine's clock (default: the real one).
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
 }
 
 // Connector is a running hookbridge server.
@@ -39,8 +47,11 @@ type Connector struct {
 	log   *slog.Logger
 	reg   *prometheus.Registry
 	store *store.Store
+	eng   *delivery.Engine
+	sinks []io.Closer
 	srv   *http.Server
 	ln    net.Listener
+	admin *http.Server // its own listener when admin.listen is set
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -85,6 +96,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		st.Close()
 		return err
 	}
+	if err := c.startDelivery(ctx); err != nil {
+		c.closeSinks()
+		st.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	rc.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -94,24 +110,104 @@ func (c *Connector) Start(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", c.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
 
+	adminMux := mux
+	if c.cfg.Admin.Listen != "" {
+		adminMux = http.NewServeMux()
+	}
+	c.adminAPI(c.cfg.Admin.Listen == "" && IsLoopback(c.cfg.Listen) || c.cfg.Admin.Listen != "" && IsLoopback(c.cfg.Admin.Listen)).Register(adminMux)
+
 	ln, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
+		c.stopDelivery()
 		st.Close()
 		return fmt.Errorf("connector: listen on %s: %w", c.cfg.Listen, err)
 	}
 	c.ln = ln
-	c.srv = &http.Server{
-		Handler:           receiver.NoRedirect(mux),
+	c.srv = c.httpServer(receiver.NoRedirect(mux))
+	go func() { c.serveErr <- c.srv.Serve(ln) }()
+	if c.cfg.Admin.Listen != "" {
+		aln, err := net.Listen("tcp", c.cfg.Admin.Listen)
+		if err != nil {
+			c.srv.Close()
+			c.stopDelivery()
+			st.Close()
+			return fmt.Errorf("connector: admin listen on %s: %w", c.cfg.Admin.Listen, err)
+		}
+		c.admin = c.httpServer(adminMux)
+		go c.admin.Serve(aln)
+		c.log.Info("hookbridge: admin API listening", "addr", aln.Addr().String())
+	}
+	c.log.Info("hookbridge: listening", "addr", ln.Addr().String(), "data", c.cfg.Data, "sources", c.cfg.SourceNames(), "sinks", len(c.cfg.Sinks))
+	return nil
+}
+
+func (c *Connector) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Duration(c.cfg.Limits.ReadTimeout),
-		WriteTimeout:      time.Duration(c.cfg.Limits.ReadTimeout) + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}
-	go func() { c.serveErr <- c.srv.Serve(ln) }()
-	c.log.Info("hookbridge: listening", "addr", ln.Addr().String(), "data", c.cfg.Data, "sources", c.cfg.SourceNames())
+}
+
+func (c *Connector) adminAPI(loopback bool) *admin.API {
+	opts := admin.Options{Token: c.cfg.Admin.Token.Reveal(), Loopback: loopback, Store: c.store, Logger: c.log}
+	if c.eng != nil {
+		opts.Engine = c.eng
+	}
+	return admin.New(opts)
+}
+
+// startDelivery opens every configured sink's plugin and starts the delivery engine.
+func (c *Connector) startDelivery(ctx context.Context) error {
+	if len(c.cfg.Sinks) == 0 {
+		return nil
+	}
+	if c.opts.OpenSink == nil {
+		return errors.New("connector: sinks are configured but no plugin host was given")
+	}
+	var sinks []delivery.SinkOptions
+	for _, sc := range c.cfg.Sinks {
+		o, err := c.opts.OpenSink(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("connector: sink %s (plugin %s): %w", sc.Name, sc.Plugin, err)
+		}
+		if o.Closer != nil {
+			c.sinks = append(c.sinks, o.Closer)
+		}
+		so, err := sinkOptions(sc, o)
+		if err != nil {
+			return fmt.Errorf("connector: sink %s: %w", sc.Name, err)
+		}
+		sinks = append(sinks, so)
+	}
+	eng, err := delivery.New(delivery.Options{Store: c.store, Sinks: sinks, Logger: c.log, Registerer: c.reg, Now: c.opts.Now, After: c.opts.After})
+	if err != nil {
+		return err
+	}
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	c.eng = eng
 	return nil
+}
+
+func (c *Connector) stopDelivery() {
+	if c.eng != nil {
+		c.eng.Stop()
+	}
+	c.closeSinks()
+}
+
+func (c *Connector) closeSinks() {
+	for _, s := range c.sinks {
+		if err := s.Close(); err != nil {
+			c.log.Warn("connector: closing sink", "err", err)
+		}
+	}
+	c.sinks = nil
 }
 
 func (c *Connector) newReceiver() (*receiver.Receiver, error) {
@@ -175,6 +271,9 @@ func (c *Connector) readyz(w http.ResponseWriter, r *http.Request) {
 // Addr returns the address the webhook listener is bound to (after Start).
 func (c *Connector) Addr() string { return c.ln.Addr().String() }
 
+// Engine returns the delivery engine (after Start; nil without sinks).
+func (c *Connector) Engine() *delivery.Engine { return c.eng }
+
 // Store returns the open store (after Start).
 func (c *Connector) Store() *store.Store { return c.store }
 
@@ -188,6 +287,10 @@ func (c *Connector) Stop() error {
 		if err := c.srv.Shutdown(ctx); err != nil {
 			c.stopErr = fmt.Errorf("connector: shutdown: %w", err)
 		}
+		if c.admin != nil {
+			c.admin.Shutdown(ctx)
+		}
+		c.stopDelivery()
 		if err := c.store.Close(); err != nil && c.stopErr == nil {
 			c.stopErr = err
 		}

@@ -48,6 +48,11 @@ func commands() []command {
 		{"serve", "receive webhooks into the DuckDB file and deliver them to sinks", cmdServe},
 		{"send", "post payload files to a running server and print each answer", cmdSend},
 		{"config", "print the built-in configuration, or check a configuration file", cmdConfig},
+		{"status", "show the running server's sinks: state, cursor, lag, retries, dead letters", cmdStatus},
+		{"sinks", "pause or resume a sink on the running server", cmdSinks},
+		{"deliveries", "list delivery attempts (the notification history)", cmdDeliveries},
+		{"dead-letters", "list rows sinks gave up on", cmdDeadLetters},
+		{"replay", "re-send events or dead letters to a sink", cmdReplay},
 		{"bench", "measure ingest throughput and latency against a bare HTTP handler", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hookbridge/hookbridge/connector/admin"
+)
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "status", "status [--server URL] [--json]")
+	af := addAdminFlags(fs)
+	asJSON := fs.Bool("json", false, "print the admin API's JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rep admin.StatusReport
+	if err := af.client(e).do(ctx, "GET", "/admin/v1/status", nil, &rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	ready := "ready"
+	if !rep.Ready {
+		ready = "NOT READY: " + rep.Reason
+	}
+	fmt.Fprintf(e.stdout, "store: %s, events stored up to seq %d\n\n", ready, rep.StateSeq)
+	if len(rep.Sinks) == 0 {
+		fmt.Fprintln(e.stdout, "no sinks configured")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tPLUGIN\tTRIGGER\tSTATE\tCURSOR\tBEHIND\tPENDING\tDEAD\tLAG\tLAST ERROR")
+	for _, s := range rep.Sinks {
+		state := s.State
+		if s.State == "paused" && s.PausedReason != "" {
+			state += " (" + s.PausedReason + ")"
+		}
+		if s.State == "backing_off" {
+			state += " until " + s.BackoffUntil.Local().Format(time.TimeOnly)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.Plugin, s.Trigger, state, s.Cursor, max(s.StoredSeq-s.Cursor, 0),
+			s.PendingRows, s.DeadLetters, (time.Duration(s.LagSeconds) * time.Second).String(), shortErr(s.LastError, s.LastErrorAt))
+	}
+	return tw.Flush()
+}
+
+func shortErr(msg string, at time.Time) string {
+	if msg == "" {
+		return "-"
+	}
+	if len(msg) > 80 {
+		msg = msg[:80] + "…"
+	}
+	return at.Local().Format(time.TimeOnly) + " " + msg
+}
+
+func cmdSinks(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "sinks", "sinks pause|resume NAME [--reason TEXT] [--server URL]")
+	af := addAdminFlags(fs)
+	reason := fs.String("reason", "", "why the sink is paused (shown by status)")
+	if len(args) < 2 || (args[0] != "pause" && args[0] != "resume") {
+		return usageError{"usage: hookbridge sinks pause|resume NAME [--reason TEXT]"}
+	}
+	verb, name := args[0], args[1]
+	if err := fs.Parse(args[2:]); err != nil {
+		return err
+	}
+	var body any
+	if verb == "pause" {
+		body = map[string]string{"reason": *reason}
+	}
+	var out map[string]string
+	if err := af.client(e).do(ctx, "POST", "/admin/v1/sinks/"+name+"/"+verb, body, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "sink %s: %s\n", out["sink"], out["state"])
+	return nil
+}

@@ -1,0 +1,392 @@
+// Package admin serves hookbridge's admin API under /admin/v1/: status, sink pause and
+// resume, the notification history, dead letters and replays (and, in later files, queries
+// and exports). Every request needs the bearer token when one is configured; requests with a
+// foreign Host or Origin are refused, so a web page cannot drive the API through a browser.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookbridge/hookbridge/connector/delivery"
+)
+
+// Engine is what the API needs of the delivery engine.
+type Engine interface {
+	Status(ctx context.Context) ([]delivery.SinkStatus, error)
+	Pause(ctx context.Context, sink, reason string) error
+	Resume(ctx context.Context, sink string) error
+	Replay(ctx context.Context, sink string, sel delivery.Selection) (delivery.ReplayStatus, error)
+	ReplayProgress(ctx context.Context, sink, id string) (delivery.ReplayStatus, error)
+	History(ctx context.Context, f delivery.HistoryFilter) (delivery.Page[delivery.Attempt], error)
+	DeadLetters(ctx context.Context, f delivery.DeadLetterFilter) (delivery.Page[delivery.DeadLetter], error)
+}
+
+// Store is what the API needs of the store for status.
+type Store interface {
+	StateSeq() int64
+	Ready() error
+}
+
+// Options configure the API.
+type Options struct {
+	// Token is required as "Authorization: Bearer TOKEN" when set. Without one the API must
+	// listen on loopback (the configuration enforces it).
+	Token string
+	// Loopback reports that the listener only accepts local connections; the Host header
+	// must then name a loopback host (DNS rebinding defence).
+	Loopback bool
+	// Hosts are further Host names accepted (for a listener off loopback, any host is
+	// accepted when empty).
+	Hosts  []string
+	Engine Engine
+	Store  Store
+	Logger *slog.Logger
+	// ProgressEvery is how often a streamed replay reports progress (default 250ms).
+	ProgressEvery time.Duration
+}
+
+// API is the admin HTTP API.
+type API struct {
+	opts  Options
+	token [32]byte
+	log   *slog.Logger
+}
+
+// New returns the API.
+func New(opts Options) *API {
+	a := &API{opts: opts, log: opts.Logger}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if opts.Token != "" {
+		a.token = sha256.Sum256([]byte(opts.Token))
+	}
+	if a.opts.ProgressEvery <= 0 {
+		a.opts.ProgressEvery = 250 * time.Millisecond
+	}
+	return a
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+		mux.Handle(pattern, a.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := f(w, r); err != nil {
+				writeError(w, err)
+			}
+		})))
+	}
+	h("GET /admin/v1/status", a.status)
+	h("POST /admin/v1/sinks/{sink}/pause", a.pause)
+	h("POST /admin/v1/sinks/{sink}/resume", a.resume)
+	h("GET /admin/v1/deliveries", a.deliveries)
+	h("GET /admin/v1/dead-letters", a.deadLetters)
+	h("POST /admin/v1/replays", a.replay)
+	h("GET /admin/v1/replays/{sink}/{id}", a.replayProgress)
+}
+
+// Guard checks Host, Origin and the bearer token before h runs.
+func (a *API) Guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.hostAllowed(r.Host) {
+			writeError(w, statusErr(http.StatusForbidden, "foreign Host %q refused", r.Host))
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || u.Host != r.Host {
+				writeError(w, statusErr(http.StatusForbidden, "cross-origin request from %q refused", o))
+				return
+			}
+		}
+		if a.opts.Token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+			if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hookbridge admin"`)
+				writeError(w, statusErr(http.StatusUnauthorized, "missing or wrong admin token (Authorization: Bearer …; set HOOKBRIDGE_ADMIN_TOKEN or --token)"))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	for _, h := range a.opts.Hosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	return !a.opts.Loopback && len(a.opts.Hosts) == 0
+}
+
+// httpError carries the status an error is answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func statusErr(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		status = he.status
+	case errors.Is(err, delivery.ErrNoSuchSink):
+		status = http.StatusNotFound
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// StatusReport is the answer of GET /admin/v1/status.
+type StatusReport struct {
+	Ready    bool                  `json:"ready"`
+	Reason   string                `json:"reason,omitempty"`
+	StateSeq int64                 `json:"state_seq"`
+	Sinks    []delivery.SinkStatus `json:"sinks"`
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) error {
+	rep := StatusReport{Ready: true, StateSeq: a.opts.Store.StateSeq(), Sinks: []delivery.SinkStatus{}}
+	if err := a.opts.Store.Ready(); err != nil {
+		rep.Ready, rep.Reason = false, err.Error()
+	}
+	if a.opts.Engine != nil {
+		sinks, err := a.opts.Engine.Status(r.Context())
+		if err != nil {
+			return err
+		}
+		rep.Sinks = sinks
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (a *API) engine() (Engine, error) {
+	if a.opts.Engine == nil {
+		return nil, statusErr(http.StatusNotFound, "no sinks are configured")
+	}
+	return a.opts.Engine, nil
+}
+
+func (a *API) pause(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			return statusErr(http.StatusBadRequest, "body: %v", err)
+		}
+	}
+	if err := e.Pause(r.Context(), r.PathValue("sink"), body.Reason); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"sink": r.PathValue("sink"), "state": "paused"})
+}
+
+func (a *API) resume(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	if err := e.Resume(r.Context(), r.PathValue("sink")); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"sink": r.PathValue("sink"), "state": "running"})
+}
+
+func parseTime(q url.Values, key string) (time.Time, error) {
+	v := q.Get(key)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, statusErr(http.StatusBadRequest, "%s=%q: use an RFC 3339 time or a duration ago such as 2h", key, v)
+}
+
+func parseLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, statusErr(http.StatusBadRequest, "limit=%q: use 1 to 1000", v)
+	}
+	return n, nil
+}
+
+func (a *API) deliveries(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := delivery.HistoryFilter{Sink: q.Get("sink"), Outcome: q.Get("status"), EventID: q.Get("event_id")}
+	if f.Since, err = parseTime(q, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = parseTime(q, "until"); err != nil {
+		return err
+	}
+	if f.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	if c := q.Get("after"); c != "" {
+		if f.After, err = strconv.ParseInt(c, 10, 64); err != nil {
+			return statusErr(http.StatusBadRequest, "after=%q is not a cursor from a previous page", c)
+		}
+	}
+	page, err := e.History(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if page.Items == nil {
+		page.Items = []delivery.Attempt{}
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (a *API) deadLetters(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := delivery.DeadLetterFilter{Sink: q.Get("sink"), All: q.Get("all") == "true", After: q.Get("after")}
+	if f.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	page, err := e.DeadLetters(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if page.Items == nil {
+		page.Items = []delivery.DeadLetter{}
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+// ReplayRequest is the body of POST /admin/v1/replays.
+type ReplayRequest struct {
+	Sink        string    `json:"sink"`
+	EventID     string    `json:"event_id,omitempty"`
+	Since       time.Time `json:"since,omitzero"`
+	Until       time.Time `json:"until,omitzero"`
+	DeadLetters bool      `json:"dead_letters,omitempty"`
+	// Wait streams progress as JSON lines until the replay is done.
+	Wait bool `json:"wait,omitempty"`
+}
+
+func (a *API) replay(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	var req ReplayRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return statusErr(http.StatusBadRequest, "body: %v", err)
+	}
+	n := 0
+	for _, set := range []bool{req.EventID != "", !req.Since.IsZero(), req.DeadLetters} {
+		if set {
+			n++
+		}
+	}
+	if req.Sink == "" || n != 1 {
+		return statusErr(http.StatusBadRequest, "name the sink and one of event_id, since (with optional until) or dead_letters")
+	}
+	p, err := e.Replay(r.Context(), req.Sink, delivery.Selection{EventID: req.EventID, Since: req.Since, Until: req.Until, DeadLetters: req.DeadLetters})
+	if err != nil {
+		if errors.Is(err, delivery.ErrNoSuchSink) {
+			return err
+		}
+		return statusErr(http.StatusUnprocessableEntity, "%v", err)
+	}
+	if !req.Wait {
+		return writeJSON(w, http.StatusAccepted, p)
+	}
+	// Stream progress as JSON lines; the replay goes on if the client leaves.
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	for {
+		enc.Encode(p)
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if p.Done >= p.Total {
+			return nil
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-time.After(a.opts.ProgressEvery):
+		}
+		if p, err = e.ReplayProgress(r.Context(), req.Sink, p.ID); err != nil {
+			enc.Encode(map[string]string{"error": err.Error()})
+			return nil
+		}
+	}
+}
+
+func (a *API) replayProgress(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.engine()
+	if err != nil {
+		return err
+	}
+	p, err := e.ReplayProgress(r.Context(), r.PathValue("sink"), r.PathValue("id"))
+	if err != nil {
+		return statusErr(http.StatusNotFound, "%v", err)
+	}
+	return writeJSON(w, http.StatusOK, p)
+}

@@ -1,0 +1,217 @@
+package delivery
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Attempt is one request to a sink, as the notification history shows it.
+type Attempt struct {
+	ID         int64     `json:"id"`
+	Sink       string    `json:"sink"`
+	BatchID    string    `json:"batch_id"`
+	Attempt    int       `json:"attempt"`
+	Rows       int       `json:"rows"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Outcome    string    `json:"outcome"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Delivered  int       `json:"delivered"`
+	Retried    int       `json:"retried"`
+	Failed     int       `json:"failed"`
+	ReplayID   string    `json:"replay_id,omitempty"`
+	// Row is the matching row's outcome when the history is searched by event id.
+	Row *RowOutcome `json:"row,omitempty"`
+}
+
+// RowOutcome is what one attempt did to one row.
+type RowOutcome struct {
+	Seq           int64      `json:"seq"`
+	EventID       string     `json:"event_id"`
+	Attempt       int        `json:"attempt"`
+	Outcome       string     `json:"outcome"`
+	StatusCode    int        `json:"status_code,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	JobID         string     `json:"job_id,omitempty"`
+}
+
+// HistoryFilter selects attempts. After is the keyset cursor: the smallest id already seen.
+type HistoryFilter struct {
+	Sink    string
+	Outcome string
+	EventID string
+	Since   time.Time
+	Until   time.Time
+	After   int64
+	Limit   int
+}
+
+// Page is one page of results; Next is the cursor of the following page ("" at the end).
+type Page[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// History lists attempts, newest first. With EventID it lists the attempts that carried that
+// event, each with the event's row outcome (Outcome then filters the row outcome).
+func (e *Engine) History(ctx context.Context, f HistoryFilter) (Page[Attempt], error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if f.Sink != "" {
+		add("d.sink = ?", f.Sink)
+	}
+	if f.After > 0 {
+		add("d.id < ?", f.After)
+	}
+	if !f.Since.IsZero() {
+		add("d.started_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		add("d.started_at < ?", f.Until.UTC())
+	}
+	cols := "d.id, d.sink, d.batch_id, d.attempt, d.rows, d.started_at, d.finished_at, d.outcome, d.status_code, d.error, d.delivered, d.retried, d.failed, d.replay_id"
+	from := "deliveries d"
+	if f.EventID != "" {
+		cols += ", r.seq, r.event_id, r.attempt, r.outcome, r.status_code, r.error, r.next_attempt_at, r.job_id"
+		from = "delivery_rows r JOIN deliveries d ON d.id = r.delivery_id"
+		add("r.event_id = ?", strings.ToLower(strings.TrimSpace(f.EventID)))
+		if f.Outcome != "" {
+			add("r.outcome = ?", f.Outcome)
+		}
+	} else if f.Outcome != "" {
+		add("d.outcome = ?", f.Outcome)
+	}
+	q := "SELECT " + cols + " FROM " + from
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY d.id DESC LIMIT " + strconv.Itoa(f.Limit+1)
+	rows, err := e.store.DB().QueryContext(ctx, q, args...)
+	if err != nil {
+		return Page[Attempt]{}, fmt.Errorf("delivery: history: %w", err)
+	}
+	defer rows.Close()
+	var page Page[Attempt]
+	for rows.Next() {
+		var a Attempt
+		var code sql.NullInt64
+		var errText, replay sql.NullString
+		dest := []any{&a.ID, &a.Sink, &a.BatchID, &a.Attempt, &a.Rows, &a.StartedAt, &a.FinishedAt, &a.Outcome, &code, &errText, &a.Delivered, &a.Retried, &a.Failed, &replay}
+		var ro RowOutcome
+		var rcode sql.NullInt64
+		var rerr, job sql.NullString
+		var next sql.NullTime
+		if f.EventID != "" {
+			dest = append(dest, &ro.Seq, &ro.EventID, &ro.Attempt, &ro.Outcome, &rcode, &rerr, &next, &job)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return Page[Attempt]{}, fmt.Errorf("delivery: history: %w", err)
+		}
+		a.StatusCode, a.Error, a.ReplayID = int(code.Int64), errText.String, replay.String
+		if f.EventID != "" {
+			ro.StatusCode, ro.Error, ro.JobID = int(rcode.Int64), rerr.String, job.String
+			if next.Valid {
+				ro.NextAttemptAt = &next.Time
+			}
+			a.Row = &ro
+		}
+		page.Items = append(page.Items, a)
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		page.Next = strconv.FormatInt(page.Items[f.Limit-1].ID, 10)
+	}
+	return page, rows.Err()
+}
+
+// DeadLetter is a row a sink gave up on.
+type DeadLetter struct {
+	Sink           string    `json:"sink"`
+	Seq            int64     `json:"seq"`
+	EventID        string    `json:"event_id"`
+	EventType      string    `json:"event_type"`
+	Attempts       int       `json:"attempts"`
+	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
+	LastAttemptAt  time.Time `json:"last_attempt_at"`
+	StatusCode     int       `json:"status_code,omitempty"`
+	Error          string    `json:"error"`
+	DeliveryID     int64     `json:"delivery_id"`
+	DeadAt         time.Time `json:"dead_at"`
+	// Resolved is set once a later attempt (a replay) delivered the row.
+	Resolved bool `json:"resolved"`
+}
+
+// DeadLetterFilter selects dead letters; After is the keyset cursor "delivery_id:seq".
+type DeadLetterFilter struct {
+	Sink  string
+	All   bool // include resolved ones
+	After string
+	Limit int
+}
+
+// DeadLetters lists dead letters, newest first.
+func (e *Engine) DeadLetters(ctx context.Context, f DeadLetterFilter) (Page[DeadLetter], error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	q := `SELECT d.sink, d.seq, d.event_id, coalesce(e.event_type, ''), d.attempts, d.first_attempt_at, d.last_attempt_at, d.status_code, d.error, d.delivery_id, d.dead_at,
+		EXISTS (SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq AND r.outcome IN ('delivered', 'coalesced') AND r.recorded_at > d.dead_at) AS resolved
+		FROM dead_letters d LEFT JOIN events e ON e.seq = d.seq`
+	var where []string
+	var args []any
+	if f.Sink != "" {
+		where = append(where, "d.sink = ?")
+		args = append(args, f.Sink)
+	}
+	if f.After != "" {
+		var id, seq int64
+		if _, err := fmt.Sscanf(f.After, "%d:%d", &id, &seq); err != nil {
+			return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: bad cursor %q", f.After)
+		}
+		where = append(where, "(d.delivery_id < ? OR (d.delivery_id = ? AND d.seq < ?))")
+		args = append(args, id, id, seq)
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q = "SELECT * FROM (" + q + ")"
+	if !f.All {
+		q += " WHERE NOT resolved"
+	}
+	q += " ORDER BY delivery_id DESC, seq DESC LIMIT " + strconv.Itoa(f.Limit+1)
+	rows, err := e.store.DB().QueryContext(ctx, q, args...)
+	if err != nil {
+		return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: %w", err)
+	}
+	defer rows.Close()
+	var page Page[DeadLetter]
+	for rows.Next() {
+		var d DeadLetter
+		var first sql.NullTime
+		var code sql.NullInt64
+		if err := rows.Scan(&d.Sink, &d.Seq, &d.EventID, &d.EventType, &d.Attempts, &first, &d.LastAttemptAt, &code, &d.Error, &d.DeliveryID, &d.DeadAt, &d.Resolved); err != nil {
+			return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: %w", err)
+		}
+		d.FirstAttemptAt, d.StatusCode = first.Time, int(code.Int64)
+		page.Items = append(page.Items, d)
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		last := page.Items[f.Limit-1]
+		page.Next = fmt.Sprintf("%d:%d", last.DeliveryID, last.Seq)
+	}
+	return page, rows.Err()
+}
