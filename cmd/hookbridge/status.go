@@ -30,7 +30,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if !rep.Ready {
 		ready = "NOT READY: " + rep.Reason
 	}
-	fmt.Fprintf(e.stdout, "store: %s, events stored up to seq %d\n\n", ready, rep.StateSeq)
+	fmt.Fprintf(e.stdout, "store: %s, events stored up to seq %d (subscription state merged up to %d)\n\n", ready, rep.StoredSeq, rep.StateSeq)
 	if len(rep.Sinks) == 0 {
 		fmt.Fprintln(e.stdout, "no sinks configured")
 		return nil

@@ -35,6 +35,7 @@ type Engine interface {
 
 // Store is what the API needs of the store for status.
 type Store interface {
+	CommittedSeq() int64
 	StateSeq() int64
 	Ready() error
 }
@@ -180,14 +181,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // StatusReport is the answer of GET /admin/v1/status.
 type StatusReport struct {
-	Ready    bool                  `json:"ready"`
-	Reason   string                `json:"reason,omitempty"`
-	StateSeq int64                 `json:"state_seq"`
-	Sinks    []delivery.SinkStatus `json:"sinks"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// StoredSeq is the last committed event; StateSeq the last whose subscription state is
+	// merged (sinks read up to it).
+	StoredSeq int64                 `json:"stored_seq"`
+	StateSeq  int64                 `json:"state_seq"`
+	Sinks     []delivery.SinkStatus `json:"sinks"`
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) error {
-	rep := StatusReport{Ready: true, StateSeq: a.opts.Store.StateSeq(), Sinks: []delivery.SinkStatus{}}
+	rep := StatusReport{Ready: true, StoredSeq: a.opts.Store.CommittedSeq(), StateSeq: a.opts.Store.StateSeq(), Sinks: []delivery.SinkStatus{}}
 	if err := a.opts.Store.Ready(); err != nil {
 		rep.Ready, rep.Reason = false, err.Error()
 	}

@@ -63,8 +63,9 @@ func (f *fakeEngine) DeadLetters(ctx context.Context, fl delivery.DeadLetterFilt
 
 type fakeStore struct{}
 
-func (fakeStore) StateSeq() int64 { return 42 }
-func (fakeStore) Ready() error    { return nil }
+func (fakeStore) StateSeq() int64     { return 42 }
+func (fakeStore) CommittedSeq() int64 { return 43 }
+func (fakeStore) Ready() error        { return nil }
 
 func newAPI(t *testing.T, token string, loopback bool) (*httptest.Server, *fakeEngine) {
 	eng := &fakeEngine{paused: map[string]string{}}

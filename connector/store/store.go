@@ -133,6 +133,7 @@ type Store struct {
 	groupFresh []*schemas.Row   // writer-only: events the group being committed stores
 	pending    pendingState     // writer-only: committed changes not yet in subscriptions
 	committed  int64            // writer-only: highest committed seq
+	lastCommit atomic.Int64     // the same, for readers
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 
@@ -288,6 +289,10 @@ func (s *Store) StateSeq() int64 {
 	return seq
 }
 
+// CommittedSeq returns the highest seq whose event is committed (its subscription state may
+// still be merging; see StateSeq).
+func (s *Store) CommittedSeq() int64 { return s.lastCommit.Load() }
+
 // WaitState blocks until StateSeq reaches seq (or ctx ends).
 func (s *Store) WaitState(ctx context.Context, seq int64) error {
 	for {
@@ -349,6 +354,7 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 	}
 	s.nextSeq = maxSeq + 1
 	s.committed = maxSeq
+	s.lastCommit.Store(maxSeq)
 	s.seen = newIDFilter(int(count))
 	start := time.Now()
 	rows, err := s.db.QueryContext(ctx, "SELECT event_id FROM events")

@@ -204,6 +204,7 @@ func (s *Store) commit(ctx context.Context, group []*request) {
 		s.metrics.commitSize.Observe(float64(len(group)))
 		if maxSeq > 0 {
 			s.committed = maxSeq
+			s.lastCommit.Store(maxSeq)
 			s.pending.fold(s.groupFresh, s.opts.Now())
 			if len(s.pending.order) == 0 {
 				s.notify(maxSeq)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestUsageAndUnknownCommand(t *testing.T) {
+	out, _, err := runCmd(t, nil, "help")
+	if err != nil || !strings.Contains(out, "serve") || !strings.Contains(out, "replay") {
+		t.Errorf("help: %v\n%s", err, out)
+	}
+	if _, _, err := runCmd(t, nil, "frobnicate"); err == nil || exitCode(err) != 2 {
+		t.Errorf("unknown command: %v (exit %d)", err, exitCode(err))
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	out, _, err := runCmd(t, nil, "config", "default")
+	if err != nil || !strings.Contains(out, "127.0.0.1:8080") || !strings.Contains(out, "name: rokt") {
+		t.Errorf("config default: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("sources:\n  - name: rokt\n    auth:\n      token: ${NOPE}\n"), 0o644)
+	if _, _, err := runCmd(t, nil, "config", "check", bad); err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "NOPE") {
+		t.Errorf("config check of a bad file: %v", err)
+	}
+	if out, _, err := runCmd(t, map[string]string{"NOPE": "0123456789abcdefgh"}, "config", "check", bad); err != nil || !strings.Contains(out, "ok") {
+		t.Errorf("config check with the variable set: %v %s", err, out)
+	}
+}
+
+func TestSendAndStatusAgainstARunningServer(t *testing.T) {
+	addr := freeAddr(t)
+	data := filepath.Join(t.TempDir(), "hb.duckdb")
+	srv := startServer(t, addr, "--data", data)
+	fixtures, _ := filepath.Glob("../../../shared/fixtures/rokt/*.json")
+	args := append([]string{"send", "--url", "http://" + addr + "/webhooks/rokt"}, fixtures...)
+	out, _, err := runCmd(t, nil, args...)
+	if err != nil || strings.Count(out, ": 200 ") != len(fixtures) || !strings.Contains(out, `"status":"accepted"`) {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, nil, append(args[:3:3], fixtures[0])...)
+	if err != nil || !strings.Contains(out, `"status":"duplicate"`) {
+		t.Errorf("send again: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"eventId": 1`), 0o644)
+	out, _, err = runCmd(t, nil, "send", "--url", "http://"+addr+"/webhooks/rokt", bad)
+	if err == nil || !strings.Contains(out, ": 400 ") || !strings.Contains(out, "truncated") {
+		t.Errorf("send a truncated body: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr}, "status")
+	if err != nil || !strings.Contains(out, "store: ready") || !strings.Contains(out, "seq 8") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.exited
+	if _, _, err := runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr}, "status"); err == nil || !strings.Contains(err.Error(), "no hookbridge server answers") {
+		t.Errorf("status without a server: %v", err)
+	}
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+)
+
+// asMainEnv makes the test binary behave as the hookbridge command, so tests can start real
+// hookbridge processes (servers to kill, plugins to launch) without a separate build.
+const asMainEnv = "HOOKBRIDGE_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runCmd runs the command line in-process and returns what it printed.
+func runCmd(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut syncBuffer
+	e := &env{getenv: func(k string) string { return vars[k] }, stdin: nil, stdout: &out, stderr: &errOut}
+	err = run(context.Background(), args, e)
+	return out.String(), errOut.String(), err
+}
