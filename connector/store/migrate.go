@@ -23,6 +23,7 @@ func migrations() []migration {
 	return []migration{
 		{1, "events, rejected, subscriptions", migrateBase},
 		{2, "delivery: sink state, attempts, row outcomes, dead letters, replays", migrateDelivery},
+		{3, "analytics views and time zone offsets", migrateAnalytics},
 	}
 }
 

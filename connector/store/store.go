@@ -62,6 +62,8 @@ type Options struct {
 	// AllowedDirectories are the only host folders SQL may read or write once external
 	// access is locked down (export and snapshot folders).
 	AllowedDirectories []string
+	// AnalyticsZone is the IANA time zone of the weekday-and-hour view (default UTC).
+	AnalyticsZone string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -171,9 +173,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.db = sql.OpenDB(c)
 	if opts.ReadOnly {
 		close(s.writerDone)
+		if err := s.lockDown(ctx); err != nil {
+			s.db.Close()
+			return nil, err
+		}
 		return s, nil
 	}
 	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	if err := s.setAnalyticsZone(ctx, opts.AnalyticsZone); err != nil {
 		s.db.Close()
 		return nil, err
 	}

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// The analytics views answer the questions Rokt Calendar customers ask of their subscription
+// data. They are plain SQL over events and subscriptions, so any DuckDB client reading the
+// file (or a snapshot of it) gets them too. Rokt sends no event time: they use occurred_at.
+var analyticsViews = []string{
+	// 1. The email marketing list: one row per contact with an active subscription.
+	`CREATE OR REPLACE VIEW mailing_list AS
+	SELECT
+		email_key,
+		arg_max(email, last_seq) AS email,
+		arg_max(first_name, last_seq) FILTER (WHERE first_name IS NOT NULL) AS first_name,
+		arg_max(last_name, last_seq) FILTER (WHERE last_name IS NOT NULL) AS last_name,
+		arg_max(phone, last_seq) FILTER (WHERE phone IS NOT NULL) AS phone,
+		arg_max(postcode, last_seq) FILTER (WHERE postcode IS NOT NULL) AS postcode,
+		arg_max(country_code, last_seq) FILTER (WHERE country_code IS NOT NULL) AS country_code,
+		bool_or(marketing_consent) AS marketing_consent,
+		list_sort(list_distinct(list(calendar_title) FILTER (WHERE calendar_title IS NOT NULL))) AS calendars,
+		list_sort(list_distinct(list(calendar_code) FILTER (WHERE calendar_code IS NOT NULL))) AS calendar_codes,
+		list_sort(list_distinct(flatten(list(tag_ids) FILTER (WHERE tag_ids IS NOT NULL)))) AS tag_ids,
+		count(*) AS active_subscriptions,
+		min(subscribed_at) AS first_subscribed_at,
+		max(last_seen_at) AS last_change_at
+	FROM subscriptions
+	WHERE status = 'subscribed' AND email_key IS NOT NULL
+	GROUP BY email_key`,
+
+	// Subscribes and unsubscribes with their calendar (an Unsubscribe carries none: it comes
+	// from the subscription's state).
+	`CREATE OR REPLACE VIEW subscription_changes AS
+	SELECT e.seq, e.event_id, e.event_type, e.occurred_at, e.received_at, e.action_type, e.subscription_id,
+		coalesce(e.account_code, s.account_code) AS account_code,
+		coalesce(e.calendar_code, s.calendar_code) AS calendar_code,
+		coalesce(e.calendar_title, s.calendar_title) AS calendar_title
+	FROM events e LEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id
+	WHERE e.event_type IN ('Subscribe', 'Unsubscribe')`,
+
+	// 2. Campaign success: subscribes, unsubscribes and net per day (and per hour), per
+	// calendar and action type. Sum over calendar_code / action_type for totals.
+	`CREATE OR REPLACE VIEW subscriptions_daily AS
+	SELECT CAST(occurred_at AS DATE) AS day, calendar_code, action_type,
+		count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
+		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
+		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net
+	FROM subscription_changes
+	GROUP BY ALL`,
+	`CREATE OR REPLACE VIEW subscriptions_hourly AS
+	SELECT date_trunc('hour', occurred_at) AS hour, calendar_code, action_type,
+		count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
+		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
+		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net
+	FROM subscription_changes
+	GROUP BY ALL`,
+
+	// 3. Tag popularity by postcode, over active subscriptions.
+	`CREATE OR REPLACE VIEW tag_popularity_by_postcode AS
+	SELECT postcode, tag_id, count(*) AS subscriptions, count(DISTINCT email_key) AS subscribers
+	FROM (SELECT postcode, email_key, unnest(tag_ids) AS tag_id FROM subscriptions
+		WHERE status = 'subscribed' AND postcode IS NOT NULL AND tag_ids IS NOT NULL)
+	GROUP BY ALL`,
+
+	// 4. Subscribes by weekday (ISO: 1 = Monday) and hour, in UTC and in the configured zone
+	// (analytics_settings; offsets from tz_offsets, so daylight saving is right without ICU).
+	`CREATE OR REPLACE VIEW subscribes_by_weekday_hour AS
+	WITH sub AS (
+		SELECT e.occurred_at::TIMESTAMP AS utc_at,
+			e.occurred_at::TIMESTAMP + to_minutes(coalesce(o.offset_minutes, 0)) AS local_at
+		FROM events e ASOF LEFT JOIN tz_offsets o ON e.occurred_at >= o.from_utc
+		WHERE e.event_type = 'Subscribe'
+	)
+	SELECT 'UTC' AS zone, isodow(utc_at) AS weekday, dayname(utc_at) AS weekday_name, hour(utc_at) AS hour, count(*) AS subscribes
+	FROM sub GROUP BY ALL
+	UNION ALL
+	SELECT (SELECT zone FROM analytics_settings) AS zone, isodow(local_at), dayname(local_at), hour(local_at), count(*)
+	FROM sub GROUP BY ALL`,
+}
+
+func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
+	stmts := append([]string{
+		`CREATE TABLE analytics_settings (zone VARCHAR NOT NULL)`,
+		`INSERT INTO analytics_settings VALUES ('UTC')`,
+		`CREATE TABLE tz_offsets (from_utc TIMESTAMPTZ NOT NULL, offset_minutes INTEGER NOT NULL)`,
+	}, analyticsViews...)
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// setAnalyticsZone records the time zone the weekday-and-hour view uses and its UTC offsets
+// from 1970 to 2100.
+func (s *Store) setAnalyticsZone(ctx context.Context, zone string) error {
+	if zone == "" {
+		zone = "UTC"
+	}
+	var current string
+	s.db.QueryRowContext(ctx, "SELECT zone FROM analytics_settings").Scan(&current)
+	if current == zone {
+		return nil
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return fmt.Errorf("store: analytics time zone %q: %w", zone, err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: analytics time zone: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM tz_offsets"); err != nil {
+		return fmt.Errorf("store: analytics time zone: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE analytics_settings SET zone = ?", zone); err != nil {
+		return fmt.Errorf("store: analytics time zone: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO tz_offsets VALUES (?, ?)")
+	if err != nil {
+		return fmt.Errorf("store: analytics time zone: %w", err)
+	}
+	defer stmt.Close()
+	for _, t := range zoneTransitions(loc, time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		_, off := t.In(loc).Zone()
+		if _, err := stmt.ExecContext(ctx, t, off/60); err != nil {
+			return fmt.Errorf("store: analytics time zone: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: analytics time zone: %w", err)
+	}
+	s.log.Info("store: analytics time zone set", "zone", zone)
+	return nil
+}
+
+// zoneTransitions returns from and every instant in [from, to) where loc's UTC offset
+// changes, to the second.
+func zoneTransitions(loc *time.Location, from, to time.Time) []time.Time {
+	out := []time.Time{from}
+	offset := func(t time.Time) int { _, o := t.In(loc).Zone(); return o }
+	prev := offset(from)
+	for t := from; t.Before(to); t = t.Add(24 * time.Hour) {
+		next := t.Add(24 * time.Hour)
+		if offset(next) == prev {
+			continue
+		}
+		lo, hi := t, next // the change lies in (lo, hi]
+		for hi.Sub(lo) > time.Second {
+			mid := lo.Add(hi.Sub(lo) / 2)
+			if offset(mid) == prev {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		out = append(out, hi)
+		prev = offset(hi)
+	}
+	return out
+}

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// ingestAt stores body as received at t.
+func ingestAt(t *testing.T, s *Store, body string, at time.Time) int64 {
+	t.Helper()
+	dec, _ := schemas.NewDecoder(nil)
+	ev, err := dec.Decode([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ev.Row("rokt", at)
+	seq, _, err := s.Ingest(context.Background(), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func sub(id, subID, email, postcode, calendar string, tags ...string) string {
+	tagJSON := make([]string, len(tags))
+	for i, tg := range tags {
+		tagJSON[i] = fmt.Sprintf(`{"tagId":%q}`, tg)
+	}
+	return fmt.Sprintf(`{"eventId":%q,"eventType":"Subscribe","eventDetails":{"actionType":"SubscriptionViaSms","calendarSubscriptionId":%q,"accountId":"a","accountName":"A","accountCode":"acme",
+		"subscription":{"calendarSubscriptionId":%q,"calendarId":"c-%s","calendarTitle":"%s Fixtures","calendarCode":%q,"subscriberEmail":%q,"firstName":"F-%s","postcode":%q,"optIn1":true,"calendarTags":[%s]}}}`,
+		id, subID, subID, calendar, calendar, calendar, email, id, postcode, strings.Join(tagJSON, ","))
+}
+
+func unsub(id, subID string, removed time.Time) string {
+	return fmt.Sprintf(`{"eventId":%q,"eventType":"Unsubscribe","eventDetails":{"actionType":"SubscriptionViaCalendarPage","calendarSubscriptionId":%q,"accountId":"a","accountName":"A","accountCode":"acme",
+		"subscription":{"removedDateTimeUtc":%q}}}`, id, subID, removed.UTC().Format("2006-01-02 15:04:05.000000"))
+}
+
+// analyticsStore holds a small, hand-built history:
+//   - ann subscribes to footy (Mon 2025-09-01 09:30 UTC) and rugby (Tue 10:15 UTC);
+//   - bob subscribes to footy (Mon 23:10 UTC), then unsubscribes (Wed);
+//   - cat's Unsubscribe arrives before her Subscribe (out of order): she is not on the list;
+//   - dan subscribes to rugby with plus-addressing in upper case.
+func analyticsStore(t *testing.T, zone string) *Store {
+	t.Helper()
+	s := openStore(t, Options{AnalyticsZone: zone})
+	mon := time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC)
+	ingestAt(t, s, sub("e1", "s-ann-footy", "ann@example.com", "3121", "footy", "t-home", "t-away"), mon.Add(9*time.Hour+30*time.Minute))
+	ingestAt(t, s, sub("e2", "s-ann-rugby", "ann@example.com", "3121", "rugby", "t-home"), mon.Add(34*time.Hour+15*time.Minute))
+	ingestAt(t, s, sub("e3", "s-bob-footy", "bob@example.com", "2000", "footy", "t-home"), mon.Add(23*time.Hour+10*time.Minute))
+	ingestAt(t, s, unsub("e4", "s-bob-footy", mon.Add(50*time.Hour)), mon.Add(50*time.Hour))
+	ingestAt(t, s, unsub("e5", "s-cat-footy", mon.Add(30*time.Hour)), mon.Add(30*time.Hour))
+	ingestAt(t, s, sub("e6", "s-cat-footy", "cat@example.com", "2000", "footy", "t-away"), mon.Add(31*time.Hour))
+	ingestAt(t, s, sub("e7", "s-dan-rugby", "Dan+Rugby@Example.COM", "sw1a 1aa", "rugby", "t-home"), mon.Add(33*time.Hour))
+	ingestAt(t, s, `{"eventId":"t1","eventType":"Test","eventDetails":{}}`, mon.Add(40*time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitState(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func queryStrings(t *testing.T, s *Store, q string) []string {
+	t.Helper()
+	res, err := s.Query(context.Background(), q, 1000, 10*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	var out []string
+	for _, r := range res.Rows {
+		parts := make([]string, len(r))
+		for i, v := range r {
+			if tm, ok := v.(time.Time); ok {
+				v = tm.UTC().Format(time.RFC3339)
+			}
+			parts[i] = fmt.Sprint(v)
+		}
+		out = append(out, strings.Join(parts, " | "))
+	}
+	return out
+}
+
+func expectRows(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestMailingList(t *testing.T) {
+	s := analyticsStore(t, "")
+	expectRows(t, queryStrings(t, s, `SELECT email_key, email, first_name, postcode, marketing_consent, calendar_codes, tag_ids, active_subscriptions, first_subscribed_at FROM mailing_list ORDER BY email_key`), []string{
+		"ann@example.com | ann@example.com | F-e2 | 3121 | true | [footy rugby] | [t-away t-home] | 2 | 2025-09-01T09:30:00Z",
+		"dan+rugby@example.com | Dan+Rugby@example.com | F-e7 | SW1A 1AA | true | [rugby] | [t-home] | 1 | 2025-09-02T09:00:00Z",
+	})
+}
+
+func TestSubscriptionsDaily(t *testing.T) {
+	s := analyticsStore(t, "")
+	expectRows(t, queryStrings(t, s, `SELECT day, calendar_code, sum(subscribes), sum(unsubscribes), sum(net) FROM subscriptions_daily GROUP BY ALL ORDER BY day, calendar_code`), []string{
+		"2025-09-01T00:00:00Z | footy | 2 | 0 | 2",
+		"2025-09-02T00:00:00Z | footy | 1 | 1 | 0", // cat: subscribe and (earlier-arriving) unsubscribe
+		"2025-09-02T00:00:00Z | rugby | 2 | 0 | 2",
+		"2025-09-03T00:00:00Z | footy | 0 | 1 | -1",
+	})
+	expectRows(t, queryStrings(t, s, `SELECT hour, sum(subscribes) FROM subscriptions_hourly WHERE hour < TIMESTAMPTZ '2025-09-02 00:00:00+00' GROUP BY ALL ORDER BY hour`), []string{
+		"2025-09-01T09:00:00Z | 1",
+		"2025-09-01T23:00:00Z | 1",
+	})
+}
+
+func TestTagPopularityByPostcode(t *testing.T) {
+	s := analyticsStore(t, "")
+	expectRows(t, queryStrings(t, s, `SELECT postcode, tag_id, subscriptions, subscribers FROM tag_popularity_by_postcode ORDER BY postcode, tag_id`), []string{
+		"3121 | t-away | 1 | 1",
+		"3121 | t-home | 2 | 1",
+		"SW1A 1AA | t-home | 1 | 1",
+	})
+}
+
+func TestSubscribesByWeekdayHourInTwoZones(t *testing.T) {
+	s := analyticsStore(t, "Australia/Melbourne")
+	// Melbourne is UTC+10 on 1-2 September 2025 (daylight saving starts on 5 October).
+	expectRows(t, queryStrings(t, s, `SELECT zone, weekday, weekday_name, hour, subscribes FROM subscribes_by_weekday_hour ORDER BY zone DESC, weekday, hour`), []string{
+		"UTC | 1 | Monday | 9 | 1",
+		"UTC | 1 | Monday | 23 | 1",
+		"UTC | 2 | Tuesday | 7 | 1",
+		"UTC | 2 | Tuesday | 9 | 1",
+		"UTC | 2 | Tuesday | 10 | 1",
+		"Australia/Melbourne | 1 | Monday | 19 | 1",
+		"Australia/Melbourne | 2 | Tuesday | 9 | 1",
+		"Australia/Melbourne | 2 | Tuesday | 17 | 1",
+		"Australia/Melbourne | 2 | Tuesday | 19 | 1",
+		"Australia/Melbourne | 2 | Tuesday | 20 | 1",
+	})
+	// After the change to daylight saving the offset is 11 hours.
+	ingestAt(t, s, sub("e8", "s-eve", "eve@example.com", "3000", "footy"), time.Date(2025, 10, 6, 1, 0, 0, 0, time.UTC))
+	s.WaitState(context.Background(), 9)
+	expectRows(t, queryStrings(t, s, `SELECT weekday_name, hour FROM subscribes_by_weekday_hour WHERE zone <> 'UTC' AND weekday = 1 AND hour = 12`), []string{"Monday | 12"})
+}
+
+func TestQueryRefusesWhatIsNotAReadOfTheDatabase(t *testing.T) {
+	s := openStore(t, Options{})
+	for q, want := range map[string]string{
+		"COPY events TO '/tmp/hookbridge-leak.csv'":            "disabled by configuration",
+		"SELECT * FROM read_csv('/etc/passwd')":                "disabled by configuration",
+		"ATTACH '/tmp/other.duckdb' AS o":                      "only read statements",
+		"DELETE FROM events":                                   "only read statements",
+		"INSERT INTO rejected (source) VALUES ('x')":           "only read statements",
+		"SET enable_external_access = true":                    "only read statements",
+		"SELECT nextval('delivery_id')":                        "read-only",
+		"SELECT 1; DELETE FROM events":                         "one statement",
+		"CREATE TABLE x AS SELECT 1":                           "only read statements",
+		"SELECT * FROM read_parquet('/root/anything.parquet')": "disabled by configuration",
+		"PRAGMA enable_profiling":                              "only read statements",
+	} {
+		_, err := s.Query(context.Background(), q, 10, 5*time.Second)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v (want an error containing %q)", q, err, want)
+		}
+	}
+	if _, err := s.Query(context.Background(), "DROP TABLE events", 10, time.Second); !errors.Is(err, ErrNotReadOnly) {
+		t.Errorf("DROP: %v", err)
+	}
+	res, err := s.Query(context.Background(), "SELECT range AS n FROM range(50)", 10, time.Second)
+	if err != nil || len(res.Rows) != 10 || !res.Truncated || res.Columns[0].Name != "n" {
+		t.Errorf("row limit: %v %+v", err, res)
+	}
+	if _, err := s.Query(context.Background(), "SELECT count(*) FROM range(1000000000000) a", 0, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "time limit") {
+		t.Errorf("time limit: %v", err)
+	}
+	for _, q := range []string{"SHOW TABLES", "DESCRIBE events", "EXPLAIN SELECT * FROM events", "WITH x AS (SELECT 1 AS a) SELECT * FROM x", "SUMMARIZE events"} {
+		if _, err := s.Query(context.Background(), q, 10, 5*time.Second); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
+func TestExportAndSnapshotWhileIngesting(t *testing.T) {
+	dir := t.TempDir()
+	exports := filepath.Join(dir, "exports")
+	os.MkdirAll(exports, 0o755)
+	s := openStore(t, Options{Path: filepath.Join(dir, "hb.duckdb"), AllowedDirectories: []string{exports}})
+	for i := 0; i < 50; i++ {
+		ingest(t, s, event(fmt.Sprintf("x%d", i), "Subscribe", fmt.Sprintf("s%d", i), "a@example.com"))
+	}
+	// Keep ingesting while the snapshot is taken.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ingest(t, s, event(fmt.Sprintf("y%d", i), "Test", "", ""))
+		}
+	}()
+	snap, err := s.Snapshot(context.Background(), exports)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyStore, err := Open(context.Background(), Options{Path: snap, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("snapshot does not open: %v", err)
+	}
+	var n, subs int
+	copyStore.DB().QueryRow("SELECT count(*) FROM events WHERE event_type = 'Subscribe'").Scan(&n)
+	copyStore.DB().QueryRow("SELECT count(*) FROM mailing_list").Scan(&subs)
+	copyStore.Close()
+	if n != 50 || subs != 1 {
+		t.Errorf("snapshot holds %d Subscribes and %d mailing-list rows; want 50 and 1 (views work in the copy)", n, subs)
+	}
+
+	for _, format := range []string{"parquet", "csv"} {
+		path, err := s.Export(context.Background(), "SELECT event_id, event_type FROM events WHERE event_type = 'Subscribe' ORDER BY seq", "", format, exports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Size() == 0 || filepath.Dir(path) != exports {
+			t.Errorf("%s export: %v", format, err)
+		}
+	}
+	if _, err := s.Export(context.Background(), "", "mailing_list", "csv", exports); err != nil {
+		t.Errorf("export a view: %v", err)
+	}
+	if _, err := s.Export(context.Background(), "", "no_such_table", "csv", exports); err == nil {
+		t.Error("export of an unknown table")
+	}
+	if _, err := s.Export(context.Background(), "DELETE FROM events", "", "csv", exports); err == nil {
+		t.Error("export of a DELETE")
+	}
+	if _, err := s.Export(context.Background(), "SELECT 1", "", "csv", dir); err == nil {
+		t.Error("export outside the allowed directories")
+	}
+}
