@@ -9,67 +9,66 @@ import (
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
-// insertEvents assigns seqs to the new events among group[idx], inserts them through Arrow,
-// and folds them into subscriptions. Duplicates (stored before, or earlier in this group) get
-// the original seq.
-func (s *Store) insertEvents(ctx context.Context, tx *Tx, group []*request, idx []int, results []result) (int64, error) {
-	firstOf := make(map[string]int, len(idx))
+// insertEvents assigns seqs to the new events among rows, inserts them through Arrow, and
+// returns each row's seq and whether it was a duplicate (stored before, or earlier in rows);
+// a duplicate gets the original seq.
+func (s *Store) insertEvents(ctx context.Context, tx *Tx, rows []*schemas.Row) (seqs []int64, dups []bool, maxSeq int64, err error) {
+	firstOf := make(map[string]int, len(rows))
 	var maybeSeen []any
-	for _, i := range idx {
-		id := group[i].row.EventID
-		if _, ok := firstOf[id]; ok {
+	for i, r := range rows {
+		if _, ok := firstOf[r.EventID]; ok {
 			continue
 		}
-		firstOf[id] = i
-		if s.seen.mayContain(id) {
-			maybeSeen = append(maybeSeen, id)
+		firstOf[r.EventID] = i
+		if s.seen.mayContain(r.EventID) {
+			maybeSeen = append(maybeSeen, r.EventID)
 		}
 	}
 	existing := map[string]int64{}
-	if len(maybeSeen) > 0 {
-		q := "SELECT event_id, seq FROM events WHERE event_id IN (?" + strings.Repeat(", ?", len(maybeSeen)-1) + ")"
-		err := tx.Query(ctx, q, maybeSeen, func(row []driver.Value) error {
+	for start := 0; start < len(maybeSeen); start += 1000 {
+		part := maybeSeen[start:min(start+1000, len(maybeSeen))]
+		q := "SELECT event_id, seq FROM events WHERE event_id IN (?" + strings.Repeat(", ?", len(part)-1) + ")"
+		err := tx.Query(ctx, q, part, func(row []driver.Value) error {
 			existing[row[0].(string)] = row[1].(int64)
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("look up duplicates: %w", err)
+			return nil, nil, 0, fmt.Errorf("look up duplicates: %w", err)
 		}
 	}
 
+	seqs, dups = make([]int64, len(rows)), make([]bool, len(rows))
 	b := s.builder
-	for _, i := range idx {
-		row := group[i].row
-		first := firstOf[row.EventID]
+	for i, r := range rows {
+		first := firstOf[r.EventID]
 		switch {
 		case first != i:
-			results[i] = result{dup: true} // seq filled in below, once the first is settled
-		case existing[row.EventID] != 0:
-			results[i] = result{seq: existing[row.EventID], dup: true}
+			dups[i] = true // seq filled in below, once the first is settled
+		case existing[r.EventID] != 0:
+			seqs[i], dups[i] = existing[r.EventID], true
 		default:
-			row.Seq = s.nextSeq
+			r.Seq = s.nextSeq
 			s.nextSeq++
-			results[i] = result{seq: row.Seq}
-			b.Append(row)
-			s.groupFresh = append(s.groupFresh, row)
+			seqs[i] = r.Seq
+			b.Append(r)
+			s.groupFresh = append(s.groupFresh, r)
 		}
 	}
-	for _, i := range idx {
-		if first := firstOf[group[i].row.EventID]; first != i {
-			results[i].seq = results[first].seq
+	for i, r := range rows {
+		if first := firstOf[r.EventID]; first != i {
+			seqs[i] = seqs[first]
 		}
 	}
-	hi := s.nextSeq - 1
 	if b.Len() == 0 {
-		return 0, nil
+		return seqs, dups, 0, nil
 	}
 	rec := b.NewRecord()
 	defer rec.Release()
 	if err := tx.InsertRecord(ctx, "events", rec); err != nil {
-		return 0, fmt.Errorf("insert events: %w", err)
+		return nil, nil, 0, fmt.Errorf("insert events: %w", err)
 	}
 	s.metrics.eventsStored.Add(float64(rec.NumRows()))
-	return hi, nil
+	return seqs, dups, s.nextSeq - 1, nil
 }
 
 // insertRejected stores refused bodies.

@@ -108,7 +108,9 @@ func (d *subDelta) add(r *schemas.Row) {
 	if r.EventType == string(schemas.Unsubscribe) {
 		d.unsubscribed = true
 		earliest(&d.unsubscribedAt, r.OccurredAt)
-		latest(&d.reason, r.UnsubscribeReason)
+		if d.reason == "" {
+			d.reason = r.UnsubscribeReason // the first Unsubscribe's reason stands
+		}
 	} else {
 		earliest(&d.subscribedAt, r.OccurredAt)
 	}

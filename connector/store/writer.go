@@ -15,7 +15,7 @@ import (
 // request is one unit of work for the writer: an event, a rejected body, or a state
 // operation from another package.
 type request struct {
-	row  *schemas.Row
+	rows []*schemas.Row
 	rej  *schemas.Rejection
 	op   StateOp
 	size int64
@@ -23,9 +23,9 @@ type request struct {
 }
 
 type result struct {
-	seq int64
-	dup bool
-	err error
+	seqs []int64 // per row of the request
+	dups []bool
+	err  error
 }
 
 // StateOp is a change other packages (delivery) make to the store's state. It runs inside the
@@ -38,8 +38,25 @@ type StateOp func(ctx context.Context, tx *Tx) error
 // the original seq is returned with dup set. Errors: ErrQueueFull, ErrUnavailable, the
 // context's error, or a database error that failed this row only.
 func (s *Store) Ingest(ctx context.Context, row *schemas.Row) (seq int64, dup bool, err error) {
-	r, err := s.submit(ctx, &request{row: row, size: int64(len(row.Raw)) + 512})
-	return r.seq, r.dup, err
+	r, err := s.submit(ctx, &request{rows: []*schemas.Row{row}, size: int64(len(row.Raw)) + 512})
+	if err != nil {
+		return 0, false, err
+	}
+	return r.seqs[0], r.dups[0], nil
+}
+
+// IngestBatch stores many rows in one commit (imports and reprocessing) and returns each
+// row's seq and whether it was a duplicate. Rows keep the ReceivedAt they carry.
+func (s *Store) IngestBatch(ctx context.Context, rows []*schemas.Row) (seqs []int64, dups []bool, err error) {
+	size := int64(0)
+	for _, r := range rows {
+		size += int64(len(r.Raw)) + 512
+	}
+	if size > s.opts.QueueBytes/2 {
+		return nil, nil, fmt.Errorf("store: a batch of %d bytes is over half the write queue (%d); send smaller batches", size, s.opts.QueueBytes)
+	}
+	r, err := s.submit(ctx, &request{rows: rows, size: size})
+	return r.seqs, r.dups, err
 }
 
 // Reject keeps a refused body in the rejected table, returning once it is committed.
@@ -265,29 +282,36 @@ func (s *Store) commitOnce(ctx context.Context, group []*request) ([]result, int
 		return nil, 0, err
 	}
 	for i, r := range group {
-		if r.row != nil && !results[i].dup {
-			s.seen.add(r.row.EventID)
+		for j, row := range r.rows {
+			if !results[i].dups[j] {
+				s.seen.add(row.EventID)
+			}
 		}
 	}
 	return results, maxSeq, nil
 }
 
 func (s *Store) applyGroup(ctx context.Context, tx *Tx, group []*request, results []result) (int64, error) {
-	var events []int
+	var rows []*schemas.Row
 	var rejects []*schemas.Rejection
-	for i, r := range group {
-		switch {
-		case r.row != nil:
-			events = append(events, i)
-		case r.rej != nil:
+	for _, r := range group {
+		rows = append(rows, r.rows...)
+		if r.rej != nil {
 			rejects = append(rejects, r.rej)
 		}
 	}
 	var maxSeq int64
-	if len(events) > 0 {
-		var err error
-		if maxSeq, err = s.insertEvents(ctx, tx, group, events, results); err != nil {
+	if len(rows) > 0 {
+		seqs, dups, hi, err := s.insertEvents(ctx, tx, rows)
+		if err != nil {
 			return 0, err
+		}
+		maxSeq = hi
+		k := 0
+		for i, r := range group {
+			n := len(r.rows)
+			results[i].seqs, results[i].dups = seqs[k:k+n:k+n], dups[k:k+n:k+n]
+			k += n
 		}
 	}
 	if len(rejects) > 0 {
