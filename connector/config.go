@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -41,11 +42,21 @@ type Config struct {
 	DuckDB     DuckDBConfig   `yaml:"duckdb"`
 	Sources    []SourceConfig `yaml:"sources"`
 	Sinks      []SinkConfig   `yaml:"sinks"`
+	// ExportsDir is where the server writes exports and snapshots before handing them over:
+	// the only folder SQL may write to (default: hookbridge-exports beside the data file).
+	ExportsDir string          `yaml:"exports_dir"`
+	Analytics  AnalyticsConfig `yaml:"analytics"`
 
 	// file is where the configuration came from, for error messages.
 	file string
 	// lines maps a key path ("sources[0].auth.token") to its line in file.
 	lines map[string]int
+}
+
+// AnalyticsConfig configures the analytics views.
+type AnalyticsConfig struct {
+	// TimeZone is the IANA zone of subscribes_by_weekday_hour's local rows (default UTC).
+	TimeZone string `yaml:"timezone"`
 }
 
 // AdminConfig configures the admin API and dashboard.
@@ -366,6 +377,9 @@ func (c *Config) applyDefaults() {
 	if c.PluginsDir == "" {
 		c.PluginsDir = "./plugins"
 	}
+	if c.Analytics.TimeZone == "" {
+		c.Analytics.TimeZone = "UTC"
+	}
 	if c.Limits.QueueEvents == 0 {
 		c.Limits.QueueEvents = 8192
 	}
@@ -456,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
 		c.problem(v, "admin.token", "use at least 16 characters")
+	}
+	if _, err := time.LoadLocation(c.Analytics.TimeZone); err != nil {
+		c.problem(v, "analytics.timezone", "%q is not an IANA time zone (e.g. Australia/Melbourne)", c.Analytics.TimeZone)
 	}
 	if c.Limits.QueueEvents < 1 {
 		c.problem(v, "limits.queue_events", "must be at least 1")
@@ -567,6 +584,27 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ExportDir returns the folder for exports and snapshots.
+func (c *Config) ExportDir() string {
+	if c.ExportsDir != "" {
+		return c.ExportsDir
+	}
+	return filepath.Join(filepath.Dir(c.Data), "hookbridge-exports")
+}
+
+// Decoders returns a decoder per source, with its contact_fields.
+func (c *Config) Decoders() (map[string]*schemas.Decoder, error) {
+	out := map[string]*schemas.Decoder{}
+	for _, s := range c.Sources {
+		d, err := schemas.NewDecoder(s.ContactFields)
+		if err != nil {
+			return nil, fmt.Errorf("connector: source %s: %w", s.Name, err)
+		}
+		out[s.Name] = d
+	}
+	return out, nil
 }
 
 // SourceNames returns the configured source names, sorted.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -76,16 +77,22 @@ func New(cfg *Config, opts Options) (*Connector, error) {
 func (c *Connector) Start(ctx context.Context) error {
 	c.reg = prometheus.NewRegistry()
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exportDir := c.cfg.ExportDir()
+	if err := os.MkdirAll(exportDir, 0o755); err != nil {
+		return fmt.Errorf("connector: exports folder: %w", err)
+	}
 	st, err := store.Open(ctx, store.Options{
-		Path:              c.cfg.Data,
-		QueueEvents:       c.cfg.Limits.QueueEvents,
-		QueueBytes:        int64(c.cfg.Limits.QueueBytes),
-		MaxGroup:          c.opts.MaxGroup,
-		MemoryLimit:       c.cfg.DuckDB.MemoryLimit,
-		Threads:           c.cfg.DuckDB.Threads,
-		CheckpointIdleWAL: int64(c.cfg.DuckDB.CheckpointWAL),
-		Logger:            c.log,
-		Registerer:        c.reg,
+		Path:               c.cfg.Data,
+		AllowedDirectories: []string{exportDir},
+		AnalyticsZone:      c.cfg.Analytics.TimeZone,
+		QueueEvents:        c.cfg.Limits.QueueEvents,
+		QueueBytes:         int64(c.cfg.Limits.QueueBytes),
+		MaxGroup:           c.opts.MaxGroup,
+		MemoryLimit:        c.cfg.DuckDB.MemoryLimit,
+		Threads:            c.cfg.DuckDB.Threads,
+		CheckpointIdleWAL:  int64(c.cfg.DuckDB.CheckpointWAL),
+		Logger:             c.log,
+		Registerer:         c.reg,
 	})
 	if err != nil {
 		return err
@@ -153,7 +160,9 @@ func (c *Connector) httpServer(h http.Handler) *http.Server {
 }
 
 func (c *Connector) adminAPI(loopback bool) *admin.API {
-	opts := admin.Options{Token: c.cfg.Admin.Token.Reveal(), Loopback: loopback, Store: c.store, Logger: c.log}
+	decoders, _ := c.cfg.Decoders() // validated with the configuration
+	opts := admin.Options{Token: c.cfg.Admin.Token.Reveal(), Loopback: loopback, Store: c.store, Data: c.store,
+		ExportDir: c.cfg.ExportDir(), Decoders: decoders, Logger: c.log}
 	if c.eng != nil {
 		opts.Engine = c.eng
 	}

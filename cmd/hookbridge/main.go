@@ -53,6 +53,12 @@ func commands() []command {
 		{"deliveries", "list delivery attempts (the notification history)", cmdDeliveries},
 		{"dead-letters", "list rows sinks gave up on", cmdDeadLetters},
 		{"replay", "re-send events or dead letters to a sink", cmdReplay},
+		{"query", "run a read-only SQL query (through the running server, else on the file)", cmdQuery},
+		{"export", "export a table, view or query to Parquet or CSV", cmdExport},
+		{"snapshot", "write a consistent copy of the database that any DuckDB client can open", cmdSnapshot},
+		{"import", "load a JSON-lines file of bodies (from simulate --out) through the decoder and writer", cmdImport},
+		{"reprocess", "decode every stored body again (after changing contact_fields) and rebuild subscriptions", cmdReprocess},
+		{"keys", "list the key paths seen in stored bodies, with counts", cmdKeys},
 		{"bench", "measure ingest throughput and latency against a bare HTTP handler", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}

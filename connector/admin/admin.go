@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hookbridge/hookbridge/connector/delivery"
+	"github.com/hookbridge/hookbridge/schemas"
 )
 
 // Engine is what the API needs of the delivery engine.
@@ -53,7 +54,14 @@ type Options struct {
 	Hosts  []string
 	Engine Engine
 	Store  Store
-	Logger *slog.Logger
+	// Data serves queries, exports, snapshots, imports, reprocessing and the key report.
+	Data Data
+	// ExportDir is where exports and snapshots are written before they are sent (one of the
+	// store's allowed directories).
+	ExportDir string
+	// Decoders decode imported and reprocessed bodies, by source.
+	Decoders map[string]*schemas.Decoder
+	Logger   *slog.Logger
 	// ProgressEvery is how often a streamed replay reports progress (default 250ms).
 	ProgressEvery time.Duration
 }
@@ -96,6 +104,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	h("GET /admin/v1/dead-letters", a.deadLetters)
 	h("POST /admin/v1/replays", a.replay)
 	h("GET /admin/v1/replays/{sink}/{id}", a.replayProgress)
+	a.registerData(mux, h)
 }
 
 // Guard checks Host, Origin and the bearer token before h runs.

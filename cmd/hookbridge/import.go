@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/hookbridge/hookbridge/connector/importer"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func cmdImport(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "import", "import FILE.jsonl (lines as 'hookbridge simulate --out' writes them)")
+	af := addAdminFlags(fs)
+	lf := addLocalFlags(fs)
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: hookbridge import FILE.jsonl"}
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	bar := newProgressBar(e.stderr, "importing "+fs.Arg(0))
+	body := &countingReader{r: bufio.NewReaderSize(f, 1<<20), onRead: func(n int64) { bar.update(int(n), int(max(fi.Size(), n))) }}
+
+	var final importer.Progress
+	var serverErr string
+	err = af.client(e).stream(ctx, "POST", "/admin/v1/import", rawBody{body}, func(line []byte) error {
+		// Progress lines are importer.Progress objects; the last line wraps one with done or
+		// error.
+		var last struct {
+			Error    string             `json:"error"`
+			Progress *importer.Progress `json:"progress"`
+		}
+		if err := json.Unmarshal(line, &last); err != nil {
+			return err
+		}
+		if last.Progress != nil {
+			final, serverErr = *last.Progress, last.Error
+			return nil
+		}
+		return json.Unmarshal(line, &final)
+	})
+	if errors.Is(err, errServerDown) {
+		st, cfg, lerr := lf.openLocal(ctx, e, false)
+		if lerr != nil {
+			return lerr
+		}
+		defer st.Close()
+		decoders, derr := cfg.Decoders()
+		if derr != nil {
+			return derr
+		}
+		final, err = importer.Import(ctx, body, st, importer.Options{Decoders: decoders})
+	}
+	bar.update(int(body.n), int(body.n))
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	if serverErr != "" {
+		return fmt.Errorf("import: %s", serverErr)
+	}
+	fmt.Fprintf(e.stdout, "%d lines: %d stored, %d duplicates, %d refused (kept in rejected), %d malformed lines\n",
+		final.Lines, final.Accepted, final.Duplicates, final.Refused, final.Malformed)
+	if final.Malformed > 0 {
+		return fmt.Errorf("import: %d lines are not {\"received_at\", \"source\", \"body\"} objects", final.Malformed)
+	}
+	return nil
+}
+
+// rawBody marks a request body to stream as is instead of encoding as JSON.
+type rawBody struct{ io.Reader }

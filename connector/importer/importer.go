@@ -1,0 +1,149 @@
+// Package importer loads JSON-lines files of webhook bodies (what `hookbridge simulate --out`
+// writes, or an export of another system) through the same decoder, de-duplication and writer
+// as live webhooks, keeping each body's original receive time.
+package importer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// Line is one line of an import file.
+type Line struct {
+	// ReceivedAt is when the body was (or would have been) received; it becomes received_at.
+	ReceivedAt time.Time `json:"received_at"`
+	// Source names the webhook source (default "rokt").
+	Source string `json:"source"`
+	// Body is the request body exactly as sent, as a JSON string.
+	Body string `json:"body"`
+}
+
+// Store is what an import needs of the store.
+type Store interface {
+	IngestBatch(ctx context.Context, rows []*schemas.Row) (seqs []int64, dups []bool, err error)
+	Reject(ctx context.Context, rej *schemas.Rejection) error
+	// WaitState returns once subscription state is merged up to seq.
+	WaitState(ctx context.Context, seq int64) error
+}
+
+// Progress counts an import's lines.
+type Progress struct {
+	Lines      int64 `json:"lines"`
+	Accepted   int64 `json:"accepted"`
+	Duplicates int64 `json:"duplicates"`
+	// Refused bodies are kept in the rejected table, as live refusals are.
+	Refused int64 `json:"refused"`
+	// Malformed lines are not JSON lines of the import format; they are reported, not kept.
+	Malformed int64 `json:"malformed"`
+	Bytes     int64 `json:"bytes"`
+}
+
+// Options tune an import.
+type Options struct {
+	// Decoders by source; sources without one use the default field paths.
+	Decoders map[string]*schemas.Decoder
+	// Batch is how many rows go in one commit (default 2000).
+	Batch int
+	// MaxLine bounds one line (default 8 MiB).
+	MaxLine int
+	// Progress is called after every batch.
+	Progress func(Progress)
+}
+
+// Import reads lines from r until EOF.
+func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress, error) {
+	if opts.Batch <= 0 {
+		opts.Batch = 2000
+	}
+	if opts.MaxLine <= 0 {
+		opts.MaxLine = 8 << 20
+	}
+	def, err := schemas.NewDecoder(nil)
+	if err != nil {
+		return Progress{}, err
+	}
+	var p Progress
+	var last int64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 256<<10), opts.MaxLine)
+	batch := make([]*schemas.Row, 0, opts.Batch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		seqs, dups, err := st.IngestBatch(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("importer: store: %w", err)
+		}
+		for _, s := range seqs {
+			last = max(last, s)
+		}
+		for _, d := range dups {
+			if d {
+				p.Duplicates++
+			} else {
+				p.Accepted++
+			}
+		}
+		batch = batch[:0]
+		if opts.Progress != nil {
+			opts.Progress(p)
+		}
+		return nil
+	}
+	for sc.Scan() {
+		if err := ctx.Err(); err != nil {
+			return p, err
+		}
+		p.Lines++
+		p.Bytes += int64(len(sc.Bytes())) + 1
+		var l Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.ReceivedAt.IsZero() {
+			p.Malformed++
+			continue
+		}
+		if l.Source == "" {
+			l.Source = "rokt"
+		}
+		dec := opts.Decoders[l.Source]
+		if dec == nil {
+			dec = def
+		}
+		body := []byte(l.Body)
+		ev, err := dec.Decode(body)
+		if err != nil {
+			var de *schemas.DecodeError
+			if !errors.As(err, &de) {
+				return p, err
+			}
+			rej := &schemas.Rejection{Source: l.Source, ReceivedAt: l.ReceivedAt, Status: 400, Reason: string(de.Rule), Detail: de.Detail + " (import)", BodySize: int64(len(body)), Body: body}
+			if err := st.Reject(ctx, rej); err != nil {
+				return p, fmt.Errorf("importer: store: %w", err)
+			}
+			p.Refused++
+			continue
+		}
+		row := ev.Row(l.Source, l.ReceivedAt)
+		batch = append(batch, &row)
+		if len(batch) == opts.Batch {
+			if err := flush(); err != nil {
+				return p, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return p, fmt.Errorf("importer: line %d: %w", p.Lines+1, err)
+	}
+	if err := flush(); err != nil {
+		return p, err
+	}
+	// Queries right after an import should see the subscriptions it changed.
+	return p, st.WaitState(ctx, last)
+}
