@@ -77,14 +77,14 @@ func (a *asyncSink) Poll(ctx context.Context, jobs []Job) ([]RowResult, error) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	path  string
 	store *store.Store
 	eng   *Engine
 	dec   *schemas.Decoder
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, path: filepath.Join(t.TempDir(), "hb.duckdb")}
 	h.openStore()
