@@ -121,7 +121,13 @@ func (c *Connector) Start(ctx context.Context) error {
 	if c.cfg.Admin.Listen != "" {
 		adminMux = http.NewServeMux()
 	}
-	c.adminAPI(c.cfg.Admin.Listen == "" && IsLoopback(c.cfg.Listen) || c.cfg.Admin.Listen != "" && IsLoopback(c.cfg.Admin.Listen)).Register(adminMux)
+	api := c.adminAPI(c.cfg.Admin.Listen == "" && IsLoopback(c.cfg.Listen) || c.cfg.Admin.Listen != "" && IsLoopback(c.cfg.Admin.Listen))
+	api.Register(adminMux)
+	if err := api.RegisterDashboard(adminMux); err != nil {
+		c.stopDelivery()
+		st.Close()
+		return err
+	}
 
 	ln, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
@@ -162,7 +168,7 @@ func (c *Connector) httpServer(h http.Handler) *http.Server {
 func (c *Connector) adminAPI(loopback bool) *admin.API {
 	decoders, _ := c.cfg.Decoders() // validated with the configuration
 	opts := admin.Options{Token: c.cfg.Admin.Token.Reveal(), Loopback: loopback, Store: c.store, Data: c.store,
-		ExportDir: c.cfg.ExportDir(), Decoders: decoders, Logger: c.log}
+		ExportDir: c.cfg.ExportDir(), Decoders: decoders, Gatherer: c.reg, Logger: c.log}
 	if c.eng != nil {
 		opts.Engine = c.eng
 	}

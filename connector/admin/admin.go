@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -61,6 +63,8 @@ type Options struct {
 	ExportDir string
 	// Decoders decode imported and reprocessed bodies, by source.
 	Decoders map[string]*schemas.Decoder
+	// Gatherer reads counters the dashboard shows (unauthorised requests, duplicates).
+	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
 	// ProgressEvery is how often a streamed replay reports progress (default 250ms).
 	ProgressEvery time.Duration

@@ -18,7 +18,7 @@ import (
 
 // Data is what the analytics routes need of the store.
 type Data interface {
-	Query(ctx context.Context, q string, limit int, timeout time.Duration) (*store.QueryResult, error)
+	Query(ctx context.Context, q string, limit int, timeout time.Duration, args ...any) (*store.QueryResult, error)
 	Export(ctx context.Context, q, table, format, dir string) (string, error)
 	Snapshot(ctx context.Context, dir string) (string, error)
 	IngestBatch(ctx context.Context, rows []*schemas.Row) ([]int64, []bool, error)

@@ -35,9 +35,9 @@ type QueryResult struct {
 }
 
 // Query runs one read-only statement inside a read-only transaction and returns at most
-// limit rows; it is interrupted after timeout. Files outside the allowed directories, other
+// limit rows; it is interrupted after timeout. args bind the statement's ? parameters. Files outside the allowed directories, other
 // databases and settings are out of reach (see lockDown).
-func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Duration) (*QueryResult, error) {
+func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Duration, args ...any) (*QueryResult, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -45,7 +45,7 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 	}
 	res := &QueryResult{Rows: [][]any{}}
 	err := s.readOnly(ctx, q, func(c driver.Conn, stmt *duckdb.Stmt) error {
-		rows, err := stmt.QueryContext(ctx, nil)
+		rows, err := stmt.QueryContext(ctx, namedArgs(args))
 		if err != nil {
 			return err
 		}

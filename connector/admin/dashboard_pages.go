@@ -1,0 +1,512 @@
+package admin
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookbridge/hookbridge/connector/delivery"
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint64:
+		return int64(x)
+	case float64:
+		return int64(x)
+	}
+	n, _ := strconv.ParseInt(fmt.Sprint(v), 10, 64)
+	return n
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = asString(e)
+		}
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprint(v)
+}
+
+func asTime(v any) time.Time {
+	t, _ := v.(time.Time)
+	return t
+}
+
+// counter sums a counter family from the metrics registry (counts kept since the start).
+func (d *dashboard) counter(name string) float64 {
+	if d.a.opts.Gatherer == nil {
+		return 0
+	}
+	mfs, err := d.a.opts.Gatherer.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+type typeCount struct {
+	Type  string
+	Count int64
+}
+
+func (d *dashboard) overview(w http.ResponseWriter, r *http.Request, sess session) {
+	ctx := r.Context()
+	now := time.Now().UTC()
+	data := map[string]any{}
+	rows, err := d.query(ctx, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events WHERE received_at >= ?), (SELECT count(*) FROM rejected)", 1, now.Add(-time.Hour))
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	data["Events"], data["LastHour"], data["Rejected"] = asInt(rows[0][0]), asInt(rows[0][1]), asInt(rows[0][2])
+	data["Unauthorized"] = int64(d.counter("hookbridge_webhooks_unauthorized_total"))
+	data["Duplicates"] = int64(d.counter("hookbridge_webhooks_duplicate_total"))
+	start := now.Truncate(time.Minute).Add(-59 * time.Minute)
+	rows, err = d.query(ctx, "SELECT CAST(floor((epoch(received_at) - ?) / 60) AS BIGINT), count(*) FROM events WHERE received_at >= ? GROUP BY 1", 100, float64(start.Unix()), start)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	perMinute := make([]int64, 60)
+	for _, row := range rows {
+		if i := asInt(row[0]); i >= 0 && i < 60 {
+			perMinute[i] = asInt(row[1])
+		}
+	}
+	data["Sparkline"] = sparklineSVG(perMinute, "events received per minute over the last hour")
+	rows, err = d.query(ctx, "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC", 100)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var byType []typeCount
+	for _, row := range rows {
+		byType = append(byType, typeCount{asString(row[0]), asInt(row[1])})
+	}
+	data["ByType"] = byType
+	var sinks []delivery.SinkStatus
+	if d.a.opts.Engine != nil {
+		if sinks, err = d.a.opts.Engine.Status(ctx); err != nil {
+			d.fail(w, err)
+			return
+		}
+	}
+	data["Sinks"] = sinks
+	d.render(w, r, sess, "overview", "Overview", "overview", data)
+}
+
+type eventRow struct {
+	Seq        int64
+	ReceivedAt time.Time
+	EventType  string
+	EventID    string
+	Email      string
+	Calendar   string
+	Flags      string
+}
+
+func (d *dashboard) events(w http.ResponseWriter, r *http.Request, sess session) {
+	q := r.URL.Query()
+	search, typ, since, until := strings.TrimSpace(q.Get("q")), q.Get("type"), q.Get("since"), q.Get("until")
+	var conds []string
+	var args []any
+	if search != "" {
+		key := strings.ToLower(search)
+		conds = append(conds, "(event_id = ? OR email_key = ? OR subscription_id = ?)")
+		args = append(args, key, key, key)
+	}
+	if typ != "" {
+		conds = append(conds, "event_type = ?")
+		args = append(args, typ)
+	}
+	if t, err := time.Parse(time.DateOnly, since); err == nil {
+		conds = append(conds, "received_at >= ?")
+		args = append(args, t)
+	}
+	if t, err := time.Parse(time.DateOnly, until); err == nil {
+		conds = append(conds, "received_at < ?")
+		args = append(args, t.Add(24*time.Hour))
+	}
+	if after, err := strconv.ParseInt(q.Get("after"), 10, 64); err == nil {
+		conds = append(conds, "seq < ?")
+		args = append(args, after)
+	}
+	sqlText := "SELECT seq, received_at, event_type, event_id, email, calendar_code, array_to_string(flags, ' ') FROM events"
+	if len(conds) > 0 {
+		sqlText += " WHERE " + strings.Join(conds, " AND ")
+	}
+	rows, err := d.query(r.Context(), sqlText+" ORDER BY seq DESC LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, args...)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var list []eventRow
+	for _, row := range rows {
+		list = append(list, eventRow{asInt(row[0]), asTime(row[1]), asString(row[2]), asString(row[3]), asString(row[4]), asString(row[5]), asString(row[6])})
+	}
+	next := ""
+	if len(list) > pageRows {
+		list = list[:pageRows]
+		nq := url.Values{"q": {search}, "type": {typ}, "since": {since}, "until": {until}, "after": {strconv.FormatInt(list[pageRows-1].Seq, 10)}}
+		next = "/events?" + nq.Encode()
+	}
+	var types []string
+	for _, t := range schemas.KnownTypes {
+		types = append(types, string(t))
+	}
+	d.render(w, r, sess, "events", "Events", "events", map[string]any{"Q": search, "Type": typ, "Since": since, "Until": until, "Rows": list, "Next": next, "Types": types})
+}
+
+func (d *dashboard) event(w http.ResponseWriter, r *http.Request, sess session) {
+	id := strings.ToLower(r.PathValue("id"))
+	rows, err := d.query(r.Context(), `SELECT e.seq, e.event_id, e.event_type, e.event_type_sent, e.source, e.received_at, e.subscription_id,
+		coalesce(e.email, s.email), s.status, e.flags, e.raw FROM events e LEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id WHERE e.event_id = ?`, 1, id)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	if len(rows) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	row := rows[0]
+	var flags []string
+	if l, ok := row[9].([]any); ok {
+		for _, f := range l {
+			flags = append(flags, asString(f))
+		}
+	}
+	data := map[string]any{"Seq": asInt(row[0]), "EventID": asString(row[1]), "EventType": asString(row[2]), "EventTypeSent": asString(row[3]),
+		"Source": asString(row[4]), "ReceivedAt": asTime(row[5]), "SubscriptionID": asString(row[6]), "Email": asString(row[7]),
+		"Status": asString(row[8]), "Flags": flags, "Raw": asString(row[10])}
+	var attempts []delivery.Attempt
+	if d.a.opts.Engine != nil {
+		page, err := d.a.opts.Engine.History(r.Context(), delivery.HistoryFilter{EventID: id, Limit: 200})
+		if err != nil {
+			d.fail(w, err)
+			return
+		}
+		attempts = page.Items
+	}
+	data["Attempts"] = attempts
+	d.render(w, r, sess, "event", "Event "+asString(row[1]), "events", data)
+}
+
+func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) {
+	if d.a.opts.Engine == nil {
+		d.render(w, r, sess, "sinks", "Deliveries", "sinks", map[string]any{})
+		return
+	}
+	statuses, err := d.a.opts.Engine.Status(r.Context())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	name := r.PathValue("sink")
+	if name == "" && len(statuses) > 0 {
+		http.Redirect(w, r, "/sinks/"+url.PathEscape(statuses[0].Name), http.StatusSeeOther)
+		return
+	}
+	var names []string
+	var current *delivery.SinkStatus
+	for i := range statuses {
+		names = append(names, statuses[i].Name)
+		if statuses[i].Name == name {
+			current = &statuses[i]
+		}
+	}
+	if current == nil {
+		http.NotFound(w, r)
+		return
+	}
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	page, err := d.a.opts.Engine.History(r.Context(), delivery.HistoryFilter{Sink: name, After: after, Limit: pageRows})
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	next := ""
+	if page.Next != "" {
+		next = "/sinks/" + url.PathEscape(name) + "?after=" + page.Next
+	}
+	d.render(w, r, sess, "sinks", "Deliveries to "+name, "sinks", map[string]any{"Sink": current, "Names": names, "Selected": name, "Attempts": page.Items, "Next": next})
+}
+
+func (d *dashboard) deadLetters(w http.ResponseWriter, r *http.Request, sess session) {
+	data := map[string]any{}
+	if d.a.opts.Engine != nil {
+		sink := r.URL.Query().Get("sink")
+		page, err := d.a.opts.Engine.DeadLetters(r.Context(), delivery.DeadLetterFilter{Sink: sink, After: r.URL.Query().Get("after"), Limit: pageRows})
+		if err != nil {
+			d.fail(w, err)
+			return
+		}
+		st, _ := d.a.opts.Engine.Status(r.Context())
+		var names []string
+		for _, s := range st {
+			names = append(names, s.Name)
+		}
+		data["Sink"], data["Items"], data["Names"] = sink, page.Items, names
+		if page.Next != "" {
+			data["Next"] = "/dead-letters?" + url.Values{"sink": {sink}, "after": {page.Next}}.Encode()
+		}
+	}
+	d.render(w, r, sess, "deadletters", "Dead letters", "dead", data)
+}
+
+type rejectedRow struct {
+	ID          int64
+	ReceivedAt  time.Time
+	Source      string
+	Status      int64
+	Reason      string
+	Detail      string
+	Size        int64
+	ContentType string
+	RemoteAddr  string
+	Body        string
+}
+
+func (d *dashboard) rejected(w http.ResponseWriter, r *http.Request, sess session) {
+	cols := "id, received_at, source, status, reason, detail, body_size, content_type, remote_addr"
+	scan := func(row []any) rejectedRow {
+		return rejectedRow{asInt(row[0]), asTime(row[1]), asString(row[2]), asInt(row[3]), asString(row[4]), asString(row[5]), asInt(row[6]), asString(row[7]), asString(row[8]), ""}
+	}
+	if idText := r.PathValue("id"); idText != "" {
+		id, _ := strconv.ParseInt(idText, 10, 64)
+		rows, err := d.query(r.Context(), "SELECT "+cols+", body FROM rejected WHERE id = ?", 1, id)
+		if err != nil {
+			d.fail(w, err)
+			return
+		}
+		if len(rows) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		rr := scan(rows[0])
+		rr.Body = asString(rows[0][9])
+		d.render(w, r, sess, "rejected", fmt.Sprintf("Rejected body %d", rr.ID), "rejected", map[string]any{"Body": rr})
+		return
+	}
+	q, args := "SELECT "+cols+" FROM rejected", []any{}
+	if after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64); err == nil {
+		q, args = q+" WHERE id < ?", append(args, after)
+	}
+	rows, err := d.query(r.Context(), q+" ORDER BY id DESC LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, args...)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var list []rejectedRow
+	for _, row := range rows {
+		list = append(list, scan(row))
+	}
+	next := ""
+	if len(list) > pageRows {
+		list = list[:pageRows]
+		next = "/rejected?after=" + strconv.FormatInt(list[pageRows-1].ID, 10)
+	}
+	d.render(w, r, sess, "rejected", "Rejected bodies", "rejected", map[string]any{"Rows": list, "Next": next})
+}
+
+type listRow struct {
+	Email, Name, Postcode, Calendars, Consent string
+	First, Last                               time.Time
+}
+
+// analyticsData is the analytics page's model.
+type analyticsData struct {
+	From, To, CampaignFrom, CampaignTo, Calendar string
+	Calendars                                    []string
+	Zone, LocalZone                              string
+	LineChart, Heatmap, Bars                     any
+	Campaign                                     *struct{ In, Out string }
+	List                                         []listRow
+	ListTotal                                    int64
+	ListNext                                     string
+	query                                        url.Values
+}
+
+// ZoneURL links to the page with another heatmap zone.
+func (a analyticsData) ZoneURL(zone string) string {
+	q := url.Values{}
+	for k, v := range a.query {
+		q[k] = v
+	}
+	q.Set("zone", zone)
+	return "/analytics?" + q.Encode() + "#heatmap"
+}
+
+func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess session) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	data := analyticsData{From: q.Get("from"), To: q.Get("to"), CampaignFrom: q.Get("cfrom"), CampaignTo: q.Get("cto"), Calendar: q.Get("calendar"), query: q}
+	// The days shown: as asked, else the 30 days up to the latest change.
+	to, err := time.Parse(time.DateOnly, data.To)
+	if err != nil {
+		rows, qerr := d.query(ctx, "SELECT max(day) FROM subscriptions_daily", 1)
+		if qerr != nil {
+			d.fail(w, qerr)
+			return
+		}
+		to = asTime(rows[0][0])
+		if to.IsZero() {
+			to = time.Now().UTC().Truncate(24 * time.Hour)
+		}
+		data.To = to.Format(time.DateOnly)
+	}
+	from, err := time.Parse(time.DateOnly, data.From)
+	if err != nil {
+		from = to.AddDate(0, 0, -29)
+		data.From = from.Format(time.DateOnly)
+	}
+	calCond, calArgs := "", []any{}
+	if data.Calendar != "" {
+		calCond, calArgs = " AND calendar_code = ?", []any{data.Calendar}
+	}
+	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM subscriptions_daily WHERE day BETWEEN ? AND ?"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var points []dayPoint
+	for _, row := range rows {
+		points = append(points, dayPoint{asTime(row[0]), asInt(row[1]), asInt(row[2]), asInt(row[3])})
+	}
+	cfrom, _ := time.Parse(time.DateOnly, data.CampaignFrom)
+	cto, _ := time.Parse(time.DateOnly, data.CampaignTo)
+	data.LineChart = lineChartSVG(points, cfrom, cto, "subscribes, unsubscribes and net subscribers per day")
+	if !cfrom.IsZero() && !cto.IsZero() {
+		var inSum, outSum, inN, outN int64
+		for _, p := range points {
+			if !p.Day.Before(cfrom) && !p.Day.After(cto) {
+				inSum, inN = inSum+p.Net, inN+1
+			} else {
+				outSum, outN = outSum+p.Net, outN+1
+			}
+		}
+		avg := func(s, n int64) string {
+			if n == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(float64(s)/float64(n), 'f', 1, 64)
+		}
+		data.Campaign = &struct{ In, Out string }{avg(inSum, inN), avg(outSum, outN)}
+	}
+	rows, err = d.query(ctx, "SELECT DISTINCT calendar_code FROM subscriptions WHERE calendar_code IS NOT NULL ORDER BY 1", 500)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	for _, row := range rows {
+		data.Calendars = append(data.Calendars, asString(row[0]))
+	}
+	rows, err = d.query(ctx, "SELECT zone FROM analytics_settings", 1)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	data.LocalZone = asString(rows[0][0])
+	data.Zone = q.Get("zone")
+	if data.Zone != data.LocalZone {
+		data.Zone = "UTC"
+	}
+	rows, err = d.query(ctx, "SELECT weekday, hour, subscribes FROM subscribes_by_weekday_hour WHERE zone = ?", 200, data.Zone)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var cells []heatmapCell
+	for _, row := range rows {
+		cells = append(cells, heatmapCell{int(asInt(row[0])), int(asInt(row[1])), asInt(row[2])})
+	}
+	data.Heatmap = heatmapSVG(cells, "subscribes by weekday and hour, "+data.Zone)
+	rows, err = d.query(ctx, "SELECT postcode, tag_id, subscriptions FROM tag_popularity_by_postcode ORDER BY subscriptions DESC, postcode, tag_id LIMIT 30", 30)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	var bars []bar
+	for _, row := range rows {
+		bars = append(bars, bar{Label: asString(row[1]), Group: asString(row[0]), Value: asInt(row[2])})
+	}
+	data.Bars = barsSVG(bars, "active subscriptions per tag and postcode, top 30")
+	listQ, listArgs := "SELECT email, concat_ws(' ', first_name, last_name), postcode, array_to_string(calendars, ', '), marketing_consent, first_subscribed_at, last_change_at, email_key FROM mailing_list", []any{}
+	if after := q.Get("after"); after != "" {
+		listQ, listArgs = listQ+" WHERE email_key > ?", append(listArgs, after)
+	}
+	rows, err = d.query(ctx, listQ+" ORDER BY email_key LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, listArgs...)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	for i, row := range rows {
+		if i == pageRows {
+			nq := url.Values{}
+			for k, v := range q {
+				nq[k] = v
+			}
+			nq.Set("after", asString(rows[pageRows-1][7]))
+			data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
+			break
+		}
+		consent := "unknown"
+		if b, ok := row[4].(bool); ok {
+			consent = map[bool]string{true: "yes", false: "no"}[b]
+		}
+		data.List = append(data.List, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
+	}
+	rows, err = d.query(ctx, "SELECT count(*) FROM mailing_list", 1)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	data.ListTotal = asInt(rows[0][0])
+	sort.Strings(data.Calendars)
+	d.render(w, r, sess, "analytics", "Analytics", "analytics", data)
+}
+
+func (d *dashboard) mailingListCSV(w http.ResponseWriter, r *http.Request, sess session) {
+	if d.a.opts.Data == nil || d.a.opts.ExportDir == "" {
+		http.Error(w, "exports are not available on this server", http.StatusNotFound)
+		return
+	}
+	path, err := d.a.opts.Data.Export(r.Context(), "SELECT * FROM mailing_list ORDER BY email_key", "", "csv", d.a.opts.ExportDir)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	if err := d.a.sendFile(w, path, "text/csv; charset=utf-8", "mailing-list.csv"); err != nil {
+		d.a.log.Warn("admin: mailing list download", "err", err)
+	}
+}
