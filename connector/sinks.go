@@ -114,6 +114,7 @@ func sinkOptions(sc SinkConfig, o *OpenedSink) (delivery.SinkOptions, error) {
 		Events:    sc.Events,
 		Columns:   cols,
 		KeyColumn: o.KeyColumn,
+		Coalesce:  o.KeyColumn != "",
 		Trigger:   tr,
 		Start:     sc.Start,
 		BatchRows: batch,

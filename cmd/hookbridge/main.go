@@ -59,6 +59,8 @@ func commands() []command {
 		{"import", "load a JSON-lines file of bodies (from simulate --out) through the decoder and writer", cmdImport},
 		{"reprocess", "decode every stored body again (after changing contact_fields) and rebuild subscriptions", cmdReprocess},
 		{"keys", "list the key paths seen in stored bodies, with counts", cmdKeys},
+		{"plugins", "list the sink plugins (built-in and in the plugins folder), or describe one's settings", cmdPlugins},
+		{"plugin", "serve a built-in sink plugin (started by hookbridge serve itself)", cmdPlugin},
 		{"bench", "measure ingest throughput and latency against a bare HTTP handler", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}

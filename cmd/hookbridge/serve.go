@@ -30,7 +30,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := connector.New(cfg, connector.Options{Logger: log})
+	r, err := resolver(e, cfg.PluginsDir)
+	if err != nil {
+		return err
+	}
+	c, err := connector.New(cfg, connector.Options{Logger: log, OpenSink: connector.PluginOpener(r, log)})
 	if err != nil {
 		return err
 	}

@@ -33,10 +33,14 @@ type SinkOptions struct {
 	// Columns are the normalised columns the sink receives, besides seq, event_id and
 	// event_type which it always gets.
 	Columns []string
-	// KeyColumn is the destination key: rows sharing it are sent in order and coalesced to
-	// the latest (default subscription_id; CRMs use email_key).
+	// KeyColumn orders rows: rows sharing it are sent one after the other, never in one
+	// request (default subscription_id; CRMs use their destination key, email_key).
 	KeyColumn string
-	Trigger   schedule.Trigger
+	// Coalesce sends only the latest row of a key (older ones are recorded as coalesced):
+	// right for destinations that upsert the subscription's current state by KeyColumn.
+	// Without it every row is sent, oldest first.
+	Coalesce bool
+	Trigger  schedule.Trigger
 	// Start places a new sink: latest (default), earliest, or an RFC 3339 time.
 	Start string
 	// BatchRows bounds the rows of one request (default 100).

@@ -189,7 +189,7 @@ func (h *harness) cursor(sink string) int64 {
 }
 
 func crm(s Sink) SinkOptions {
-	return SinkOptions{Name: "crm", Sink: s, Columns: []string{"email", "email_key", "subscription_id", "status", "unsubscribed_at"}, KeyColumn: "email_key"}
+	return SinkOptions{Name: "crm", Sink: s, Columns: []string{"email", "email_key", "subscription_id", "status", "unsubscribed_at"}, KeyColumn: "email_key", Coalesce: true}
 }
 
 func TestDeliversEveryRowAndRecordsIt(t *testing.T) {
@@ -623,5 +623,51 @@ func TestCronTrigger(t *testing.T) {
 	h.eventually("delivered on a tick", func() bool { return h.cursor("hourly") == 2 })
 	if n := len(sink.snapshot()); n != 1 {
 		t.Errorf("%d requests; a tick should drain both rows in one batch", n)
+	}
+}
+
+// TestEveryRowInOrderWithoutCoalescing: a sink that keeps every event (a log, a warehouse)
+// gets all rows of a subscription, one request after the other, oldest first, even when the
+// first needs retries.
+func TestEveryRowInOrderWithoutCoalescing(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	failures := 0
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res := &Result{}
+		for _, r := range rows {
+			if r.EventID == "first" && failures < 2 {
+				failures++
+				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Retry, Reason: "busy"})
+			}
+		}
+		return res, nil
+	}}
+	h.start(SinkOptions{Name: "log", Sink: sink, Columns: []string{"subscription_id"}})
+	h.ingest(subscribe("first", "s1", "a@example.com"))
+	h.ingest(unsubscribe("second", "s1"))
+	h.ingest(subscribe("third", "s1", "a@example.com"))
+	h.ingest(subscribe("other", "s2", "b@example.com"))
+	h.eventually("all four delivered", func() bool { return h.cursor("log") == 4 })
+	var s1 []string
+	for _, c := range sink.snapshot() {
+		n := 0
+		for _, r := range c.rows {
+			if r.SubscriptionID == "s1" {
+				s1 = append(s1, r.EventID)
+				n++
+			}
+		}
+		if n > 1 {
+			t.Errorf("request %s carried %d rows of one subscription", c.id, n)
+		}
+	}
+	if got := strings.Join(s1, ","); got != "first,first,first,second,third" {
+		t.Errorf("subscription s1 rows arrived as %s; want every row, oldest first, retries included", got)
+	}
+	if n := h.count("SELECT count(*) FROM delivery_rows WHERE outcome = 'coalesced'"); n != 0 {
+		t.Errorf("%d rows coalesced by a sink that keeps every row", n)
 	}
 }

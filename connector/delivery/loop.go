@@ -72,7 +72,14 @@ type pendingKey struct {
 	lastCode int
 }
 
-func (k *pendingKey) latest() int64 { return k.seqs[len(k.seqs)-1] }
+// rep is the row sent for key k: the latest when the sink coalesces rows of one destination
+// key (it upserts current state), else the oldest (every row is sent, in order).
+func (l *loop) rep(k *pendingKey) int64 {
+	if l.opt.Coalesce {
+		return k.seqs[len(k.seqs)-1]
+	}
+	return k.seqs[0]
+}
 
 type replayItem struct {
 	id  string
@@ -151,9 +158,9 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	reps := make([]int64, 0, len(due))
 	var stale []int64
 	for _, k := range due {
-		reps = append(reps, k.latest())
-		if fresh[k.latest()] == nil {
-			stale = append(stale, k.latest())
+		reps = append(reps, l.rep(k))
+		if fresh[l.rep(k)] == nil {
+			stale = append(stale, l.rep(k))
 		}
 	}
 	if len(stale) > 0 {
@@ -169,7 +176,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	var keys []*pendingKey
 	var batch []*schemas.Row
 	for _, k := range due {
-		if r := fresh[k.latest()]; r != nil {
+		if r := fresh[l.rep(k)]; r != nil {
 			keys = append(keys, k)
 			batch = append(batch, r)
 		}
@@ -388,7 +395,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	cancel()
 	finished := l.e.now()
 	l.m.batchSeconds.Observe(finished.Sub(started).Seconds())
-	a := &attemptRecord{batchID: b.ID, attempt: attempt, started: started, finished: finished, replayID: commonReplay(keys)}
+	a := &attemptRecord{batchID: b.ID, attempt: attempt, started: started, finished: finished, replayID: l.commonReplay(keys)}
 
 	var sinkErr *SinkError
 	var rejected *BatchRejectedError
@@ -404,7 +411,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 			a.outcome = "paused"
 		}
 		for _, k := range keys {
-			a.rows = append(a.rows, l.rowRec(k, k.latest(), rowNotSent, k.attempts, sinkErr.StatusCode, sinkErr.Error()))
+			a.rows = append(a.rows, l.rowRec(k, l.rep(k), rowNotSent, k.attempts, sinkErr.StatusCode, sinkErr.Error()))
 		}
 		return []*attemptRecord{a}
 	case errors.As(err, &rejected) && len(keys) > 1:
@@ -432,9 +439,9 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 		}
 	}
 	for _, k := range keys {
-		rr, ok := reported[k.latest()]
+		rr, ok := reported[l.rep(k)]
 		if !ok {
-			rr = RowResult{Seq: k.latest(), Outcome: Delivered}
+			rr = RowResult{Seq: l.rep(k), Outcome: Delivered}
 		}
 		l.apply(a, k, rr, k.attempts+1, finished)
 	}
@@ -451,7 +458,7 @@ func (l *loop) apply(a *attemptRecord, k *pendingKey, rr RowResult, attempt int,
 		k.first = a.started
 	}
 	k.attempts = attempt
-	rep := k.latest()
+	rep := l.rep(k)
 	switch rr.Outcome {
 	case Delivered:
 		a.rows = append(a.rows, l.rowRec(k, rep, rowDelivered, attempt, rr.StatusCode, ""))
@@ -487,24 +494,36 @@ func (l *loop) apply(a *attemptRecord, k *pendingKey, rr RowResult, attempt int,
 	}
 }
 
-// finish marks the key's older rows as coalesced into rep and forgets the key.
+// finish ends rep's turn. A coalescing sink's key is done with all its rows (the older ones
+// are recorded as coalesced into rep); otherwise rep leaves the key and the next row of the
+// key, if any, is due with a fresh retry budget.
 func (l *loop) finish(a *attemptRecord, k *pendingKey, rep int64) {
-	for _, s := range k.seqs {
-		if s != rep {
-			a.rows = append(a.rows, l.rowRec(k, s, rowCoalesced, k.attempts, 0, ""))
+	if l.opt.Coalesce {
+		for _, s := range k.seqs {
+			if s != rep {
+				a.rows = append(a.rows, l.rowRec(k, s, rowCoalesced, k.attempts, 0, ""))
+			}
 		}
+		delete(l.keys, k.key)
+		return
 	}
-	delete(l.keys, k.key)
+	k.seqs = slices.DeleteFunc(k.seqs, func(s int64) bool { return s == rep })
+	delete(k.eventIDs, rep)
+	if len(k.seqs) == 0 {
+		delete(l.keys, k.key)
+		return
+	}
+	k.attempts, k.first, k.next, k.lastErr, k.lastCode = 0, time.Time{}, time.Time{}, "", 0
 }
 
 func (l *loop) rowRec(k *pendingKey, seq int64, outcome string, attempt, code int, errText string) rowRecord {
 	return rowRecord{seq: seq, eventID: k.eventIDs[seq], attempt: attempt, outcome: outcome, statusCode: code, err: errText, first: k.first, replayID: k.replayOf[seq]}
 }
 
-func commonReplay(keys []*pendingKey) string {
+func (l *loop) commonReplay(keys []*pendingKey) string {
 	id := ""
 	for _, k := range keys {
-		r := k.replayOf[k.latest()]
+		r := k.replayOf[l.rep(k)]
 		if r == "" || (id != "" && r != id) {
 			return ""
 		}

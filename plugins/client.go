@@ -1,0 +1,383 @@
+// Package plugins is the host side of hookbridge's sink plugins: it finds a plugin (a
+// built-in served by re-executing hookbridge, or an external hookbridge-sink-NAME executable),
+// starts it through hashicorp/go-plugin with a versioned handshake, and calls it over gRPC.
+// When a plugin process dies, the call in flight fails with ErrPluginExited and the next call
+// starts it again (with back-off) and re-configures it.
+package plugins
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hookbridge/hookbridge/plugins/proto/sinkpb"
+	"github.com/hookbridge/hookbridge/plugins/sdk"
+)
+
+// SupportedVersions are the protocol versions this host speaks.
+var SupportedVersions = []int{sdk.ProtocolVersion}
+
+// ErrPluginExited: the plugin process died during the call. Nothing is known of the call's
+// effect; the next call restarts the plugin.
+var ErrPluginExited = errors.New("plugins: plugin process exited")
+
+// MaxMessageBytes is the largest Arrow IPC payload sent in one Write. gRPC refuses messages
+// over 4 MiB by default on both ends; larger batches are split.
+const MaxMessageBytes = 3 << 20
+
+// Launch says how to start a plugin process.
+type Launch struct {
+	// Name is the plugin's name (for logs).
+	Name string
+	Path string
+	Args []string
+	// Env is added to the host's environment.
+	Env []string
+}
+
+// Client is one plugin, started and configured. Its methods are safe for concurrent use, but
+// calls are serialised: a plugin never sees two calls at once.
+type Client struct {
+	launch Launch
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	pc         *plugin.Client
+	rpc        sinkpb.SinkClient
+	spec       sdk.Spec
+	checks     bool
+	configured *sinkpb.ConfigureRequest
+	failures   int
+	notBefore  time.Time
+	closed     bool
+}
+
+// Start starts the plugin and reads its spec.
+func Start(ctx context.Context, launch Launch, log *slog.Logger) (*Client, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Client{launch: launch, log: log}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// start launches the process, handshakes and reads the spec (c.mu held).
+func (c *Client) start(ctx context.Context) error {
+	cmd := exec.Command(c.launch.Path, c.launch.Args...)
+	// The host's environment first, then the launch's own variables, which win. (go-plugin
+	// would append the host's after ours, so it is told to skip it.)
+	cmd.Env = append(os.Environ(), c.launch.Env...)
+	killWithParent(cmd)
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: &sdk.GRPCPlugin{}}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           newSlogAdapter(c.log.With("plugin", c.launch.Name)),
+		Stderr:           io.Discard,
+		SkipHostEnv:      true,
+		StartTimeout:     30 * time.Second,
+		AutoMTLS:         true,
+	})
+	conn, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		return fmt.Errorf("plugins: start %s (%s): %w", c.launch.Name, c.launch.Path, explainStart(err))
+	}
+	raw, err := conn.Dispense(sdk.PluginName)
+	if err != nil {
+		pc.Kill()
+		return fmt.Errorf("plugins: start %s: %w", c.launch.Name, err)
+	}
+	rpc := raw.(sinkpb.SinkClient)
+	spec, err := rpc.Spec(ctx, &sinkpb.SpecRequest{})
+	if err != nil {
+		pc.Kill()
+		return fmt.Errorf("plugins: %s: spec: %w", c.launch.Name, err)
+	}
+	c.pc, c.rpc, c.spec, c.checks = pc, rpc, sdk.SpecFromProto(spec), spec.Checks
+	return nil
+}
+
+// explainStart makes go-plugin's version mismatch say what to do.
+func explainStart(err error) error {
+	if strings.Contains(strings.ToLower(err.Error()), "incompatible api version") {
+		return fmt.Errorf("%w (this hookbridge speaks sink protocol versions %v: rebuild the plugin with a matching plugins/sdk)", err, SupportedVersions)
+	}
+	return err
+}
+
+// Spec returns the plugin's spec.
+func (c *Client) Spec() sdk.Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.spec
+}
+
+// Checks reports whether the plugin implements Check.
+func (c *Client) Checks() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checks
+}
+
+// Configure hands the plugin its settings and mapping; they are handed again after every
+// restart. Refused settings return a *sdk.SettingsError naming the field.
+func (c *Client) Configure(ctx context.Context, name string, settings json.RawMessage, mapping map[string]string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req := &sinkpb.ConfigureRequest{SinkName: name, SettingsJson: settings, Mapping: mapping}
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	if err := c.configure(ctx, req); err != nil {
+		return err
+	}
+	c.configured = req
+	return nil
+}
+
+func (c *Client) configure(ctx context.Context, req *sinkpb.ConfigureRequest) error {
+	resp, err := c.rpc.Configure(ctx, req)
+	if err != nil {
+		return c.callError("configure", err)
+	}
+	if se := resp.SettingsError; se != nil {
+		return &sdk.SettingsError{Field: se.Field, Message: se.Message}
+	}
+	if resp.Error != "" {
+		return fmt.Errorf("plugins: %s: configure: %s", c.launch.Name, resp.Error)
+	}
+	return nil
+}
+
+// ready (re)starts a dead plugin, waiting out the restart back-off (c.mu held).
+func (c *Client) ready(ctx context.Context) error {
+	if c.closed {
+		return fmt.Errorf("plugins: %s: closed", c.launch.Name)
+	}
+	if c.pc != nil && !c.pc.Exited() {
+		return nil
+	}
+	if wait := time.Until(c.notBefore); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if c.pc != nil {
+		c.pc.Kill()
+		c.log.Warn("plugins: restarting plugin", "plugin", c.launch.Name, "restarts", c.failures)
+	}
+	err := c.start(ctx)
+	if err == nil && c.configured != nil {
+		err = c.configure(ctx, c.configured)
+	}
+	if err != nil {
+		c.failures++
+		c.notBefore = time.Now().Add(min(100*time.Millisecond<<min(c.failures, 9), 30*time.Second))
+		return err
+	}
+	c.failures = 0
+	return nil
+}
+
+// callError classifies a failed call. A plugin that is gone (the connection is unavailable)
+// is killed for good measure and reported as ErrPluginExited; the next call starts a new one.
+func (c *Client) callError(what string, err error) error {
+	if c.pc == nil || c.pc.Exited() || status.Code(err) == codes.Unavailable {
+		// The process may still be exiting: give the exit a moment to be seen, then make sure.
+		for i := 0; i < 100 && c.pc != nil && !c.pc.Exited(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if c.pc != nil {
+			c.pc.Kill()
+		}
+		c.failures++
+		c.notBefore = time.Now().Add(min(50*time.Millisecond<<min(c.failures-1, 9), 30*time.Second))
+		return fmt.Errorf("%w: %s during %s: %v", ErrPluginExited, c.launch.Name, what, err)
+	}
+	return fmt.Errorf("plugins: %s: %s: %w", c.launch.Name, what, err)
+}
+
+// neverSent reports whether a failed call cannot have reached the plugin (no connection
+// could be set up: refused while dialing, reset during the TLS handshake), so it can be
+// retried on a new process without any risk of doing the work twice.
+func neverSent(err error) bool {
+	if status.Code(err) != codes.Unavailable {
+		return false
+	}
+	msg := status.Convert(err).Message()
+	return strings.HasPrefix(msg, "connection error:") || strings.Contains(msg, "while dialing")
+}
+
+// Check asks the plugin to test its connection.
+func (c *Client) Check(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	resp, err := c.rpc.Check(ctx, &sinkpb.CheckRequest{})
+	if err != nil {
+		return c.callError("check", err)
+	}
+	if resp.Error != "" {
+		return fmt.Errorf("plugins: %s: check: %s", c.launch.Name, resp.Error)
+	}
+	return nil
+}
+
+// Ping reports whether the plugin process answers.
+func (c *Client) Ping() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pc == nil || c.pc.Exited() {
+		return ErrPluginExited
+	}
+	conn, err := c.pc.Client()
+	if err != nil {
+		return err
+	}
+	return conn.Ping()
+}
+
+// Write sends one batch and returns the rows' outcomes (rows not listed were delivered).
+// Errors: *sdk.SinkDownError, *sdk.BatchRejectedError, ErrPluginExited (wrapped), or another
+// error after which the whole batch is to be retried. A batch whose IPC bytes exceed
+// MaxMessageBytes (or the plugin's MaxBatchBytes) is sent in parts, each under its own id
+// derived from the batch id.
+func (c *Client) Write(ctx context.Context, batchID string, attempt int, rec arrow.RecordBatch) ([]sdk.RowResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	return c.write(ctx, batchID, attempt, rec)
+}
+
+func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arrow.RecordBatch) ([]sdk.RowResult, error) {
+	payload, err := sdk.EncodeRecord(rec)
+	if err != nil {
+		return nil, err
+	}
+	limit := int64(MaxMessageBytes)
+	if c.spec.MaxBatchBytes > 0 {
+		limit = min(limit, c.spec.MaxBatchBytes)
+	}
+	if int64(len(payload)) > limit && rec.NumRows() > 1 {
+		half := rec.NumRows() / 2
+		first, second := rec.NewSlice(0, half), rec.NewSlice(half, rec.NumRows())
+		defer first.Release()
+		defer second.Release()
+		a, err := c.write(ctx, batchID+".1", attempt, first)
+		if err != nil {
+			return nil, err
+		}
+		b, err := c.write(ctx, batchID+".2", attempt, second)
+		if err != nil {
+			return nil, err
+		}
+		return append(a, b...), nil
+	}
+	req := &sinkpb.WriteRequest{BatchId: batchID, Attempt: int32(attempt), ArrowIpc: payload}
+	resp, err := c.rpc.Write(ctx, req)
+	if err != nil && neverSent(err) {
+		// The plugin died between calls: start a new one and send there.
+		c.callError("write", err)
+		if rerr := c.ready(ctx); rerr != nil {
+			return nil, rerr
+		}
+		resp, err = c.rpc.Write(ctx, req)
+	}
+	if err != nil {
+		return nil, c.callError("write", err)
+	}
+	switch {
+	case resp.SinkError != nil:
+		se := resp.SinkError
+		return nil, &sdk.SinkDownError{Err: errors.New(se.Message), RetryAfter: time.Duration(se.RetryAfterMs) * time.Millisecond, Pause: se.Pause, StatusCode: int(se.StatusCode)}
+	case resp.BatchRejected != nil:
+		return nil, &sdk.BatchRejectedError{Reason: resp.BatchRejected.Reason, StatusCode: int(resp.BatchRejected.StatusCode)}
+	case resp.Error != "":
+		return nil, fmt.Errorf("plugins: %s: write: %s", c.launch.Name, resp.Error)
+	}
+	return sdk.ResultsFromProto(resp.Rows), nil
+}
+
+// Poll asks the plugin about rows accepted as asynchronous jobs.
+func (c *Client) Poll(ctx context.Context, jobs []sdk.Job) ([]sdk.RowResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	req := &sinkpb.PollRequest{}
+	for _, j := range jobs {
+		req.Jobs = append(req.Jobs, &sinkpb.Job{Seq: j.Seq, JobId: j.JobID})
+	}
+	resp, err := c.rpc.Poll(ctx, req)
+	if err != nil {
+		return nil, c.callError("poll", err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("plugins: %s: poll: %s", c.launch.Name, resp.Error)
+	}
+	return sdk.ResultsFromProto(resp.Rows), nil
+}
+
+// PID returns the plugin process's id (0 when none runs), for tests and diagnostics.
+func (c *Client) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pc == nil || c.pc.Exited() {
+		return 0
+	}
+	if rc := c.pc.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// Close asks the plugin to release its resources, then stops the process.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.pc == nil {
+		return nil
+	}
+	var err error
+	if !c.pc.Exited() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.rpc.Close(ctx, &sinkpb.CloseRequest{})
+		cancel()
+	}
+	c.pc.Kill()
+	if err != nil {
+		return fmt.Errorf("plugins: %s: close: %w", c.launch.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package sdk
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// Serve runs sink as a plugin process and returns when the host is done with it. Called with
+// the argument "spec" or "version" (from a shell, or by `hookbridge plugins list`), it prints
+// the spec as JSON or the version and returns at once, without a handshake.
+func Serve(sink Sink) {
+	if err := ServeArgs(sink, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// ServeArgs is Serve with explicit arguments and output, for plugins that parse their own
+// command line (hookbridge's built-in sinks are served this way by `hookbridge plugin serve`).
+func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "spec":
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(struct {
+				Spec
+				Protocol int `json:"protocol"`
+			}{sink.Spec(), ProtocolVersion})
+		case "version":
+			sp := sink.Spec()
+			_, err := fmt.Fprintf(stdout, "%s %s (protocol %d)\n", sp.Name, sp.Version, ProtocolVersion)
+			return err
+		}
+	}
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		return fmt.Errorf("this is a hookbridge sink plugin: hookbridge starts it (put it in the plugins folder as hookbridge-sink-NAME); run it with 'spec' or 'version' to inspect it")
+	}
+	log := NewLogger(os.Stderr, slog.LevelDebug)
+	go exitWithParent(log)
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: sink, Logger: log}},
+		},
+		GRPCServer: plugin.DefaultGRPCServer,
+		// go-plugin's own messages, in the same JSON shape the host re-levels.
+		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn}),
+	})
+	return nil
+}
+
+// exitWithParent ends the plugin when the host process is gone, even when the host could not
+// ask (SIGKILL): the host also sets a parent-death signal on Linux; this covers the rest.
+func exitWithParent(log *slog.Logger) {
+	parent := os.Getppid()
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != parent {
+			log.Warn("host process is gone; plugin exiting")
+			os.Exit(0)
+		}
+	}
+}
