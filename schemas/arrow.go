@@ -159,8 +159,12 @@ func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
 		readers = append(readers, reader{c, rec.Column(i)})
 	}
 	rows := make([]Row, rec.NumRows())
-	for i := range rows {
-		for _, rd := range readers {
+	for _, rd := range readers {
+		if rd.col.readAll != nil {
+			rd.col.readAll(rd.arr, rows)
+			continue
+		}
+		for i := range rows {
 			rd.col.read(rd.arr, i, &rows[i])
 		}
 	}

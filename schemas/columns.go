@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type Column struct {
 	get  func(*Row) any // nil when the column is null
 	app  func(array.Builder, *Row)
 	read func(arrow.Array, int, *Row)
+	// readAll, when set, reads a whole column at once (string columns: one copy of the
+	// array's data buffer, sliced per row, instead of one allocation per value).
+	readAll func(arrow.Array, []Row)
 }
 
 var (
@@ -157,6 +161,15 @@ func strCol(name, doc string, f func(*Row) *string) *Column {
 				*f(r) = strings.Clone(a.(*array.String).Value(i)) // Value aliases the Arrow buffer
 			}
 		},
+		readAll: func(a arrow.Array, rows []Row) {
+			sa := a.(*array.String)
+			data, offs := string(sa.ValueBytes()), sa.ValueOffsets()
+			for i := range rows {
+				if sa.IsValid(i) {
+					*f(&rows[i]) = data[offs[i]-offs[0] : offs[i+1]-offs[0]]
+				}
+			}
+		},
 	}
 }
 
@@ -179,6 +192,16 @@ func binaryCol(name, doc string, f func(*Row) *[]byte) *Column {
 		read: func(a arrow.Array, i int, r *Row) {
 			if a.IsValid(i) {
 				*f(r) = append([]byte(nil), a.(*array.Binary).Value(i)...)
+			}
+		},
+		readAll: func(a arrow.Array, rows []Row) {
+			ba := a.(*array.Binary)
+			data, offs := bytes.Clone(ba.ValueBytes()), ba.ValueOffsets()
+			for i := range rows {
+				if ba.IsValid(i) {
+					lo, hi := offs[i]-offs[0], offs[i+1]-offs[0]
+					*f(&rows[i]) = data[lo:hi:hi]
+				}
 			}
 		},
 	}
@@ -336,6 +359,22 @@ func listCol(name, doc string, f func(*Row) *[]string) *Column {
 				l = append(l, strings.Clone(vals.Value(int(j))))
 			}
 			*f(r) = l
+		},
+		readAll: func(a arrow.Array, rows []Row) {
+			la := a.(*array.List)
+			vals := la.ListValues().(*array.String)
+			data, voffs := string(vals.ValueBytes()), vals.ValueOffsets()
+			for i := range rows {
+				if !la.IsValid(i) {
+					continue
+				}
+				start, end := la.ValueOffsets(i)
+				l := make([]string, 0, end-start)
+				for j := start; j < end; j++ {
+					l = append(l, data[voffs[j]-voffs[0]:voffs[j+1]-voffs[0]])
+				}
+				*f(&rows[i]) = l
+			}
 		},
 	}
 }

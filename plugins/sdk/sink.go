@@ -124,6 +124,9 @@ func DecodeSettings(raw json.RawMessage, v any) error {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
+		if te.Field == "" {
+			return &SettingsError{Field: "(settings)", Message: fmt.Sprintf("settings are a JSON %s, want an object", te.Value)}
+		}
 		return &SettingsError{Field: te.Field, Message: fmt.Sprintf("is a JSON %s, want %s", te.Value, te.Type)}
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
