@@ -94,8 +94,8 @@ func sinkOptions(sc SinkConfig, o *OpenedSink) (delivery.SinkOptions, error) {
 			}
 		}
 	}
-	for _, c := range o.Columns {
-		if !slices.Contains(cols, c) {
+	for _, c := range append(o.Columns, o.KeyColumn) {
+		if c != "" && !slices.Contains(cols, c) {
 			cols = append(cols, c)
 		}
 	}
