@@ -63,3 +63,39 @@ func TestSendAndStatusAgainstARunningServer(t *testing.T) {
 		t.Errorf("status without a server: %v", err)
 	}
 }
+
+// TestSinksCheck: `hookbridge sinks check` starts each sink's plugin, validates its settings
+// and checks the destination, naming the sinks that fail.
+func TestSinksCheck(t *testing.T) {
+	t.Setenv(asMainEnv, "1") // the plugin processes are this test binary running as hookbridge
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte(`
+sources: [{name: rokt}]
+sinks:
+  - name: debug
+    plugin: jsonl
+    settings: {path: `+filepath.Join(dir, "out.jsonl")+`}
+  - name: warehouse
+    plugin: postgres
+    settings: {dsn: "postgres://loader:hunter2@127.0.0.1:1/dw", connect_timeout: 2s}
+  - name: typo
+    plugin: jsonl
+    settings: {path: x.jsonl, colour: red}
+`), 0o644)
+	out, _, err := runCmd(t, nil, "sinks", "check", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 sinks failed") {
+		t.Errorf("want two failures, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"debug (jsonl): settings ok", "warehouse (postgres): FAILED", "connection refused", "typo (jsonl): FAILED: settings.colour"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("the output shows a password:\n%s", out)
+	}
+	if out, _, err := runCmd(t, nil, "sinks", "check", "debug", "--config", cfg); err != nil || strings.Contains(out, "warehouse") {
+		t.Errorf("checking one sink: %v\n%s", err, out)
+	}
+}

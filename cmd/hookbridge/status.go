@@ -62,11 +62,14 @@ func shortErr(msg string, at time.Time) string {
 }
 
 func cmdSinks(ctx context.Context, e *env, args []string) error {
+	if len(args) >= 1 && args[0] == "check" {
+		return cmdSinksCheck(ctx, e, args[1:])
+	}
 	fs := newFlagSet(e, "sinks", "sinks pause|resume NAME [--reason TEXT] [--server URL]")
 	af := addAdminFlags(fs)
 	reason := fs.String("reason", "", "why the sink is paused (shown by status)")
 	if len(args) < 2 || (args[0] != "pause" && args[0] != "resume") {
-		return usageError{"usage: hookbridge sinks pause|resume NAME [--reason TEXT]"}
+		return usageError{"usage: hookbridge sinks pause|resume NAME [--reason TEXT] | hookbridge sinks check [NAME…] --config FILE"}
 	}
 	verb, name := args[0], args[1]
 	if err := fs.Parse(args[2:]); err != nil {

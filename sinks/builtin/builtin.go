@@ -7,12 +7,14 @@ import (
 
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/sinks/jsonl"
+	"github.com/hookbridge/hookbridge/sinks/postgres"
 )
 
 // Sinks returns the built-in sinks' constructors by name.
 func Sinks() map[string]func() sdk.Sink {
 	return map[string]func() sdk.Sink{
-		"jsonl": jsonl.New,
+		"jsonl":    jsonl.New,
+		"postgres": postgres.New,
 	}
 }
 

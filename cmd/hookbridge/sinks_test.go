@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestBuiltinSinksEndToEnd runs hookbridge serve with two built-in sinks (each a re-executed
+// hookbridge plugin process): the PostgreSQL warehouse and a JSON-lines file. The server is
+// SIGKILLed while it delivers and restarted; in the end the warehouse holds every event once
+// and the current subscriptions, and the file every event at least once.
+func TestBuiltinSinksEndToEnd(t *testing.T) {
+	dsn := os.Getenv("HOOKBRIDGE_TEST_POSTGRES")
+	if dsn == "" {
+		if os.Getenv("HOOKBRIDGE_CI") != "" {
+			t.Fatal("HOOKBRIDGE_TEST_POSTGRES is not set in CI (.ci/run sets it)")
+		}
+		t.Skip("no PostgreSQL: set HOOKBRIDGE_TEST_POSTGRES or run .ci/run")
+	}
+	ctx := context.Background()
+	pg, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := fmt.Sprintf("hbtest_e2e_%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); pg.Close(ctx) })
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+data: %s
+sources: [{name: rokt}]
+sinks:
+  - name: warehouse
+    plugin: postgres
+    start: earliest
+    batch: {max_rows: 25}
+    settings: {dsn: "${TEST_WAREHOUSE_DSN}", schema: %s}
+  - name: debug
+    plugin: jsonl
+    start: earliest
+    mapping: {email: email, status: status}
+    settings: {path: %s}
+`, filepath.Join(dir, "hb.duckdb"), schema, filepath.Join(dir, "events.jsonl"))), 0o644)
+	t.Setenv("TEST_WAREHOUSE_DSN", dsn)
+	addr := freeAddr(t)
+	srv := startServer(t, addr, "--config", cfg)
+
+	n, ended := 0, 0
+	for i := 0; i < 300; i++ {
+		if postEvent(addr, subscribeBody(fmt.Sprintf("sub-%03d", i), fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d@example.com", i))) != 200 {
+			t.Fatal("event not accepted")
+		}
+		n++
+		if i%4 == 0 {
+			postEvent(addr, unsubscribeBody(fmt.Sprintf("unsub-%03d", i), fmt.Sprintf("s%03d", i)))
+			n++
+			ended++
+		}
+		if i == 150 {
+			srv.cmd.Process.Signal(syscall.SIGKILL)
+			<-srv.exited
+			srv = startServer(t, addr, "--config", cfg)
+		}
+	}
+	count := func(q string) int {
+		var c int
+		if err := pg.QueryRow(ctx, q).Scan(&c); err != nil {
+			return -1
+		}
+		return c
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := status(t, addr)
+		done := len(st.Sinks) == 2
+		for _, s := range st.Sinks {
+			done = done && s.Cursor == int64(n)
+		}
+		if done && count("SELECT count(*) FROM "+schema+".events") == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sinks never caught up: %+v; warehouse has %d of %d events", st.Sinks, count("SELECT count(*) FROM "+schema+".events"), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := count("SELECT count(DISTINCT event_id) FROM " + schema + ".events"); got != n {
+		t.Errorf("%d distinct events in the warehouse, want %d", got, n)
+	}
+	if got := count("SELECT count(*) FROM " + schema + ".subscriptions WHERE status = 'unsubscribed' AND email IS NOT NULL"); got != ended {
+		t.Errorf("%d ended subscriptions with their email, want %d", got, ended)
+	}
+	if got := count("SELECT count(*) FROM " + schema + ".subscriptions WHERE status = 'subscribed'"); got != 300-ended {
+		t.Errorf("%d active subscriptions, want %d", got, 300-ended)
+	}
+	lines, _ := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	seen := map[string]bool{}
+	for _, l := range splitLines(lines) {
+		seen[l] = true
+	}
+	if len(seen) < n {
+		t.Errorf("the jsonl file holds %d distinct lines, want at least %d", len(seen), n)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.exited
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, string(b[start:i]))
+			start = i + 1
+		}
+	}
+	return out
+}
