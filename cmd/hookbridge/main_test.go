@@ -11,7 +11,9 @@ import (
 const asMainEnv = "HOOKBRIDGE_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asMainEnv) == "1" {
+	// A plugin process started by an in-process command (`plugin serve NAME`) must never run
+	// the tests again, even when the variable was not passed on.
+	if os.Getenv(asMainEnv) == "1" || (len(os.Args) > 2 && os.Args[1] == "plugin" && os.Args[2] == "serve") {
 		main()
 		os.Exit(0)
 	}
