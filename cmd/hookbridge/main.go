@@ -56,6 +56,7 @@ func commands() []command {
 		{"query", "run a read-only SQL query (through the running server, else on the file)", cmdQuery},
 		{"export", "export a table, view or query to Parquet or CSV", cmdExport},
 		{"snapshot", "write a consistent copy of the database that any DuckDB client can open", cmdSnapshot},
+		{"simulate", "emulate Rokt Calendar sending webhooks (or write them to a file for import)", cmdSimulate},
 		{"import", "load a JSON-lines file of bodies (from simulate --out) through the decoder and writer", cmdImport},
 		{"reprocess", "decode every stored body again (after changing contact_fields) and rebuild subscriptions", cmdReprocess},
 		{"keys", "list the key paths seen in stored bodies, with counts", cmdKeys},

@@ -154,6 +154,11 @@ func (a *API) importLines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Progress goes out while the body still comes in: without full duplex, HTTP/1.1 stops
+	// the request body at the first flush and the import would end early.
+	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
