@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,4 +128,93 @@ func splitLines(b []byte) []string {
 		}
 	}
 	return out
+}
+
+// TestWebhookGonePausesAcrossRestarts: a registered endpoint that answers 410 Gone pauses the
+// webhook sink; the pause survives a restart and shows in status; events wait behind the
+// cursor and go out, signed, once an operator resumes the sink.
+func TestWebhookGonePausesAcrossRestarts(t *testing.T) {
+	var mu sync.Mutex
+	gone := true
+	got := map[string]bool{}
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("webhook-signature") == "" {
+			w.WriteHeader(401)
+			return
+		}
+		if gone {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		got[r.Header.Get("webhook-id")] = true
+		w.WriteHeader(204)
+	}))
+	defer endpoint.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+data: %s
+sources: [{name: rokt}]
+sinks:
+  - name: partner
+    plugin: webhook
+    trigger: realtime
+    settings: {url: %q, secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
+`, filepath.Join(dir, "hb.duckdb"), endpoint.URL+"/hooks")), 0o644)
+	addr := freeAddr(t)
+	srv := startServer(t, addr, "--config", cfg)
+	server := map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr}
+	for i := 0; i < 5; i++ {
+		postEvent(addr, subscribeBody(fmt.Sprintf("ev-%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
+	}
+	waitFor(t, "the sink to pause", func() bool {
+		st := status(t, addr)
+		return len(st.Sinks) == 1 && st.Sinks[0].State == "paused"
+	})
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.exited
+	mu.Lock()
+	gone = false
+	mu.Unlock()
+	srv = startServer(t, addr, "--config", cfg)
+	postEvent(addr, subscribeBody("ev-5", "s5", "u5@example.com"))
+	time.Sleep(300 * time.Millisecond)
+	out, _, _ := runCmd(t, server, "status")
+	if !strings.Contains(out, "paused") || !strings.Contains(out, "410") {
+		t.Errorf("after a restart, status should still show the pause and why:\n%s", out)
+	}
+	mu.Lock()
+	if len(got) != 0 {
+		t.Errorf("a paused sink delivered %d events", len(got))
+	}
+	mu.Unlock()
+	if out, _, err := runCmd(t, server, "sinks", "resume", "partner"); err != nil {
+		t.Fatalf("resume: %v %s", err, out)
+	}
+	waitFor(t, "all six events delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 6
+	})
+	for i := 0; i < 6; i++ {
+		if !got[fmt.Sprintf("ev-%d", i)] {
+			t.Errorf("ev-%d not delivered under its eventId", i)
+		}
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.exited
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/sinks/jsonl"
 	"github.com/hookbridge/hookbridge/sinks/postgres"
+	"github.com/hookbridge/hookbridge/sinks/webhook"
 )
 
 // Sinks returns the built-in sinks' constructors by name.
@@ -15,6 +16,7 @@ func Sinks() map[string]func() sdk.Sink {
 	return map[string]func() sdk.Sink{
 		"jsonl":    jsonl.New,
 		"postgres": postgres.New,
+		"webhook":  webhook.New,
 	}
 }
 
