@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,13 +15,15 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/duckdb/duckdb-go/v2" // reads the parquet lake back
 	"github.com/jackc/pgx/v5"
 )
 
-// TestBuiltinSinksEndToEnd runs hookbridge serve with two built-in sinks (each a re-executed
-// hookbridge plugin process): the PostgreSQL warehouse and a JSON-lines file. The server is
-// SIGKILLed while it delivers and restarted; in the end the warehouse holds every event once
-// and the current subscriptions, and the file every event at least once.
+// TestBuiltinSinksEndToEnd runs hookbridge serve with three built-in sinks (each a
+// re-executed hookbridge plugin process): the PostgreSQL warehouse, a JSON-lines file and a
+// Parquet lake on a schedule. The server is SIGKILLed while it delivers and restarted; in the
+// end the warehouse holds every event once and the current subscriptions, the lake every
+// event once, and the file every event at least once.
 func TestBuiltinSinksEndToEnd(t *testing.T) {
 	dsn := os.Getenv("HOOKBRIDGE_TEST_POSTGRES")
 	if dsn == "" {
@@ -53,7 +56,12 @@ sinks:
     start: earliest
     mapping: {email: email, status: status}
     settings: {path: %s}
-`, filepath.Join(dir, "hb.duckdb"), schema, filepath.Join(dir, "events.jsonl"))), 0o644)
+  - name: lake
+    plugin: parquet
+    start: earliest
+    trigger: "@every 1s"
+    settings: {path: %s}
+`, filepath.Join(dir, "hb.duckdb"), schema, filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "lake"))), 0o644)
 	t.Setenv("TEST_WAREHOUSE_DSN", dsn)
 	addr := freeAddr(t)
 	srv := startServer(t, addr, "--config", cfg)
@@ -85,7 +93,7 @@ sinks:
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st := status(t, addr)
-		done := len(st.Sinks) == 2
+		done := len(st.Sinks) == 3
 		for _, s := range st.Sinks {
 			done = done && s.Cursor == int64(n)
 		}
@@ -113,6 +121,19 @@ sinks:
 	}
 	if len(seen) < n {
 		t.Errorf("the jsonl file holds %d distinct lines, want at least %d", len(seen), n)
+	}
+	// The lake holds every event once, whatever the kill did to the files being written.
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, distinct int
+	if err := db.QueryRow("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('"+filepath.Join(dir, "lake")+"/*/*.parquet', hive_partitioning = true)").Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != n || distinct != n {
+		t.Errorf("the lake holds %d rows (%d distinct events), want %d", rows, distinct, n)
 	}
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	<-srv.exited

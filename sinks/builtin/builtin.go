@@ -7,6 +7,7 @@ import (
 
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/sinks/jsonl"
+	"github.com/hookbridge/hookbridge/sinks/parquet"
 	"github.com/hookbridge/hookbridge/sinks/postgres"
 	"github.com/hookbridge/hookbridge/sinks/webhook"
 )
@@ -15,6 +16,7 @@ import (
 func Sinks() map[string]func() sdk.Sink {
 	return map[string]func() sdk.Sink{
 		"jsonl":    jsonl.New,
+		"parquet":  parquet.New,
 		"postgres": postgres.New,
 		"webhook":  webhook.New,
 	}
