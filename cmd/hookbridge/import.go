@@ -62,7 +62,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		if derr != nil {
 			return derr
 		}
-		final, err = importer.Import(ctx, body, st, importer.Options{Decoders: decoders})
+		final, err = importer.Import(ctx, body, st, importer.Options{Decoders: decoders, Bulk: true})
 	}
 	bar.update(int(body.n), int(body.n))
 	if err != nil {

@@ -24,6 +24,8 @@ type Data interface {
 	IngestBatch(ctx context.Context, rows []*schemas.Row) ([]int64, []bool, error)
 	Reject(ctx context.Context, rej *schemas.Rejection) error
 	WaitState(ctx context.Context, seq int64) error
+	BeginBulk()
+	EndBulk(ctx context.Context) error
 	Reprocess(ctx context.Context, decoders map[string]*schemas.Decoder, progress func(store.ReprocessProgress)) (store.ReprocessProgress, error)
 	KeyReport(ctx context.Context, source string) ([]store.KeyCount, int64, error)
 }
@@ -156,7 +158,13 @@ func (a *API) importLines(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Progress goes out while the body still comes in: without full duplex, HTTP/1.1 stops
 	// the request body at the first flush and the import would end early.
-	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	// An import file may take minutes to upload: the listener's read timeout (meant for
+	// webhook bodies) does not apply.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -164,7 +172,7 @@ func (a *API) importLines(w http.ResponseWriter, r *http.Request) error {
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
 	last := time.Time{}
-	p, err := importer.Import(r.Context(), r.Body, d, importer.Options{Decoders: a.opts.Decoders, Progress: func(p importer.Progress) {
+	p, err := importer.Import(r.Context(), r.Body, d, importer.Options{Decoders: a.opts.Decoders, Bulk: true, Progress: func(p importer.Progress) {
 		if time.Since(last) < a.opts.ProgressEvery {
 			return
 		}

@@ -31,7 +31,15 @@ type Store interface {
 	Reject(ctx context.Context, rej *schemas.Rejection) error
 	// WaitState returns once subscription state is merged up to seq.
 	WaitState(ctx context.Context, seq int64) error
+	// BeginBulk and EndBulk bracket a large load: state is rebuilt once at the end instead
+	// of merged batch by batch.
+	BeginBulk()
+	EndBulk(ctx context.Context) error
 }
+
+// bulkAfter is how many lines an import reads before it switches the store to bulk mode:
+// small imports keep subscription state current as they go.
+const bulkAfter = 50000
 
 // Progress counts an import's lines.
 type Progress struct {
@@ -49,18 +57,21 @@ type Progress struct {
 type Options struct {
 	// Decoders by source; sources without one use the default field paths.
 	Decoders map[string]*schemas.Decoder
-	// Batch is how many rows go in one commit (default 2000).
+	// Batch is how many rows go in one commit (default 5000).
 	Batch int
 	// MaxLine bounds one line (default 8 MiB).
 	MaxLine int
 	// Progress is called after every batch.
 	Progress func(Progress)
+	// Bulk lets an import past bulkAfter lines switch the store to bulk mode (see
+	// Store.BeginBulk): much faster, but deliveries wait for the import to end.
+	Bulk bool
 }
 
 // Import reads lines from r until EOF.
 func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress, error) {
 	if opts.Batch <= 0 {
-		opts.Batch = 2000
+		opts.Batch = 5000
 	}
 	if opts.MaxLine <= 0 {
 		opts.MaxLine = 8 << 20
@@ -73,34 +84,69 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress,
 	var last int64
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 256<<10), opts.MaxLine)
-	batch := make([]*schemas.Row, 0, opts.Batch)
-	flush := func() error {
-		if len(batch) == 0 {
+	// One batch commits while the next is decoded.
+	type done struct {
+		seqs []int64
+		dups []bool
+		err  error
+	}
+	var inflight chan done
+	wait := func() error {
+		if inflight == nil {
 			return nil
 		}
-		seqs, dups, err := st.IngestBatch(ctx, batch)
-		if err != nil {
-			return fmt.Errorf("importer: store: %w", err)
+		d := <-inflight
+		inflight = nil
+		if d.err != nil {
+			return fmt.Errorf("importer: store: %w", d.err)
 		}
-		for _, s := range seqs {
+		for _, s := range d.seqs {
 			last = max(last, s)
 		}
-		for _, d := range dups {
-			if d {
+		for _, dup := range d.dups {
+			if dup {
 				p.Duplicates++
 			} else {
 				p.Accepted++
 			}
 		}
-		batch = batch[:0]
 		if opts.Progress != nil {
 			opts.Progress(p)
 		}
 		return nil
 	}
+	batch := make([]*schemas.Row, 0, opts.Batch)
+	flush := func() error {
+		if err := wait(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		ch := make(chan done, 1)
+		go func(rows []*schemas.Row) {
+			seqs, dups, err := st.IngestBatch(ctx, rows)
+			ch <- done{seqs, dups, err}
+		}(batch)
+		inflight = ch
+		batch = make([]*schemas.Row, 0, opts.Batch)
+		return nil
+	}
+	bulk := false
+	defer func() {
+		// On an early return: let the batch in flight finish, then end bulk mode.
+		wait()
+		if bulk {
+			st.EndBulk(ctx)
+		}
+	}()
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return p, err
+		}
+		if p.Lines == bulkAfter && opts.Bulk {
+			st.BeginBulk()
+			bulk = true
 		}
 		p.Lines++
 		p.Bytes += int64(len(sc.Bytes())) + 1
@@ -143,6 +189,15 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress,
 	}
 	if err := flush(); err != nil {
 		return p, err
+	}
+	if err := wait(); err != nil {
+		return p, err
+	}
+	if bulk {
+		bulk = false
+		if err := st.EndBulk(ctx); err != nil {
+			return p, fmt.Errorf("importer: %w", err)
+		}
 	}
 	// Queries right after an import should see the subscriptions it changed.
 	return p, st.WaitState(ctx, last)

@@ -79,7 +79,7 @@ var analyticsViews = []string{
 	FROM sub GROUP BY ALL
 	UNION ALL
 	SELECT (SELECT zone FROM analytics_settings) AS zone, isodow(local_at), dayname(local_at), hour(local_at), count(*)
-	FROM sub GROUP BY ALL`,
+	FROM sub WHERE (SELECT zone FROM analytics_settings) <> 'UTC' GROUP BY ALL`,
 }
 
 func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
@@ -91,6 +91,17 @@ func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// refreshViews re-creates the analytics views, so a file made by an older hookbridge answers
+// with this version's definitions.
+func (s *Store) refreshViews(ctx context.Context) error {
+	for _, q := range analyticsViews {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store: %s: %w", firstLine(q), err)
 		}
 	}
 	return nil

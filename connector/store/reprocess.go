@@ -116,7 +116,16 @@ func (s *Store) Reprocess(ctx context.Context, decoders map[string]*schemas.Deco
 	if progress != nil {
 		progress(p)
 	}
-	err = s.Apply(ctx, func(ctx context.Context, tx *Tx) error {
+	if err := s.rebuildState(ctx); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// rebuildState replaces the subscriptions table with a fold of every stored event, in one
+// writer transaction, and marks state merged up to the last event.
+func (s *Store) rebuildState(ctx context.Context) error {
+	err := s.Apply(ctx, func(ctx context.Context, tx *Tx) error {
 		// Every event of this transaction is folded here from the table (events batched into
 		// this commit included), so pending in-memory changes are covered too.
 		s.pending.reset()
@@ -131,10 +140,25 @@ func (s *Store) Reprocess(ctx context.Context, decoders map[string]*schemas.Deco
 		return err
 	})
 	if err != nil {
-		return p, fmt.Errorf("store: rebuild subscriptions: %w", err)
+		return fmt.Errorf("store: rebuild subscriptions: %w", err)
 	}
 	s.notify(s.CommittedSeq())
-	return p, nil
+	return nil
+}
+
+// BeginBulk tells the writer a bulk load (an import) is under way: it stops merging
+// subscription changes event by event, which costs more than the load itself, and EndBulk
+// rebuilds the subscriptions from all events in one statement. Until then, subscription state
+// (and the deliveries that wait for it) stays where it was. Calls may nest.
+func (s *Store) BeginBulk() { s.bulk.Add(1) }
+
+// EndBulk ends a bulk load; the last one to end rebuilds the subscription state. It runs even
+// when ctx is cancelled.
+func (s *Store) EndBulk(ctx context.Context) error {
+	if s.bulk.Add(-1) > 0 {
+		return nil
+	}
+	return s.rebuildState(context.WithoutCancel(ctx))
 }
 
 // sameRow compares the normalised columns that decoding produces.

@@ -136,6 +136,7 @@ type Store struct {
 	pending    pendingState     // writer-only: committed changes not yet in subscriptions
 	committed  int64            // writer-only: highest committed seq
 	lastCommit atomic.Int64     // the same, for readers
+	bulk       atomic.Int32     // bulk loads under way (BeginBulk)
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 
@@ -184,6 +185,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.setAnalyticsZone(ctx, opts.AnalyticsZone); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	if err := s.refreshViews(ctx); err != nil {
 		s.db.Close()
 		return nil, err
 	}

@@ -493,3 +493,50 @@ func sqlOpen(path string) (*sql.DB, error) {
 	}
 	return sql.OpenDB(c), nil
 }
+
+// TestBulkLoadRebuildsStateAtTheEnd: during a bulk load subscription state stays put (and
+// WaitState waits), events from other writers included; EndBulk folds everything, and the
+// table equals what event-by-event merging gives.
+func TestBulkLoadRebuildsStateAtTheEnd(t *testing.T) {
+	bulkStore := openStore(t, Options{})
+	plain := openStore(t, Options{})
+	ingest(t, bulkStore, event("e0", "Subscribe", "s0", "zero@example.com"))
+	readSub(t, bulkStore, "s0")
+	bulkStore.BeginBulk()
+	var bodies []string
+	for i := 1; i <= 40; i++ {
+		bodies = append(bodies, event(fmt.Sprintf("e%d", i), "Subscribe", fmt.Sprintf("s%d", i%15), fmt.Sprintf("u%d@example.com", i)))
+		if i%4 == 0 {
+			bodies = append(bodies, event(fmt.Sprintf("u%d", i), "Unsubscribe", fmt.Sprintf("s%d", i%15), ""))
+		}
+	}
+	var last int64
+	for _, b := range bodies {
+		last, _ = ingest(t, bulkStore, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := bulkStore.WaitState(ctx, last); err == nil {
+		t.Fatal("state reported current during a bulk load")
+	}
+	var n int
+	bulkStore.DB().QueryRow("SELECT count(*) FROM subscriptions").Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d subscriptions during the bulk load, want the 1 from before it", n)
+	}
+	if err := bulkStore.EndBulk(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, plain, event("e0", "Subscribe", "s0", "zero@example.com"))
+	for _, b := range bodies {
+		ingest(t, plain, b)
+	}
+	for i := 0; i < 15; i++ {
+		id := fmt.Sprintf("s%d", i)
+		a, okA := readSub(t, bulkStore, id)
+		b, okB := readSub(t, plain, id)
+		if okA != okB || a != b {
+			t.Errorf("%s: after the bulk load %+v, merged event by event %+v", id, a, b)
+		}
+	}
+}

@@ -106,6 +106,7 @@ func (s *Store) writeLoop() {
 	defer close(s.writerDone)
 	ctx := context.Background()
 	group := make([]*request, 0, s.opts.MaxGroup)
+	var lastWrite time.Time
 	for {
 		var first *request
 		select {
@@ -125,11 +126,12 @@ func (s *Store) writeLoop() {
 			}
 		case <-time.After(idleAfter):
 			s.flushState(ctx)
-			s.maybeCheckpoint(ctx, true)
+			s.maybeCheckpoint(ctx, time.Since(lastWrite) >= checkpointIdle)
 			continue
 		}
 		group = s.collect(group[:0], first)
 		s.commit(ctx, group)
+		lastWrite = time.Now()
 		if len(s.pending.order) > 0 && (s.opts.Now().Sub(s.pending.since) >= stateMergeInterval || len(s.pending.order) >= maxPendingDeltas) {
 			s.flushState(ctx)
 		}
@@ -144,11 +146,18 @@ const (
 	stateMergeInterval = 100 * time.Millisecond
 	maxPendingDeltas   = 8192
 	idleAfter          = 5 * time.Millisecond
+	// checkpointIdle is how long the writer must have had nothing to write before a small
+	// WAL is checkpointed: a checkpoint rewrites the indexes, so a steady stream (an import)
+	// waits for CheckpointMaxWAL instead of paying that between every two batches.
+	checkpointIdle = 500 * time.Millisecond
 )
 
 // flushState merges the pending subscription changes and records the merged seq in the same
 // transaction, then tells watchers that state is current up to the last commit.
 func (s *Store) flushState(ctx context.Context) error {
+	if s.bulk.Load() > 0 {
+		return nil // EndBulk rebuilds the state
+	}
 	if len(s.pending.order) == 0 {
 		s.notify(s.committed)
 		return nil
@@ -222,9 +231,11 @@ func (s *Store) commit(ctx context.Context, group []*request) {
 		if maxSeq > 0 {
 			s.committed = maxSeq
 			s.lastCommit.Store(maxSeq)
-			s.pending.fold(s.groupFresh, s.opts.Now())
-			if len(s.pending.order) == 0 {
-				s.notify(maxSeq)
+			if s.bulk.Load() == 0 {
+				s.pending.fold(s.groupFresh, s.opts.Now())
+				if len(s.pending.order) == 0 {
+					s.notify(maxSeq)
+				}
 			}
 		}
 		for i, r := range group {
