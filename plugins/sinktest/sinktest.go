@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/hookbridge/hookbridge/plugins/proto/sinkpb"
@@ -218,7 +219,7 @@ func closeSink(t *testing.T, c sinkpb.SinkClient) {
 	}
 }
 
-func mapping(t *testing.T, m map[string]string) *schemas.Mapping {
+func mapping(t testing.TB, m map[string]string) *schemas.Mapping {
 	if len(m) == 0 {
 		return nil
 	}
@@ -229,9 +230,9 @@ func mapping(t *testing.T, m map[string]string) *schemas.Mapping {
 	return mp
 }
 
-// writeRequest builds the request the host would send: seq, event_id, event_type, the mapped
-// columns and the ones the spec asks for (or every column without a mapping).
-func writeRequest(t *testing.T, sp sdk.Spec, m map[string]string, id string, rows []schemas.Row) *sinkpb.WriteRequest {
+// Record builds the Arrow record the host would send: seq, event_id, event_type, the mapped
+// columns, the ones the spec asks for and its key column (every column without a mapping).
+func Record(t testing.TB, sp sdk.Spec, m map[string]string, rows []schemas.Row) arrow.RecordBatch {
 	t.Helper()
 	cols := []string{"seq", "event_id", "event_type"}
 	if len(m) == 0 {
@@ -258,6 +259,13 @@ func writeRequest(t *testing.T, sp sdk.Spec, m map[string]string, id string, row
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rec
+}
+
+// writeRequest builds the request the host would send.
+func writeRequest(t *testing.T, sp sdk.Spec, m map[string]string, id string, rows []schemas.Row) *sinkpb.WriteRequest {
+	t.Helper()
+	rec := Record(t, sp, m, rows)
 	defer rec.Release()
 	payload, err := sdk.EncodeRecord(rec)
 	if err != nil {

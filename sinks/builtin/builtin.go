@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/hookbridge/hookbridge/plugins/sdk"
+	"github.com/hookbridge/hookbridge/sinks/hubspot"
 	"github.com/hookbridge/hookbridge/sinks/jsonl"
 	"github.com/hookbridge/hookbridge/sinks/parquet"
 	"github.com/hookbridge/hookbridge/sinks/postgres"
@@ -15,6 +16,7 @@ import (
 // Sinks returns the built-in sinks' constructors by name.
 func Sinks() map[string]func() sdk.Sink {
 	return map[string]func() sdk.Sink{
+		"hubspot":  hubspot.New,
 		"jsonl":    jsonl.New,
 		"parquet":  parquet.New,
 		"postgres": postgres.New,
