@@ -1,8 +1,9 @@
-// Package hubspot is the HubSpot sink: it upserts contacts by email through the CRM v3 batch
-// upsert endpoint, with properties from the sink's mapping, paced by HubSpot's rate-limit
-// headers so it never provokes a 429, and it maps 207 partial results to per-row outcomes.
-// An Unsubscribe updates the contact's subscription status property; contacts are never
-// deleted.
+// Package hubspot is the HubSpot sink. It upserts contacts by email through the CRM v3 batch
+// upsert endpoint (at most 100 a request), with property values from the sink's mapping
+// formatted for their HubSpot property types. It paces itself by HubSpot's rate-limit
+// headers so that it does not provoke 429s, and it maps multi-status (207) answers to
+// per-row outcomes. The subscription status property holds the contact's status over all
+// their subscriptions: an Unsubscribe updates it, and contacts are never deleted.
 package hubspot
 
 import (
@@ -12,10 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,19 +27,37 @@ import (
 )
 
 // Version is the sink's version.
-const Version = "1.0.0"
+const Version = "1.1.0"
 
-// MaxInputs is the most contacts one batch upsert takes.
+// MaxInputs is the most contacts one batch upsert request takes.
 const MaxInputs = 100
+
+// upsertPath is the CRM v3 contacts batch upsert endpoint.
+const upsertPath = "/crm/v3/objects/contacts/batch/upsert"
+
+// defaultBaseURL is HubSpot's API host.
+const defaultBaseURL = "https://api.hubapi.com"
 
 // Settings are the sink's settings.
 type Settings struct {
-	// Token is a private-app access token (Bearer).
+	// Token is a private app's access token, sent as a Bearer token.
 	Token string `json:"token"`
-	// BaseURL overrides https://api.hubapi.com (tests, proxies).
+	// BaseURL overrides https://api.hubapi.com (proxies, tests).
 	BaseURL string `json:"base_url,omitempty"`
-	// Timeout bounds one request (Go duration, default 30s).
+	// Timeout bounds one HTTP request (a Go duration; default 30s).
 	Timeout string `json:"timeout,omitempty"`
+	// StatusProperty is the contact property that holds the subscription status. The
+	// default is the property the mapping gives status (or contact_status).
+	StatusProperty string `json:"status_property,omitempty"`
+	// StatusValues are the values written for the two states. The default is subscribed
+	// and unsubscribed; set them to the option values of an enumeration property.
+	StatusValues *StatusValues `json:"status_values,omitempty"`
+}
+
+// StatusValues name the status property's values.
+type StatusValues struct {
+	Subscribed   string `json:"subscribed"`
+	Unsubscribed string `json:"unsubscribed"`
 }
 
 const settingsSchema = `{
@@ -47,320 +66,517 @@ const settingsSchema = `{
   "additionalProperties": false,
   "required": ["token"],
   "properties": {
-    "token": {"type": "string", "description": "private-app access token with crm.objects.contacts.write and crm.schemas.contacts.read"},
+    "token": {"type": "string", "description": "private app access token with the scopes crm.objects.contacts.write and crm.schemas.contacts.read"},
     "base_url": {"type": "string", "default": "https://api.hubapi.com"},
-    "timeout": {"type": "string", "default": "30s"}
+    "timeout": {"type": "string", "default": "30s", "description": "bound on one HTTP request (Go duration)"},
+    "status_property": {"type": "string", "description": "contact property holding the status over all the contact's subscriptions; default: the property mapped from status or contact_status"},
+    "status_values": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["subscribed", "unsubscribed"],
+      "properties": {
+        "subscribed": {"type": "string", "default": "subscribed"},
+        "unsubscribed": {"type": "string", "default": "unsubscribed"}
+      }
+    }
   }
 }`
 
-// Sink upserts HubSpot contacts.
+// Sink upserts HubSpot contacts. The host never overlaps its calls; the mutex only guards
+// against misuse.
 type Sink struct {
-	mu      sync.Mutex
-	cfg     sdk.Config
-	set     Settings
-	base    string
-	client  *http.Client
-	pace    *pacer
-	mapping []schemas.MappingPair
+	mu     sync.Mutex
+	cfg    sdk.Config
+	set    Settings
+	log    *slog.Logger
+	base   string
+	client *http.Client
+	pace   *pacer
+
+	kinds        map[string]kind // mapped property -> what its column holds
+	statusProps  []string        // properties that receive the contact's status, sorted
+	subscribed   string
+	unsubscribed string
+
+	schema           map[string]*property // contact properties, read before the first upsert
+	schemaUnreadable bool                 // the token may not read them (403)
 }
 
 // New returns an unconfigured sink.
 func New() sdk.Sink { return &Sink{} }
 
-// Spec implements sdk.Sink. Contacts are keyed by email_key, so the engine never puts two
-// rows of one contact in a batch and sends the latest; the contact columns carry the state of
-// all the contact's subscriptions.
+// Spec implements sdk.Sink. Contacts are keyed by email_key: the engine never puts two rows
+// of one contact in a batch and sends the latest. The contact columns carry the state of all
+// the contact's subscriptions, which the status property reflects.
 func (s *Sink) Spec() sdk.Spec {
-	return sdk.Spec{Name: "hubspot", Version: Version, Description: "upserts HubSpot contacts by email (CRM v3 batch upsert)",
-		Settings: json.RawMessage(settingsSchema), EventTypes: []string{"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"},
-		MaxBatchRows: MaxInputs, KeyColumn: "email_key", Columns: []string{"email", "contact_status", "contact_active_subscriptions", "contact_calendars"}}
+	return sdk.Spec{
+		Name:         "hubspot",
+		Version:      Version,
+		Description:  "upserts HubSpot contacts by email (CRM v3 batch upsert), paced by HubSpot's rate-limit headers",
+		Settings:     json.RawMessage(settingsSchema),
+		EventTypes:   []string{"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"},
+		MaxBatchRows: MaxInputs,
+		KeyColumn:    "email_key",
+		Columns:      []string{"email", "email_key", "contact_status", "contact_active_subscriptions", "contact_calendars"},
+	}
 }
 
-// Configure implements sdk.Sink; it makes no network call.
+// Configure implements sdk.Sink. It checks the settings and the mapping without touching the
+// network (Check does that).
 func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	var set Settings
 	if err := sdk.DecodeSettings(cfg.Settings, &set); err != nil {
 		return err
 	}
-	if strings.TrimSpace(set.Token) == "" {
-		return &sdk.SettingsError{Field: "token", Message: "is required (a HubSpot private-app token, e.g. token: ${HUBSPOT_TOKEN})"}
+	switch tok := strings.TrimSpace(set.Token); {
+	case tok == "":
+		return &sdk.SettingsError{Field: "token", Message: "is required: a HubSpot private app token, e.g. token: ${HUBSPOT_TOKEN}"}
+	case tok != set.Token || strings.ContainsAny(tok, " \t\r\n"):
+		return &sdk.SettingsError{Field: "token", Message: "contains white space: copy the token again"}
 	}
 	if set.BaseURL == "" {
-		set.BaseURL = "https://api.hubapi.com"
+		set.BaseURL = defaultBaseURL
 	}
-	if u, err := url.Parse(set.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return &sdk.SettingsError{Field: "base_url", Message: "want an absolute http(s) URL"}
+	if u, err := url.Parse(set.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+		return &sdk.SettingsError{Field: "base_url", Message: fmt.Sprintf("%q is not an absolute http(s) URL without a query", set.BaseURL)}
 	}
 	timeout := 30 * time.Second
 	if set.Timeout != "" {
 		d, err := time.ParseDuration(set.Timeout)
 		if err != nil || d <= 0 {
-			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration", set.Timeout)}
+			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration (e.g. 30s)", set.Timeout)}
 		}
 		timeout = d
 	}
-	if cfg.Mapping == nil || len(cfg.Mapping.Pairs()) == 0 {
-		return &sdk.SettingsError{Field: "mapping", Message: "map at least email (e.g. mapping: {email: email, status: rokt_subscription_status})"}
+	subscribed, unsubscribed := schemas.StatusSubscribed, schemas.StatusUnsubscribed
+	if v := set.StatusValues; v != nil {
+		if v.Subscribed == "" || v.Unsubscribed == "" || v.Subscribed == v.Unsubscribed {
+			return &sdk.SettingsError{Field: "status_values", Message: "needs two different values, subscribed and unsubscribed"}
+		}
+		subscribed, unsubscribed = v.Subscribed, v.Unsubscribed
 	}
-	pairs := cfg.Mapping.Pairs()
-	if !slices.ContainsFunc(pairs, func(p schemas.MappingPair) bool { return p.Column == "email" || p.Column == "email_key" }) {
-		return &sdk.SettingsError{Field: "mapping", Message: "must map email (HubSpot upserts contacts by email)"}
+	if cfg.Mapping == nil {
+		return &sdk.SettingsError{Field: "mapping", Message: "is required: map columns to contact properties (e.g. mapping: {email: email, status: rokt_subscription_status})"}
 	}
+	kinds := map[string]kind{}
+	statusProp := ""
+	for _, p := range cfg.Mapping.Pairs() {
+		if !validPropertyName(p.Field) {
+			return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%q (from %s) is not a property's internal name: use the internal name HubSpot shows for the property, not its label", p.Field, p.Column)}
+		}
+		kinds[p.Field] = columnKind(p.Column)
+		if kinds[p.Field] == kindStatus && (statusProp == "" || p.Column == "status") {
+			statusProp = p.Field
+		}
+	}
+	if set.StatusProperty != "" {
+		if !validPropertyName(set.StatusProperty) {
+			return &sdk.SettingsError{Field: "status_property", Message: fmt.Sprintf("%q is not a property's internal name", set.StatusProperty)}
+		}
+		if k, ok := kinds[set.StatusProperty]; ok && k != kindStatus {
+			return &sdk.SettingsError{Field: "status_property", Message: fmt.Sprintf("%q is also mapped from another column", set.StatusProperty)}
+		}
+		statusProp = set.StatusProperty
+	}
+	if statusProp == "" {
+		return &sdk.SettingsError{Field: "status_property", Message: "name the contact property that holds the subscription status, or map status (e.g. status: rokt_subscription_status)"}
+	}
+	kinds[statusProp] = kindStatus
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cfg, s.set, s.mapping = cfg, set, pairs
+	s.cfg, s.set = cfg, set
+	s.log = cfg.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	s.base = strings.TrimRight(set.BaseURL, "/")
 	s.client = &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	s.pace = newPacer(time.Now)
+	s.pace = newPacer()
+	s.kinds, s.subscribed, s.unsubscribed = kinds, subscribed, unsubscribed
+	s.statusProps = nil
+	for _, f := range s.fields() {
+		if kinds[f] == kindStatus {
+			s.statusProps = append(s.statusProps, f)
+		}
+	}
+	s.schema, s.schemaUnreadable = nil, false
 	return nil
 }
 
-// properties turns a row into HubSpot property values (all strings). The status column means
-// the contact's status over all their subscriptions, not this event's.
-func (s *Sink) properties(r *schemas.Row) (string, map[string]string) {
-	props := map[string]string{}
-	email := r.Email
-	for _, p := range s.mapping {
-		col := p.Column
-		if col == "status" {
-			col = "contact_status"
-		}
-		v, err := r.Value(col)
-		if err != nil || v == nil {
-			continue
-		}
-		props[p.Field] = formatValue(v)
-		if p.Column == "email" || p.Column == "email_key" {
-			email = formatValue(v)
-		}
-	}
-	return email, props
+// validPropertyName refuses what is clearly a label rather than an internal name.
+func validPropertyName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, " \t\r\n\"'.,;:/")
 }
 
-// formatValue renders a value the way HubSpot properties take it: datetimes as ISO 8601 UTC,
-// lists as multiple-checkbox values (;-separated), booleans as true/false.
-func formatValue(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case time.Time:
-		return x.UTC().Format("2006-01-02T15:04:05.000Z")
-	case []string:
-		return strings.Join(x, ";")
-	case bool:
-		return strconv.FormatBool(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	default:
-		return fmt.Sprint(x)
+// fields returns every property the sink writes, sorted.
+func (s *Sink) fields() []string {
+	out := make([]string, 0, len(s.kinds))
+	for f := range s.kinds {
+		out = append(out, f)
 	}
+	slices.Sort(out)
+	return out
 }
 
-type input struct {
+// contact is one input of a batch upsert and the rows it stands for.
+type contact struct {
+	email string
+	trace string // objectWriteTraceId: the latest row's seq
+	props map[string]string
+	seqs  []int64
+}
+
+type upsertInput struct {
 	IDProperty string            `json:"idProperty"`
 	ID         string            `json:"id"`
+	TraceID    string            `json:"objectWriteTraceId"`
 	Properties map[string]string `json:"properties"`
 }
 
-type upsertResponse struct {
-	Status  string     `json:"status"`
-	Results []struct{} `json:"results"`
-	Errors  []apiError `json:"errors"`
+// contactStatus is the contact's status over all their subscriptions, as the status
+// property's values spell it; "" when the row does not say.
+func (s *Sink) contactStatus(r *schemas.Row) string {
+	st := r.ContactStatus
+	if st == "" && r.ContactActiveSubscriptions != nil {
+		st = schemas.StatusUnsubscribed
+		if *r.ContactActiveSubscriptions > 0 {
+			st = schemas.StatusSubscribed
+		}
+	}
+	switch st {
+	case schemas.StatusSubscribed:
+		return s.subscribed
+	case schemas.StatusUnsubscribed:
+		return s.unsubscribed
+	}
+	return ""
 }
 
-type apiError struct {
-	Status   string `json:"status"`
-	Category string `json:"category"`
-	Message  string `json:"message"`
-	// Context names the inputs at fault: HubSpot lists their ids.
-	Context map[string][]string `json:"context"`
-	// PolicyName is set on 429 answers.
-	PolicyName string `json:"policyName"`
-	ErrorType  string `json:"errorType"`
+// contacts turns the batch's rows into upsert inputs, one per contact. Rows without an
+// email are failed: HubSpot upserts contacts by email.
+func (s *Sink) contacts(b *sdk.Batch, rows []schemas.Row) []*contact {
+	var out []*contact
+	byEmail := map[string]*contact{}
+	for i := range rows {
+		r := &rows[i]
+		email := strings.TrimSpace(r.Email)
+		if email == "" {
+			email = r.EmailKey
+		}
+		if email == "" {
+			b.Fail(r.Seq, "no email: HubSpot contacts are upserted by email", 0)
+			continue
+		}
+		props := map[string]string{}
+		for field, v := range b.Fields(r) {
+			k := s.kinds[field]
+			if k == kindStatus {
+				continue
+			}
+			props[field] = format(v, k, s.schema[field])
+		}
+		if st := s.contactStatus(r); st != "" {
+			for _, f := range s.statusProps {
+				props[f] = st
+			}
+		}
+		key := strings.ToLower(email)
+		c := byEmail[key]
+		if c == nil {
+			c = &contact{}
+			byEmail[key] = c
+			out = append(out, c)
+		}
+		// The engine sends one row per contact; should two come anyway, the later wins.
+		if len(c.seqs) == 0 || r.Seq > c.seqs[len(c.seqs)-1] {
+			c.email, c.trace, c.props = email, strconv.FormatInt(r.Seq, 10), props
+		}
+		c.seqs = append(c.seqs, r.Seq)
+		slices.Sort(c.seqs)
+	}
+	return out
 }
 
-// Write implements sdk.Sink.
+// Write implements sdk.Sink. A batch upsert is idempotent, so a re-sent batch leaves the
+// same state. Rows of a refused input are marked failed or retried. A 429, refused
+// credentials or a full rate-limit window are returned as SinkDown, which charges no row.
 func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rows, err := b.Rows()
 	if err != nil {
+		return fmt.Errorf("hubspot: read batch: %w", err)
+	}
+	if err := s.ensureSchema(ctx); err != nil {
 		return err
 	}
-	var inputs []input
-	seqOf := map[string][]int64{} // lower-cased email -> rows
-	for i := range rows {
-		r := &rows[i]
-		email, props := s.properties(r)
-		email = strings.TrimSpace(email)
-		if email == "" {
-			b.Fail(r.Seq, "no email: HubSpot contacts are upserted by email", 0)
-			continue
+	all := s.contacts(b, rows)
+	for start := 0; start < len(all); start += MaxInputs {
+		// The engine's batches fit one request; a larger one is sent in parts. If a later
+		// part fails as a whole, the re-sent batch repeats the earlier parts, harmlessly.
+		if err := s.upsert(ctx, b, all[start:min(start+MaxInputs, len(all))]); err != nil {
+			return err
 		}
-		key := strings.ToLower(email)
-		if _, dup := seqOf[key]; !dup {
-			inputs = append(inputs, input{IDProperty: "email", ID: email, Properties: props})
-		}
-		seqOf[key] = append(seqOf[key], r.Seq)
-	}
-	if len(inputs) == 0 {
-		return nil
-	}
-	body, err := json.Marshal(map[string]any{"inputs": inputs})
-	if err != nil {
-		return err
-	}
-	if wait := s.pace.wait(); wait > 0 {
-		if wait > 15*time.Second {
-			return sdk.SinkDown(fmt.Errorf("hubspot: the daily request limit is used up"), wait, 0)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-	resp, err := s.do(ctx, http.MethodPost, "/crm/v3/objects/contacts/batch/upsert", body)
-	if err != nil {
-		return fmt.Errorf("hubspot: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	s.pace.observe(resp.Header)
-	switch code := resp.StatusCode; {
-	case code == 200 || code == 201:
-		return nil
-	case code == 207:
-		var ur upsertResponse
-		if err := json.Unmarshal(raw, &ur); err != nil {
-			return fmt.Errorf("hubspot: unreadable 207 answer: %w", err)
-		}
-		s.markErrors(b, ur.Errors, seqOf, code)
-		return nil
-	case code == 429:
-		var e apiError
-		json.Unmarshal(raw, &e)
-		wait := retryAfter(resp.Header.Get("Retry-After"))
-		if e.PolicyName == "DAILY" {
-			wait = max(wait, untilUTCMidnight(time.Now()))
-		} else if wait == 0 {
-			wait = 10 * time.Second // HubSpot's guidance for the rolling window
-		}
-		s.pace.throttled(wait)
-		return sdk.SinkDown(fmt.Errorf("hubspot: 429 %s: %s", e.PolicyName, e.Message), wait, 429)
-	case code == 401 || code == 403:
-		var e apiError
-		json.Unmarshal(raw, &e)
-		return sdk.SinkDown(fmt.Errorf("hubspot: %d %s: %s (check the token and its scopes)", code, e.Category, e.Message), time.Minute, code)
-	case code == 400 || code == 409:
-		var e apiError
-		json.Unmarshal(raw, &e)
-		// A single input at fault is named in the context; otherwise let the engine split the
-		// batch to find it.
-		if ids := e.Context["ids"]; len(ids) > 0 {
-			s.markErrors(b, []apiError{e}, seqOf, code)
-			for key, seqs := range seqOf {
-				if !slices.ContainsFunc(ids, func(id string) bool { return strings.EqualFold(id, key) }) {
-					for _, q := range seqs {
-						b.Retry(q, 0, "sent in a batch HubSpot refused for another contact", code)
-					}
-				}
-			}
-			return nil
-		}
-		return sdk.RejectBatch(fmt.Sprintf("%d %s: %s", code, e.Category, e.Message), code)
-	case code == 477:
-		return sdk.SinkDown(fmt.Errorf("hubspot: 477 migration in progress"), retryAfter(resp.Header.Get("Retry-After")), code)
-	default:
-		return fmt.Errorf("hubspot: %d: %s", code, truncate(string(raw), 200))
-	}
-}
-
-// markErrors maps HubSpot's per-input errors to the rows they name: validation errors are
-// permanent, anything else is tried again.
-func (s *Sink) markErrors(b *sdk.Batch, errs []apiError, seqOf map[string][]int64, status int) {
-	for _, e := range errs {
-		ids := e.Context["ids"]
-		if len(ids) == 0 {
-			ids = e.Context["id"]
-		}
-		reason := strings.TrimSpace(e.Category + ": " + e.Message)
-		for _, id := range ids {
-			for _, q := range seqOf[strings.ToLower(id)] {
-				if e.Category == "VALIDATION_ERROR" || e.Category == "INVALID_EMAIL" || e.Category == "OBJECT_NOT_FOUND" {
-					b.Fail(q, reason, status)
-				} else {
-					b.Retry(q, 0, reason, status)
-				}
-			}
-		}
-	}
-}
-
-// Check implements sdk.Checker: the token works and every mapped property exists.
-func (s *Sink) Check(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp, err := s.do(ctx, http.MethodGet, "/crm/v3/properties/contacts", nil)
-	if err != nil {
-		return fmt.Errorf("hubspot: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode == 401 || resp.StatusCode == 403 {
-		return fmt.Errorf("hubspot: the token was refused (%d): check it and its scopes (crm.objects.contacts.write, crm.schemas.contacts.read)", resp.StatusCode)
-	}
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("hubspot: reading contact properties: %d %s", resp.StatusCode, truncate(string(raw), 200))
-	}
-	var list struct {
-		Results []struct {
-			Name string `json:"name"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return fmt.Errorf("hubspot: reading contact properties: %w", err)
-	}
-	have := map[string]bool{}
-	for _, p := range list.Results {
-		have[p.Name] = true
-	}
-	var missing []string
-	for _, p := range s.mapping {
-		if !have[p.Field] {
-			missing = append(missing, p.Field)
-		}
-	}
-	sort.Strings(missing)
-	if len(missing) > 0 {
-		return fmt.Errorf("hubspot: mapped properties missing on contacts: %s (create them in HubSpot first)", strings.Join(missing, ", "))
 	}
 	return nil
 }
 
-func (s *Sink) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+// maxRounds bounds how often one Write sends again after HubSpot refused a request for
+// inputs it named.
+const maxRounds = 5
+
+// upsert sends one batch upsert of at most MaxInputs contacts and marks their rows. When
+// HubSpot refuses the whole request (400) for inputs it names, those rows are marked and
+// the others are sent again at once.
+func (s *Sink) upsert(ctx context.Context, b *sdk.Batch, cs []*contact) error {
+	for round := 0; len(cs) > 0; round++ {
+		inputs := make([]upsertInput, len(cs))
+		for i, c := range cs {
+			inputs[i] = upsertInput{IDProperty: "email", ID: c.email, TraceID: c.trace, Properties: c.props}
+		}
+		body, err := json.Marshal(map[string]any{"inputs": inputs})
+		if err != nil {
+			return fmt.Errorf("hubspot: encode upsert: %w", err)
+		}
+		a, err := s.send(ctx, http.MethodPost, upsertPath, body)
+		if err != nil {
+			// After a first round some rows are marked: a plain error keeps those marks and
+			// retries the rest. A SinkDown drops them (the host sends the whole batch again
+			// later, and HubSpot refuses the same inputs again).
+			if _, down := sdk.AsSinkDown(err); !down && round > 0 {
+				retryAll(b, cs, 0, err.Error(), 0)
+				return nil
+			}
+			return err
+		}
+		switch {
+		case a.status == http.StatusOK || a.status == http.StatusCreated:
+			return nil
+		case a.status == http.StatusMultiStatus:
+			return s.multiStatus(b, cs, a)
+		case a.status == http.StatusBadRequest || a.status == http.StatusConflict || a.status == http.StatusUnprocessableEntity:
+			e := a.hubspotError()
+			if err := s.configError(e, a.status); err != nil {
+				return err
+			}
+			named, rest := e.split(cs)
+			if len(named) == 0 && a.status == http.StatusConflict {
+				// A conflict names no input when two writes of one contact raced: try again.
+				retryAll(b, cs, 0, e.reason(a.status), a.status)
+				return nil
+			}
+			if len(named) == 0 {
+				// HubSpot did not say which input it refused: the host splits the batch.
+				return sdk.RejectBatch(e.reason(a.status), a.status)
+			}
+			for _, c := range named {
+				markAll(b, c, e, a.status)
+			}
+			if round+1 >= maxRounds {
+				retryAll(b, rest, 0, "not sent: HubSpot refused other inputs of the request several times", a.status)
+				return nil
+			}
+			cs = rest
+		case a.status == http.StatusUnauthorized || a.status == http.StatusForbidden:
+			e := a.hubspotError()
+			return sdk.SinkDown(fmt.Errorf("hubspot: HubSpot refused the token (%d %s: %s): check the token and its scopes (crm.objects.contacts.write)",
+				a.status, e.Category, truncate(e.Message, 200)), 0, a.status)
+		case a.status == http.StatusTooManyRequests:
+			return s.throttled(a)
+		case a.status == 477: // migration in progress
+			wait := retryAfter(a.header, time.Now())
+			s.pace.block(time.Now().Add(wait))
+			return sdk.SinkDown(fmt.Errorf("hubspot: 477 migration in progress"), wait, a.status)
+		case a.status == http.StatusLocked || a.status >= 500:
+			wait := retryAfter(a.header, time.Now())
+			if a.status == http.StatusLocked {
+				wait = max(wait, 2*time.Second) // HubSpot: wait at least 2 s for a locked record
+			}
+			retryAll(b, cs, wait, a.hubspotError().reason(a.status), a.status)
+			return nil
+		case a.status == http.StatusNotFound || a.status == http.StatusMethodNotAllowed:
+			return sdk.SinkDown(fmt.Errorf("hubspot: %d for %s%s: check base_url", a.status, s.base, upsertPath), 0, a.status)
+		default:
+			return sdk.RejectBatch(a.hubspotError().reason(a.status), a.status)
+		}
+	}
+	return nil
+}
+
+// throttled handles a 429. HubSpot's policyName says which limit was hit: the rolling
+// window frees after its interval, the daily limit at the next reset. Retry-After wins when
+// HubSpot sends one.
+func (s *Sink) throttled(a *answer) error {
+	e := a.hubspotError()
+	now := time.Now()
+	wait := retryAfter(a.header, now)
+	if wait == 0 {
+		switch e.PolicyName {
+		case "DAILY":
+			wait = nextDailyProbe(now).Sub(now)
+		case "SECONDLY":
+			wait = time.Second
+		default: // TEN_SECONDLY_ROLLING
+			wait = s.pace.interval
+		}
+	}
+	s.pace.block(now.Add(wait))
+	s.log.Warn("hubspot: rate limited by HubSpot", "sink", s.cfg.Name, "policy", e.PolicyName, "wait", wait)
+	return sdk.SinkDown(fmt.Errorf("hubspot: 429 %s: %s", e.PolicyName, truncate(e.Message, 200)), wait, http.StatusTooManyRequests)
+}
+
+// configError turns a refusal that no row can cure into a pause: a mapped property that
+// HubSpot does not have, or a status value that the status property does not offer. The
+// schema is read again when the sink resumes.
+func (s *Sink) configError(e *hubspotError, status int) error {
+	for _, d := range e.details() {
+		statusOption := d.Error == "INVALID_OPTION" && slices.Contains(s.statusProps, d.Name)
+		if d.Error == "PROPERTY_DOESNT_EXIST" || statusOption {
+			s.schema = nil
+			return sdk.Pause(fmt.Errorf("hubspot: %s: fix the property in HubSpot (or the mapping), then resume the sink", e.reason(status)), status)
+		}
+	}
+	return nil
+}
+
+// multiStatus marks the rows of the inputs a 207 answer lists as errors. Errors name their
+// input by the objectWriteTraceId the sink sent (or by email). Should an error name no
+// input, the inputs that the results do not confirm are retried.
+func (s *Sink) multiStatus(b *sdk.Batch, cs []*contact, a *answer) error {
+	var ms struct {
+		Results []struct {
+			TraceID    string            `json:"objectWriteTraceId"`
+			Properties map[string]string `json:"properties"`
+		} `json:"results"`
+		Errors []*hubspotError `json:"errors"`
+	}
+	if err := json.Unmarshal(a.body, &ms); err != nil {
+		retryAll(b, cs, 0, fmt.Sprintf("hubspot: unreadable 207 answer: %v", err), a.status)
+		return nil
+	}
+	marked := map[*contact]bool{}
+	var unnamed *hubspotError
+	for _, e := range ms.Errors {
+		if err := s.configError(e, a.status); err != nil {
+			return err
+		}
+		named, _ := e.split(cs)
+		if len(named) == 0 {
+			unnamed = e
+		}
+		for _, c := range named {
+			markAll(b, c, e, a.status)
+			marked[c] = true
+		}
+	}
+	if unnamed == nil {
+		return nil
+	}
+	confirmed := map[string]bool{}
+	for _, r := range ms.Results {
+		confirmed["t:"+r.TraceID] = true
+		confirmed["e:"+strings.ToLower(r.Properties["email"])] = true
+	}
+	for _, c := range cs {
+		if !marked[c] && !confirmed["t:"+c.trace] && !confirmed["e:"+strings.ToLower(c.email)] {
+			for _, q := range c.seqs {
+				b.Retry(q, 0, unnamed.reason(a.status), a.status)
+			}
+		}
+	}
+	return nil
+}
+
+// markAll marks c's rows for HubSpot's error e: failed when the error is permanent
+// (validation), retried otherwise.
+func markAll(b *sdk.Batch, c *contact, e *hubspotError, status int) {
+	for _, q := range c.seqs {
+		if e.permanent() {
+			b.Fail(q, e.reason(status), status)
+		} else {
+			b.Retry(q, 0, e.reason(status), status)
+		}
+	}
+}
+
+func retryAll(b *sdk.Batch, cs []*contact, after time.Duration, reason string, status int) {
+	for _, c := range cs {
+		for _, q := range c.seqs {
+			b.Retry(q, after, reason, status)
+		}
+	}
+}
+
+// answer is HubSpot's answer to one request, read whole.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send makes one request once the pacer allows it. A wait longer than one rate-limit
+// window, or one that would outlast ctx, returns SinkDown, so the host backs off without
+// charging rows; a shorter one is slept here. Network errors are returned wrapped; any
+// answer, whatever its status, is returned whole.
+func (s *Sink) send(ctx context.Context, method, path string, body []byte) (*answer, error) {
+	now := time.Now()
+	if d := s.pace.delay(now); d > 0 {
+		deadline, hasDeadline := ctx.Deadline()
+		if d > s.pace.interval+s.pace.margin() || (hasDeadline && now.Add(d).After(deadline)) {
+			return nil, sdk.SinkDown(errors.New("hubspot: holding requests back to stay within HubSpot's rate limits"), d, 0)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("hubspot: waiting for the rate limit: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, s.base+path, rd)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hubspot: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+s.set.Token)
+	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "hookbridge-hubspot/"+Version)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	sent := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
+		s.pace.done(sent, time.Now(), nil)
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			return nil, fmt.Errorf("%s %s: %w", method, path, ue.Err)
+			err = ue.Err // the URL holds no secret, but says nothing the prefix does not
 		}
-		return nil, err
+		return nil, fmt.Errorf("hubspot: %s %s: %w", method, path, err)
 	}
-	return resp, nil
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	s.pace.done(sent, time.Now(), resp.Header)
+	if err != nil {
+		return nil, fmt.Errorf("hubspot: %s %s: read answer: %w", method, path, err)
+	}
+	return &answer{status: resp.StatusCode, header: resp.Header, body: raw}, nil
+}
+
+// retryAfter reads Retry-After (seconds or an HTTP date); 0 when absent.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // Close implements sdk.Sink.
@@ -371,21 +587,6 @@ func (s *Sink) Close(ctx context.Context) error {
 		s.client.CloseIdleConnections()
 	}
 	return nil
-}
-
-func retryAfter(v string) time.Duration {
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
-}
-
-func untilUTCMidnight(now time.Time) time.Duration {
-	next := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-	return next.Sub(now)
 }
 
 func truncate(s string, n int) string {
