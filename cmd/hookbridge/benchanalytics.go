@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hookbridge/hookbridge/connector/importer"
+	"github.com/hookbridge/hookbridge/connector/store"
+	"github.com/hookbridge/hookbridge/simulate"
+)
+
+// question is one of the four analytics questions, asked of the store's views and, as the
+// baseline, of the raw JSON lines through DuckDB's read_json. Both queries return the same
+// small summary, so the answers can be compared.
+type question struct {
+	name, store, raw string
+}
+
+// rawEvents turns the JSON lines into one row per distinct eventId with the fields the
+// questions need, by the same rules as the decoder (first delivery wins, candidate keys for
+// contact fields, ids lower-cased, postcodes normalised).
+const rawEvents = `
+WITH raw AS (
+	SELECT received_at, body::JSON AS j
+	FROM read_json('%s', format = 'newline_delimited', columns = {received_at: 'TIMESTAMPTZ', source: 'VARCHAR', body: 'VARCHAR'})
+), ev AS (
+	SELECT DISTINCT ON (lower((j->>'$.eventId')))
+		lower((j->>'$.eventId')) AS event_id,
+		CASE (j->>'$.eventType') WHEN 'SubscriptionDetailsUpdate' THEN 'SubscriptionDetailsUpdated' ELSE (j->>'$.eventType') END AS event_type,
+		lower(coalesce((j->>'$.eventDetails.calendarSubscriptionId'), (j->>'$.eventDetails.subscription.calendarSubscriptionId'))) AS subscription_id,
+		lower(trim(coalesce((j->>'$.eventDetails.subscription.subscriberEmail'), (j->>'$.eventDetails.subscription.emailAddress'), (j->>'$.eventDetails.subscription.email')))) AS email_key,
+		upper(regexp_replace(trim(coalesce((j->>'$.eventDetails.subscription.postcode'), (j->>'$.eventDetails.subscription.zip'), (j->>'$.eventDetails.subscription.zipCode'),
+			(j->>'$.eventDetails.subscription.postalCode'), (j->>'$.eventDetails.subscription.channelFinderZipCode'))), '\s+', ' ', 'g')) AS postcode,
+		list_transform(json_extract_string(j, '$.eventDetails.subscription.calendarTags[*].tagId'), x -> lower(x)) AS tag_ids,
+		(j->>'$.eventDetails.subscription.calendarCode') AS calendar_code,
+		CASE WHEN (j->>'$.eventType') = 'Unsubscribe' AND (j->>'$.eventDetails.subscription.removedDateTimeUtc') IS NOT NULL
+			THEN strptime((j->>'$.eventDetails.subscription.removedDateTimeUtc'), '%%Y-%%m-%%d %%H:%%M:%%S.%%f')
+			ELSE received_at::TIMESTAMP END AS occurred_at,
+		received_at
+	FROM raw
+	ORDER BY lower((j->>'$.eventId')), received_at
+), subs AS (
+	SELECT subscription_id,
+		bool_or(event_type = 'Unsubscribe') AS ended,
+		arg_max(email_key, received_at) FILTER (WHERE email_key IS NOT NULL AND email_key <> '') AS email_key,
+		arg_max(postcode, received_at) FILTER (WHERE postcode IS NOT NULL AND postcode <> '') AS postcode,
+		arg_max(tag_ids, received_at) FILTER (WHERE len(tag_ids) > 0 AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')) AS tag_ids
+	FROM ev
+	WHERE subscription_id IS NOT NULL AND event_type IN ('Subscribe', 'Unsubscribe', 'SubscriptionDetailsUpdated', 'SubscriptionEventAdded', 'SubscriptionEventRemoved')
+	GROUP BY subscription_id
+)
+`
+
+func analyticsQuestions(file string, from, to time.Time) []question {
+	pre := fmt.Sprintf(rawEvents, strings.ReplaceAll(file, "'", "''"))
+	window := fmt.Sprintf("DATE '%s' AND DATE '%s'", from.Format("2006-01-02"), to.Format("2006-01-02"))
+	return []question{
+		{"1. mailing list (contacts, active subscriptions)",
+			`SELECT count(*), sum(active_subscriptions) FROM mailing_list`,
+			pre + `SELECT count(DISTINCT email_key), count(*) FROM subs WHERE NOT ended AND email_key IS NOT NULL`},
+		{"2. campaign window ±7 days (subscribes, unsubscribes)",
+			`SELECT sum(subscribes), sum(unsubscribes) FROM subscriptions_daily WHERE day BETWEEN ` + window,
+			pre + `SELECT count(*) FILTER (WHERE event_type = 'Subscribe'), count(*) FILTER (WHERE event_type = 'Unsubscribe') FROM ev
+				WHERE event_type IN ('Subscribe', 'Unsubscribe') AND CAST(occurred_at AS DATE) BETWEEN ` + window},
+		{"3. tag popularity by postcode (pairs, subscriptions)",
+			`SELECT count(*), sum(subscriptions) FROM tag_popularity_by_postcode`,
+			pre + `SELECT count(*), sum(n) FROM (SELECT postcode, tag_id, count(*) AS n FROM (SELECT postcode, unnest(tag_ids) AS tag_id FROM subs
+				WHERE NOT ended AND postcode IS NOT NULL AND tag_ids IS NOT NULL) GROUP BY ALL)`},
+		{"4. subscribes by weekday and hour (cells, busiest cell)",
+			`SELECT count(*), max(subscribes) FROM subscribes_by_weekday_hour WHERE zone = 'UTC'`,
+			pre + `SELECT count(*), max(n) FROM (SELECT isodow(occurred_at), hour(occurred_at), count(*) AS n FROM ev WHERE event_type = 'Subscribe' GROUP BY ALL)`},
+	}
+}
+
+// benchAnalytics loads simulated events through the import path, then times each question on
+// the store against the same question over the raw JSON lines.
+func benchAnalytics(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench analytics", "bench analytics [--events N] [--dir DIR] [--seed N] [--runs N]")
+	events := fs.Int("events", 10_000_000, "simulated events to load")
+	dir := fs.String("dir", "./bench-data", "folder for the JSON-lines file and the store (reused when present)")
+	seed := fs.Uint64("seed", 1, "simulation seed")
+	runs := fs.Int("runs", 3, "runs of each store query (the median is reported)")
+	skipRaw := fs.Bool("skip-raw", false, "skip the raw-JSON baseline")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	jsonl := filepath.Join(*dir, fmt.Sprintf("simulated-%d-seed%d.jsonl", *events, *seed))
+	dbPath := filepath.Join(*dir, fmt.Sprintf("store-%d-seed%d.duckdb", *events, *seed))
+	opts := simulate.Options{Seed: *seed, Count: *events}
+	gen := simulate.New(opts)
+	campaign := gen.Campaigns()[0]
+	from, to := campaign.From.AddDate(0, 0, -7), campaign.To.AddDate(0, 0, 7)
+
+	if _, err := os.Stat(jsonl); err != nil {
+		start := time.Now()
+		if err := writeSimulation(gen, jsonl, *events); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "simulated %d events into %s in %s\n", *events, jsonl, time.Since(start).Round(time.Second))
+	}
+	fi, _ := os.Stat(jsonl)
+
+	fresh := false
+	if _, err := os.Stat(dbPath); err != nil {
+		fresh = true
+	}
+	st, err := store.Open(ctx, store.Options{Path: dbPath, Logger: quietLogger()})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if fresh {
+		f, err := os.Open(jsonl)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		bar := newProgressBar(e.stderr, "importing")
+		p, err := importer.Import(ctx, bufio.NewReaderSize(f, 1<<20), st, importer.Options{Bulk: true, Progress: func(p importer.Progress) {
+			bar.update(int(p.Lines), *events)
+		}})
+		f.Close()
+		if err != nil {
+			return err
+		}
+		took := time.Since(start)
+		fmt.Fprintf(e.stdout, "imported %d lines (%d stored, %d duplicates) in %s: %.0f events/s\n", p.Lines, p.Accepted, p.Duplicates, took.Round(time.Second), float64(p.Lines)/took.Seconds())
+		if _, err := st.DB().ExecContext(ctx, "CHECKPOINT"); err != nil {
+			return err
+		}
+	}
+	size := fileSize(dbPath) + fileSize(dbPath+".wal")
+	fmt.Fprintf(e.stdout, "store %s: %.0f MB on disk (JSON lines: %.0f MB); campaign window %s … %s\n\n",
+		dbPath, float64(size)/1e6, float64(fi.Size())/1e6, from.Format("2006-01-02"), to.Format("2006-01-02"))
+
+	raw, err := store.OpenScratch(ctx, 2, "4GB")
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUESTION\tSTORE\tRAW JSON (read_json)\tSPEEDUP\tSTORE ANSWER\tSAME ANSWER")
+	for _, q := range analyticsQuestions(jsonl, from, to) {
+		var times []time.Duration
+		var answer string
+		for i := 0; i < max(*runs, 1); i++ {
+			start := time.Now()
+			res, err := st.Query(ctx, q.store, 10, 5*time.Minute)
+			if err != nil {
+				return fmt.Errorf("%s: %w", q.name, err)
+			}
+			times = append(times, time.Since(start))
+			var parts []string
+			for _, v := range res.Rows[0] {
+				parts = append(parts, fmt.Sprint(v))
+			}
+			answer = strings.Join(parts, " ")
+		}
+		slices.Sort(times)
+		med := times[len(times)/2]
+		rawTook, rawAnswer := time.Duration(0), "-"
+		if !*skipRaw {
+			start := time.Now()
+			var a, b any
+			if err := raw.QueryRowContext(ctx, q.raw).Scan(&a, &b); err != nil {
+				return fmt.Errorf("%s (raw JSON): %w", q.name, err)
+			}
+			rawTook, rawAnswer = time.Since(start), fmt.Sprint(a, b)
+		}
+		speedup, same := "-", "-"
+		if rawTook > 0 {
+			speedup = fmt.Sprintf("%.0f×", rawTook.Seconds()/med.Seconds())
+			same = fmt.Sprint(rawAnswer == answer)
+			if rawAnswer != answer {
+				same += " (raw: " + rawAnswer + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", q.name, med.Round(time.Millisecond), rawTook.Round(time.Millisecond), speedup, answer, same)
+	}
+	tw.Flush()
+	fmt.Fprintf(e.stdout, "\npeak memory (RSS high-water mark): %s; %d cores\n", peakRSS(), runtime.NumCPU())
+	return nil
+}
+
+// writeSimulation writes count events as import lines.
+func writeSimulation(g *simulate.Generator, path string, count int) error {
+	tmp := path + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var buf []byte
+	for i := 0; i < count; i++ {
+		buf = simulate.AppendLine(buf[:0], g.Next(), "rokt")
+		if _, err := w.Write(buf); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// peakRSS reads the process's resident-set high-water mark (Linux).
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
