@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -10,7 +11,7 @@ import (
 
 // Batch is one Write's rows: an Arrow record of normalised columns (seq, event_id and
 // event_type always; the columns the mapping names and the spec asks for), and the same rows
-// as typed schemas.Row values.
+// as typed schemas.Row values. Retry, Fail and Accept may be called from several goroutines.
 type Batch struct {
 	// ID stays the same when the same rows are sent again.
 	ID string
@@ -20,6 +21,7 @@ type Batch struct {
 	Record  arrow.RecordBatch
 	mapping *schemas.Mapping
 	rows    []schemas.Row
+	mu      sync.Mutex // guards results and order
 	results map[int64]RowResult
 	order   []int64
 }
@@ -66,6 +68,8 @@ func (b *Batch) Accept(seq int64, jobID string) {
 }
 
 func (b *Batch) mark(r RowResult) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if _, ok := b.results[r.Seq]; !ok {
 		b.order = append(b.order, r.Seq)
 	}
@@ -74,6 +78,8 @@ func (b *Batch) mark(r RowResult) {
 
 // Results returns the rows marked so far, in marking order (unmarked rows are delivered).
 func (b *Batch) Results() []RowResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	out := make([]RowResult, 0, len(b.order))
 	for _, s := range b.order {
 		out = append(out, b.results[s])

@@ -75,6 +75,7 @@ func Drive(t testing.TB, sink sdk.Sink, m map[string]string, rows []schemas.Row,
 				marked[r.Seq] = r
 			}
 			var again []schemas.Row
+			var wait time.Duration
 			for _, r := range batch {
 				res, ok := marked[r.Seq]
 				switch {
@@ -85,11 +86,12 @@ func Drive(t testing.TB, sink sdk.Sink, m map[string]string, rows []schemas.Row,
 				case res.Outcome == sdk.Retry:
 					out.Retries++
 					again = append(again, r)
-					time.Sleep(min(res.RetryAfter, maxWait))
+					wait = max(wait, res.RetryAfter)
 				default:
 					t.Fatalf("sinktest.Drive: outcome %d for row %d is not supported here", res.Outcome, r.Seq)
 				}
 			}
+			time.Sleep(min(wait, maxWait))
 			return again, false
 		}
 	}

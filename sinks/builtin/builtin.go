@@ -8,6 +8,7 @@ import (
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/sinks/hubspot"
 	"github.com/hookbridge/hookbridge/sinks/jsonl"
+	"github.com/hookbridge/hookbridge/sinks/mailchimp"
 	"github.com/hookbridge/hookbridge/sinks/parquet"
 	"github.com/hookbridge/hookbridge/sinks/postgres"
 	"github.com/hookbridge/hookbridge/sinks/webhook"
@@ -16,11 +17,12 @@ import (
 // Sinks returns the built-in sinks' constructors by name.
 func Sinks() map[string]func() sdk.Sink {
 	return map[string]func() sdk.Sink{
-		"hubspot":  hubspot.New,
-		"jsonl":    jsonl.New,
-		"parquet":  parquet.New,
-		"postgres": postgres.New,
-		"webhook":  webhook.New,
+		"hubspot":   hubspot.New,
+		"jsonl":     jsonl.New,
+		"mailchimp": mailchimp.New,
+		"parquet":   parquet.New,
+		"postgres":  postgres.New,
+		"webhook":   webhook.New,
 	}
 }
 

@@ -1,0 +1,571 @@
+// Package mailchimp is the Mailchimp sink: it upserts audience members through the batch
+// subscribe/update endpoint (500 members a request), with merge fields from the mapping and
+// tags per calendar and per postcode. A calendar subscription is not marketing consent: a
+// member is subscribed only when the row carries consent. An Unsubscribe removes that
+// calendar's tag and unsubscribes the member only when no other subscription is active.
+package mailchimp
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hookbridge/hookbridge/plugins/sdk"
+	"github.com/hookbridge/hookbridge/schemas"
+)
+
+// Version is the sink's version.
+const Version = "1.0.0"
+
+// MaxMembers is the most members one batch subscribe/update takes.
+const MaxMembers = 500
+
+// MaxConnections is Mailchimp's limit of simultaneous connections per user.
+const MaxConnections = 10
+
+// Settings are the sink's settings.
+type Settings struct {
+	// APIKey ends in the data centre (…-us21), which names the host.
+	APIKey string `json:"api_key"`
+	// ListID is the audience.
+	ListID string `json:"list_id"`
+	// BaseURL overrides https://<dc>.api.mailchimp.com (tests, proxies).
+	BaseURL string `json:"base_url,omitempty"`
+	// DoubleOptIn makes consenting subscribers pending (Mailchimp sends a confirmation).
+	DoubleOptIn bool `json:"double_opt_in,omitempty"`
+	// ConsentColumn is the boolean column that carries marketing consent.
+	ConsentColumn string `json:"consent_column,omitempty"`
+	// WithoutConsent is what a subscriber without consent becomes: pending (default), skip
+	// (not sent) or transactional.
+	WithoutConsent string `json:"without_consent,omitempty"`
+	// TagsFrom names the columns that become tags (calendar_code: one tag per subscribed
+	// calendar; postcode: one per postcode; …).
+	TagsFrom []string `json:"tags_from,omitempty"`
+	// MaxConnections caps simultaneous requests (at most 10, Mailchimp's limit).
+	MaxConnections int `json:"max_connections,omitempty"`
+	// Timeout bounds one request (default 120s, Mailchimp's own limit).
+	Timeout string `json:"timeout,omitempty"`
+}
+
+const settingsSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["api_key", "list_id"],
+  "properties": {
+    "api_key": {"type": "string", "description": "Mailchimp API key; its suffix (-us21) names the data centre"},
+    "list_id": {"type": "string", "description": "audience id"},
+    "base_url": {"type": "string"},
+    "double_opt_in": {"type": "boolean", "default": false},
+    "consent_column": {"type": "string", "default": "marketing_consent"},
+    "without_consent": {"enum": ["pending", "skip", "transactional"], "default": "pending"},
+    "tags_from": {"type": "array", "items": {"enum": ["calendar_code", "postcode", "account_code", "country_code", "subscription_method"]}},
+    "max_connections": {"type": "integer", "minimum": 1, "maximum": 10, "default": 10},
+    "timeout": {"type": "string", "default": "120s"}
+  }
+}`
+
+// tagColumns are the columns tags_from may name; the sink always asks for them.
+var tagColumns = []string{"calendar_code", "postcode", "account_code", "country_code", "subscription_method"}
+
+// tagPrefix names the tags made from a column.
+func tagPrefix(col string) string {
+	switch col {
+	case "calendar_code":
+		return "calendar:"
+	default:
+		return col + ":"
+	}
+}
+
+var (
+	keyRE      = regexp.MustCompile(`^[0-9a-zA-Z]+-([a-z]+[0-9]+)$`)
+	mergeTagRE = regexp.MustCompile(`^[A-Z0-9_]{1,10}$`)
+)
+
+// Sink upserts Mailchimp audience members.
+type Sink struct {
+	mu     sync.Mutex
+	cfg    sdk.Config
+	set    Settings
+	base   string
+	client *http.Client
+	sem    chan struct{}
+	merge  []schemas.MappingPair
+}
+
+// New returns an unconfigured sink.
+func New() sdk.Sink { return &Sink{} }
+
+// Spec implements sdk.Sink.
+func (s *Sink) Spec() sdk.Spec {
+	return sdk.Spec{Name: "mailchimp", Version: Version, Description: "upserts Mailchimp audience members (batch subscribe/update) with merge fields and tags",
+		Settings: json.RawMessage(settingsSchema), EventTypes: []string{"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"},
+		MaxBatchRows: MaxMembers, KeyColumn: "email_key",
+		Columns: append([]string{"email", "marketing_consent", "contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}, tagColumns...)}
+}
+
+// Configure implements sdk.Sink; it makes no network call.
+func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
+	var set Settings
+	if err := sdk.DecodeSettings(cfg.Settings, &set); err != nil {
+		return err
+	}
+	m := keyRE.FindStringSubmatch(strings.TrimSpace(set.APIKey))
+	if m == nil {
+		return &sdk.SettingsError{Field: "api_key", Message: "want a Mailchimp API key ending in its data centre, like …-us21"}
+	}
+	if strings.TrimSpace(set.ListID) == "" || strings.ContainsAny(set.ListID, "/?#") {
+		return &sdk.SettingsError{Field: "list_id", Message: "is required (the audience id, Audience → Settings → Audience name and defaults)"}
+	}
+	base := "https://" + m[1] + ".api.mailchimp.com"
+	if set.BaseURL != "" {
+		u, err := url.Parse(set.BaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return &sdk.SettingsError{Field: "base_url", Message: "want an absolute http(s) URL"}
+		}
+		base = strings.TrimRight(set.BaseURL, "/")
+	}
+	if set.ConsentColumn == "" {
+		set.ConsentColumn = "marketing_consent"
+	}
+	if c, ok := schemas.LookupColumn(set.ConsentColumn); !ok || c.Name != "marketing_consent" {
+		return &sdk.SettingsError{Field: "consent_column", Message: fmt.Sprintf("%q is not a boolean consent column (marketing_consent)", set.ConsentColumn)}
+	}
+	switch set.WithoutConsent {
+	case "":
+		set.WithoutConsent = "pending"
+	case "pending", "skip", "transactional":
+	default:
+		return &sdk.SettingsError{Field: "without_consent", Message: fmt.Sprintf("%q: use pending, skip or transactional", set.WithoutConsent)}
+	}
+	for _, c := range set.TagsFrom {
+		if !slices.Contains(tagColumns, c) {
+			return &sdk.SettingsError{Field: "tags_from", Message: fmt.Sprintf("%q: tags come from %s", c, strings.Join(tagColumns, ", "))}
+		}
+	}
+	if set.MaxConnections == 0 {
+		set.MaxConnections = MaxConnections
+	}
+	if set.MaxConnections < 1 || set.MaxConnections > MaxConnections {
+		return &sdk.SettingsError{Field: "max_connections", Message: "must be between 1 and 10 (Mailchimp allows 10 simultaneous connections)"}
+	}
+	timeout := 120 * time.Second
+	if set.Timeout != "" {
+		d, err := time.ParseDuration(set.Timeout)
+		if err != nil || d <= 0 {
+			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration", set.Timeout)}
+		}
+		timeout = d
+	}
+	var merge []schemas.MappingPair
+	if cfg.Mapping != nil {
+		for _, p := range cfg.Mapping.Pairs() {
+			if p.Column == "email" || p.Column == "email_key" {
+				continue // the member's address, not a merge field
+			}
+			if !mergeTagRE.MatchString(p.Field) {
+				return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%s: Mailchimp merge tags are up to 10 capitals, digits or _ (FNAME, LNAME, ZIP)", p.Field)}
+			}
+			merge = append(merge, p)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg, s.set, s.base, s.merge = cfg, set, base, merge
+	s.sem = make(chan struct{}, set.MaxConnections)
+	s.client = &http.Client{Timeout: timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, MaxConnsPerHost: set.MaxConnections, MaxIdleConnsPerHost: set.MaxConnections}}
+	return nil
+}
+
+// member is one entry of a batch subscribe/update.
+type member struct {
+	EmailAddress string            `json:"email_address"`
+	Status       string            `json:"status"`
+	MergeFields  map[string]string `json:"merge_fields,omitempty"`
+	Tags         []string          `json:"tags,omitempty"`
+}
+
+type tagChange struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+}
+
+// plan is what one row becomes.
+type plan struct {
+	seq    int64
+	member member
+	tags   []tagChange // the member's tags afterwards: active and inactive
+}
+
+// planRow decides a row's member status, merge fields and tags; ok is false for a row the
+// settings say to skip.
+func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
+	email := strings.TrimSpace(r.Email)
+	if email == "" {
+		return plan{}, false, "no email: Mailchimp members are keyed by email"
+	}
+	p := plan{seq: r.Seq, member: member{EmailAddress: email}}
+	active := r.ContactStatus == schemas.StatusSubscribed || (r.ContactStatus == "" && r.EventType != "Unsubscribe")
+	consent := r.MarketingConsent != nil && *r.MarketingConsent
+	switch {
+	case !active:
+		p.member.Status = "unsubscribed"
+	case consent && s.set.DoubleOptIn:
+		p.member.Status = "pending"
+	case consent:
+		p.member.Status = "subscribed"
+	case s.set.WithoutConsent == "skip":
+		return plan{}, false, ""
+	default:
+		p.member.Status = s.set.WithoutConsent
+	}
+	for _, m := range s.merge {
+		v, err := r.Value(m.Column)
+		if err != nil || v == nil {
+			continue
+		}
+		if p.member.MergeFields == nil {
+			p.member.MergeFields = map[string]string{}
+		}
+		p.member.MergeFields[m.Field] = mergeValue(v)
+	}
+	on := map[string]bool{}
+	for _, col := range s.set.TagsFrom {
+		if col == "calendar_code" {
+			// One tag per calendar subscribed now; ended calendars lose theirs.
+			for _, c := range r.ContactCalendars {
+				on["calendar:"+c] = true
+			}
+			if r.ContactCalendars == nil && active && r.CalendarCode != "" {
+				on["calendar:"+r.CalendarCode] = true
+			}
+			continue
+		}
+		if v, err := r.Value(col); err == nil && v != nil && fmt.Sprint(v) != "" {
+			on[tagPrefix(col)+fmt.Sprint(v)] = true
+		}
+	}
+	for t := range on {
+		p.member.Tags = append(p.member.Tags, t)
+		p.tags = append(p.tags, tagChange{t, "active"})
+	}
+	if slices.Contains(s.set.TagsFrom, "calendar_code") {
+		for _, c := range r.ContactEndedCalendars {
+			if !on["calendar:"+c] {
+				p.tags = append(p.tags, tagChange{"calendar:" + c, "inactive"})
+			}
+		}
+	}
+	sort.Strings(p.member.Tags)
+	sort.Slice(p.tags, func(i, j int) bool { return p.tags[i].Name < p.tags[j].Name })
+	return p, true, ""
+}
+
+func mergeValue(v any) string {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format("2006-01-02")
+	case []string:
+		return strings.Join(x, ", ")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// Write implements sdk.Sink.
+func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
+	rows, err := b.Rows()
+	if err != nil {
+		return err
+	}
+	var plans []plan
+	for i := range rows {
+		p, ok, why := s.planRow(&rows[i])
+		if !ok {
+			if why != "" {
+				b.Fail(rows[i].Seq, why, 0)
+			}
+			continue // skipped by without_consent: skip
+		}
+		plans = append(plans, p)
+	}
+	if len(plans) == 0 {
+		return nil
+	}
+	members := make([]member, len(plans))
+	byEmail := map[string]*plan{}
+	for i := range plans {
+		members[i] = plans[i].member
+		byEmail[strings.ToLower(plans[i].member.EmailAddress)] = &plans[i]
+	}
+	body, err := json.Marshal(map[string]any{"members": members, "update_existing": true})
+	if err != nil {
+		return err
+	}
+	code, raw, hdr, err := s.call(ctx, http.MethodPost, "/3.0/lists/"+url.PathEscape(s.set.ListID), body)
+	if err != nil {
+		return fmt.Errorf("mailchimp: %w", err)
+	}
+	if err := s.answer(code, raw, hdr); err != nil {
+		return err
+	}
+	var res struct {
+		NewMembers []struct {
+			EmailAddress string `json:"email_address"`
+		} `json:"new_members"`
+		UpdatedMembers []struct {
+			EmailAddress string `json:"email_address"`
+		} `json:"updated_members"`
+		Errors []struct {
+			EmailAddress string `json:"email_address"`
+			Error        string `json:"error"`
+			ErrorCode    string `json:"error_code"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("mailchimp: unreadable batch answer: %w", err)
+	}
+	for _, e := range res.Errors {
+		if p := byEmail[strings.ToLower(e.EmailAddress)]; p != nil {
+			reason := strings.TrimSpace(e.ErrorCode + ": " + e.Error)
+			if transient(e.ErrorCode) {
+				b.Retry(p.seq, 0, reason, code)
+			} else {
+				b.Fail(p.seq, reason, code)
+			}
+			p.tags = nil
+		}
+	}
+	// Tags on members that already existed (the batch applies tags to new members only), and
+	// removals, go through the tags endpoint, max_connections at a time.
+	updated := map[string]bool{}
+	for _, m := range res.UpdatedMembers {
+		updated[strings.ToLower(m.EmailAddress)] = true
+	}
+	var todo []tagJob
+	for email, p := range byEmail {
+		if len(p.tags) == 0 || (!updated[email] && !slices.ContainsFunc(p.tags, func(t tagChange) bool { return t.Status == "inactive" })) {
+			continue
+		}
+		todo = append(todo, tagJob{email, p})
+	}
+	return s.writeTags(ctx, b, todo)
+}
+
+// tagJob is one member whose tags go through the tags endpoint.
+type tagJob struct {
+	email string
+	p     *plan
+}
+
+// writeTags sends the tag changes. The members themselves are upserted by now, so a failure
+// here retries only its row (the retry upserts the member again, which changes nothing, and
+// sends its tags). When Mailchimp throttles, the tags not yet sent wait for the same pause
+// instead of adding to the load. Only a refused API key stops the batch as a whole.
+func (s *Sink) writeTags(ctx context.Context, b *sdk.Batch, todo []tagJob) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan tagJob)
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		down      error         // the key was refused
+		throttled time.Duration // Mailchimp throttled: the wait the remaining rows get
+	)
+	for range min(s.set.MaxConnections, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				mu.Lock()
+				wait, stop := throttled, down != nil
+				mu.Unlock()
+				if stop || wait > 0 {
+					b.Retry(j.p.seq, wait, "tags not sent: Mailchimp throttled or refused the key", 0)
+					continue
+				}
+				body, _ := json.Marshal(map[string]any{"tags": j.p.tags})
+				code, raw, hdr, err := s.call(ctx, http.MethodPost, "/3.0/lists/"+url.PathEscape(s.set.ListID)+"/members/"+subscriberHash(j.email)+"/tags", body)
+				if err == nil {
+					err = s.answer(code, raw, hdr)
+				}
+				if err == nil {
+					continue
+				}
+				mu.Lock()
+				wait = 0
+				if sd, ok := sdk.AsSinkDown(err); ok {
+					if code == 429 || (code == 403 && len(bytes.TrimSpace(raw)) == 0) {
+						throttled = max(throttled, sd.RetryAfter)
+						wait = sd.RetryAfter
+					} else if code == 401 || code == 403 {
+						down = err
+						cancel()
+					}
+				}
+				mu.Unlock()
+				b.Retry(j.p.seq, wait, "tags: "+err.Error(), code)
+			}
+		}()
+	}
+	for _, j := range todo {
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	return down
+}
+
+// transient reports whether a per-member error code is worth another try.
+func transient(code string) bool {
+	c := strings.ToUpper(code)
+	return strings.Contains(c, "TIMEOUT") || strings.Contains(c, "TRY_AGAIN") || strings.Contains(c, "TOO_MANY")
+}
+
+// answer turns a non-2xx answer into the error that steers the engine.
+func (s *Sink) answer(code int, raw []byte, hdr http.Header) error {
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	var prob struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+		Status int    `json:"status"`
+	}
+	json.Unmarshal(raw, &prob)
+	what := strings.TrimSpace(fmt.Sprintf("%d %s: %s", code, prob.Title, prob.Detail))
+	switch {
+	case code == 429:
+		return sdk.SinkDown(fmt.Errorf("mailchimp: %s", what), retryAfter(hdr.Get("Retry-After"), 10*time.Second), code)
+	case code == 403 && len(bytes.TrimSpace(raw)) == 0:
+		// Mailchimp's other throttle signal at high volume.
+		return sdk.SinkDown(fmt.Errorf("mailchimp: 403 without a body: throttled"), retryAfter(hdr.Get("Retry-After"), 30*time.Second), code)
+	case code == 401 || code == 403:
+		return sdk.SinkDown(fmt.Errorf("mailchimp: %s (check the API key)", what), time.Minute, code)
+	case code == 404:
+		return sdk.SinkDown(fmt.Errorf("mailchimp: %s (check list_id)", what), time.Minute, code)
+	case code == 400:
+		return sdk.RejectBatch("mailchimp: "+what, code)
+	default:
+		return fmt.Errorf("mailchimp: %s", what)
+	}
+}
+
+// call makes one request, holding one of the connection slots.
+func (s *Sink) call(ctx context.Context, method, path string, body []byte) (int, []byte, http.Header, error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, nil, nil, ctx.Err()
+	}
+	defer func() { <-s.sem }()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.base+path, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.SetBasicAuth("hookbridge", s.set.APIKey)
+	req.Header.Set("User-Agent", "hookbridge-mailchimp/"+Version)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, ue.Err)
+		}
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return resp.StatusCode, raw, resp.Header, nil
+}
+
+// Check implements sdk.Checker: the key works, the audience exists, and so does every mapped
+// merge field.
+func (s *Sink) Check(ctx context.Context) error {
+	code, raw, hdr, err := s.call(ctx, http.MethodGet, "/3.0/ping", nil)
+	if err != nil {
+		return fmt.Errorf("mailchimp: %w", err)
+	}
+	if err := s.answer(code, raw, hdr); err != nil {
+		return err
+	}
+	code, raw, hdr, err = s.call(ctx, http.MethodGet, "/3.0/lists/"+url.PathEscape(s.set.ListID)+"/merge-fields?count=1000", nil)
+	if err != nil {
+		return fmt.Errorf("mailchimp: %w", err)
+	}
+	if err := s.answer(code, raw, hdr); err != nil {
+		return err
+	}
+	var mf struct {
+		MergeFields []struct {
+			Tag string `json:"tag"`
+		} `json:"merge_fields"`
+	}
+	if err := json.Unmarshal(raw, &mf); err != nil {
+		return fmt.Errorf("mailchimp: merge fields: %w", err)
+	}
+	have := map[string]bool{}
+	for _, f := range mf.MergeFields {
+		have[f.Tag] = true
+	}
+	var missing []string
+	for _, m := range s.merge {
+		if !have[m.Field] {
+			missing = append(missing, m.Field)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("mailchimp: merge fields missing in the audience: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Close implements sdk.Sink.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		s.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// subscriberHash is Mailchimp's member id: the MD5 of the lower-cased address.
+func subscriberHash(email string) string {
+	sum := md5.Sum([]byte(strings.ToLower(strings.TrimSpace(email))))
+	return hex.EncodeToString(sum[:])
+}
+
+func retryAfter(v string, def time.Duration) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return def
+}
