@@ -117,6 +117,16 @@ func TestSubscriptionsDaily(t *testing.T) {
 		"2025-09-01T09:00:00Z | 1",
 		"2025-09-01T23:00:00Z | 1",
 	})
+	// A one-day campaign on 2 September and the day either side; then the campaign alone.
+	expectRows(t, queryStrings(t, s, `SELECT day, in_campaign, calendar_code, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(DATE '2025-09-02', DATE '2025-09-02', 1) GROUP BY ALL ORDER BY day, calendar_code`), []string{
+		"2025-09-01T00:00:00Z | false | footy | 2 | 0 | 2",
+		"2025-09-02T00:00:00Z | true | footy | 1 | 1 | 0",
+		"2025-09-02T00:00:00Z | true | rugby | 2 | 0 | 2",
+		"2025-09-03T00:00:00Z | false | footy | 0 | 1 | -1",
+	})
+	expectRows(t, queryStrings(t, s, `SELECT day, sum(subscribes) FROM campaign_days('2025-09-02', '2025-09-02', days_around := 0) GROUP BY ALL`), []string{
+		"2025-09-02T00:00:00Z | 3",
+	})
 }
 
 func TestTagPopularityByPostcode(t *testing.T) {
