@@ -22,8 +22,11 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "analytics" {
 		return benchAnalytics(ctx, e, args[1:])
 	}
+	if len(args) > 0 && args[0] == "dashboard" {
+		return benchDashboard(ctx, e, args[1:])
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return usageError{"usage: hookbridge bench ingest [flags] | hookbridge bench analytics [flags]"}
+		return usageError{"usage: hookbridge bench ingest|analytics|dashboard [flags]"}
 	}
 	return benchIngest(ctx, e, args[1:])
 }

@@ -101,52 +101,23 @@ func benchAnalytics(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	jsonl := filepath.Join(*dir, fmt.Sprintf("simulated-%d-seed%d.jsonl", *events, *seed))
-	dbPath := filepath.Join(*dir, fmt.Sprintf("store-%d-seed%d.duckdb", *events, *seed))
-	opts := simulate.Options{Seed: *seed, Count: *events}
-	gen := simulate.New(opts)
+	gen := simulate.New(simulate.Options{Seed: *seed, Count: *events})
 	campaign := gen.Campaigns()[0]
 	from, to := campaign.From.AddDate(0, 0, -7), campaign.To.AddDate(0, 0, 7)
-	questions := analyticsQuestions(jsonl, campaign.From, campaign.To)
-
-	if _, err := os.Stat(jsonl); err != nil {
-		start := time.Now()
-		if err := writeSimulation(gen, jsonl, *events); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "simulated %d events into %s in %s\n", *events, jsonl, time.Since(start).Round(time.Second))
+	jsonl, dbPath, err := loadSimulated(ctx, e, *dir, *events, *seed)
+	if err != nil {
+		return err
 	}
-	fi, _ := os.Stat(jsonl)
-
-	fresh := false
-	if _, err := os.Stat(dbPath); err != nil {
-		fresh = true
+	questions := analyticsQuestions(jsonl, campaign.From, campaign.To)
+	fi, err := os.Stat(jsonl)
+	if err != nil {
+		return err
 	}
 	st, err := store.Open(ctx, store.Options{Path: dbPath, Logger: quietLogger()})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if fresh {
-		f, err := os.Open(jsonl)
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		bar := newProgressBar(e.stderr, "importing")
-		p, err := importer.Import(ctx, bufio.NewReaderSize(f, 1<<20), st, importer.Options{Bulk: true, Progress: func(p importer.Progress) {
-			bar.update(int(p.Lines), *events)
-		}})
-		f.Close()
-		if err != nil {
-			return err
-		}
-		took := time.Since(start)
-		fmt.Fprintf(e.stdout, "imported %d lines (%d stored, %d duplicates) in %s: %.0f events/s\n", p.Lines, p.Accepted, p.Duplicates, took.Round(time.Second), float64(p.Lines)/took.Seconds())
-		if _, err := st.DB().ExecContext(ctx, "CHECKPOINT"); err != nil {
-			return err
-		}
-	}
 	size := fileSize(dbPath) + fileSize(dbPath+".wal")
 	fmt.Fprintf(e.stdout, "store %s: %.0f MB on disk (JSON lines: %.0f MB); campaign window %s … %s\n\n",
 		dbPath, float64(size)/1e6, float64(fi.Size())/1e6, from.Format("2006-01-02"), to.Format("2006-01-02"))
@@ -212,8 +183,61 @@ func benchAnalytics(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", q.name, stored[i].took.Round(time.Millisecond), base.took.Round(time.Millisecond), speedup, stored[i].text, same)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\npeak memory (RSS high-water mark): %s after the import and the store's questions, %s with the raw-JSON baseline; %d cores\n", storeRSS, peakRSS(), runtime.NumCPU())
+	fmt.Fprintf(e.stdout, "\npeak memory of this process (RSS high-water mark): %s after loading and the store's questions, %s with the raw-JSON baseline; %d cores\n", storeRSS, peakRSS(), runtime.NumCPU())
 	return nil
+}
+
+// loadSimulated makes, in dir, the JSON-lines file of events simulated events and a store
+// that has them imported, unless they are there already, and returns their paths.
+func loadSimulated(ctx context.Context, e *env, dir string, events int, seed uint64) (jsonl, dbPath string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	jsonl = filepath.Join(dir, fmt.Sprintf("simulated-%d-seed%d.jsonl", events, seed))
+	dbPath = filepath.Join(dir, fmt.Sprintf("store-%d-seed%d.duckdb", events, seed))
+	if _, err := os.Stat(jsonl); err != nil {
+		start := time.Now()
+		if err := writeSimulation(simulate.New(simulate.Options{Seed: seed, Count: events}), jsonl, events); err != nil {
+			return "", "", err
+		}
+		fmt.Fprintf(e.stdout, "simulated %d events into %s in %s\n", events, jsonl, time.Since(start).Round(time.Second))
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		return jsonl, dbPath, nil
+	}
+	f, err := os.Open(jsonl)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	// Import into a temporary name, so an interrupted import is not taken for a store.
+	tmp := dbPath + ".loading"
+	os.Remove(tmp)
+	os.Remove(tmp + ".wal")
+	st, err := store.Open(ctx, store.Options{Path: tmp, Logger: quietLogger()})
+	if err != nil {
+		return "", "", err
+	}
+	start := time.Now()
+	bar := newProgressBar(e.stderr, "importing")
+	p, err := importer.Import(ctx, bufio.NewReaderSize(f, 1<<20), st, importer.Options{Bulk: true, Progress: func(p importer.Progress) {
+		bar.update(int(p.Lines), events)
+	}})
+	if err == nil {
+		_, err = st.DB().ExecContext(ctx, "CHECKPOINT")
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", err
+	}
+	took := time.Since(start)
+	fmt.Fprintf(e.stdout, "imported %d lines (%d stored, %d duplicates) in %s: %.0f events/s\n", p.Lines, p.Accepted, p.Duplicates, took.Round(time.Second), float64(p.Lines)/took.Seconds())
+	if err := os.Rename(tmp, dbPath); err != nil {
+		return "", "", err
+	}
+	return jsonl, dbPath, nil
 }
 
 // writeSimulation writes count events as import lines.

@@ -53,7 +53,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		return json.Unmarshal(line, &final)
 	})
 	if errors.Is(err, errServerDown) {
-		st, cfg, lerr := lf.openLocal(ctx, e, false)
+		st, cfg, lerr := lf.openOrCreate(ctx, e)
 		if lerr != nil {
 			return lerr
 		}

@@ -38,11 +38,20 @@ func (f localFlags) load(e *env) (*connector.Config, error) {
 
 // openLocal opens the file itself, read-only or with the writer, when no server holds it.
 func (f localFlags) openLocal(ctx context.Context, e *env, readOnly bool, allowed ...string) (*store.Store, *connector.Config, error) {
+	return f.open(ctx, e, readOnly, false, allowed...)
+}
+
+// openOrCreate opens the file with the writer, creating it when it does not exist (import).
+func (f localFlags) openOrCreate(ctx context.Context, e *env) (*store.Store, *connector.Config, error) {
+	return f.open(ctx, e, false, true)
+}
+
+func (f localFlags) open(ctx context.Context, e *env, readOnly, create bool, allowed ...string) (*store.Store, *connector.Config, error) {
 	cfg, err := f.load(e)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := os.Stat(cfg.Data); err != nil {
+	if _, err := os.Stat(cfg.Data); err != nil && !create {
 		return nil, nil, fmt.Errorf("no server answers and there is no database at %s (start 'hookbridge serve', or pass --data)", cfg.Data)
 	}
 	st, err := store.Open(ctx, store.Options{Path: cfg.Data, ReadOnly: readOnly, AllowedDirectories: allowed, AnalyticsZone: cfg.Analytics.TimeZone, Logger: quietLogger()})
