@@ -108,6 +108,15 @@ func TestAnalyticsCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "10 stored, 120 duplicates, 1 refused") {
 		t.Errorf("import on the file: %v\n%s", err, out)
 	}
+	// Without a server, import creates a file that does not exist yet.
+	fresh := filepath.Join(dir, "fresh", "new.duckdb")
+	os.MkdirAll(filepath.Dir(fresh), 0o755)
+	out, _, err = runCmd(t, local, "import", "--data", fresh, imp)
+	if err != nil || !strings.Contains(out, "130 stored, 0 duplicates, 1 refused") {
+		t.Errorf("import into a new file: %v\n%s", err, out)
+	} else if n := countIn(t, fresh, "SELECT count(*) FROM events"); n != 130 {
+		t.Errorf("the new file has %d events, want 130", n)
+	}
 	snap2 := filepath.Join(dir, "snap2.duckdb")
 	if _, _, err := runCmd(t, local, "snapshot", "--config", cfg, snap2); err != nil {
 		t.Errorf("snapshot on the file: %v", err)

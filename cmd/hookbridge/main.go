@@ -62,7 +62,7 @@ func commands() []command {
 		{"keys", "list the key paths seen in stored bodies, with counts", cmdKeys},
 		{"plugins", "list the sink plugins (built-in and in the plugins folder), or describe one's settings", cmdPlugins},
 		{"plugin", "serve a built-in sink plugin (started by hookbridge serve itself)", cmdPlugin},
-		{"bench", "measure ingest throughput and latency against a bare HTTP handler", cmdBench},
+		{"bench", "benchmarks: ingest against a bare HTTP handler, analytics against raw JSON, dashboard pages under ingest", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}
 }
