@@ -10,6 +10,11 @@ import (
 // The analytics views answer the questions Rokt Calendar customers ask of their subscription
 // data. They are plain SQL over events and subscriptions, so any DuckDB client reading the
 // file (or a snapshot of it) gets them too. Rokt sends no event time: they use occurred_at.
+// changeCounts are the aggregates of the campaign views over subscription_changes.
+const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
+		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
+		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net`
+
 var analyticsViews = []string{
 	// 1. The email marketing list: one row per contact with an active subscription.
 	`CREATE OR REPLACE VIEW mailing_list AS
@@ -55,27 +60,18 @@ var analyticsViews = []string{
 	// 2. Campaign success: subscribes, unsubscribes and net per UTC day (and per UTC hour),
 	// per calendar and action type. Sum over calendar_code / action_type for totals.
 	`CREATE OR REPLACE VIEW subscriptions_daily AS
-	SELECT day, calendar_code, action_type,
-		count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
-		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
-		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net
+	SELECT day, calendar_code, action_type, ` + changeCounts + `
 	FROM subscription_changes
 	GROUP BY ALL`,
 	`CREATE OR REPLACE VIEW subscriptions_hourly AS
-	SELECT hour, calendar_code, action_type,
-		count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
-		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
-		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net
+	SELECT hour, calendar_code, action_type, ` + changeCounts + `
 	FROM subscription_changes
 	GROUP BY ALL`,
 	// A campaign and the days around it: subscriptions_daily for [first_day - days_around,
 	// last_day + days_around], with in_campaign marking the campaign's own days. It reads only
 	// the row groups of that time range, so it answers in milliseconds on any store size.
 	`CREATE OR REPLACE MACRO campaign_days(first_day, last_day, days_around := 7) AS TABLE
-	SELECT day, day BETWEEN CAST(first_day AS DATE) AND CAST(last_day AS DATE) AS in_campaign, calendar_code, action_type,
-		count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
-		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
-		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net
+	SELECT day, day BETWEEN CAST(first_day AS DATE) AND CAST(last_day AS DATE) AS in_campaign, calendar_code, action_type, ` + changeCounts + `
 	FROM subscription_changes
 	WHERE occurred_at >= to_timestamp(epoch(CAST(first_day AS DATE) - CAST(days_around AS INTEGER)))
 		AND occurred_at < to_timestamp(epoch(CAST(last_day AS DATE) + CAST(days_around AS INTEGER) + 1))

@@ -319,11 +319,8 @@ func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 	if err != nil {
 		return err
 	}
-	code, raw, hdr, err := s.call(ctx, http.MethodPost, "/3.0/lists/"+url.PathEscape(s.set.ListID), body)
+	code, raw, err := s.request(ctx, http.MethodPost, "/3.0/lists/"+url.PathEscape(s.set.ListID), body)
 	if err != nil {
-		return fmt.Errorf("mailchimp: %w", err)
-	}
-	if err := s.answer(code, raw, hdr); err != nil {
 		return err
 	}
 	var res struct {
@@ -468,6 +465,19 @@ func (s *Sink) answer(code int, raw []byte, hdr http.Header) error {
 	}
 }
 
+// request makes one request and turns an answer other than 2xx into the error that steers the
+// engine (see answer).
+func (s *Sink) request(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	code, raw, hdr, err := s.call(ctx, method, path, body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("mailchimp: %w", err)
+	}
+	if err := s.answer(code, raw, hdr); err != nil {
+		return code, raw, err
+	}
+	return code, raw, nil
+}
+
 // call makes one request, holding one of the connection slots.
 func (s *Sink) call(ctx context.Context, method, path string, body []byte) (int, []byte, http.Header, error) {
 	select {
@@ -508,18 +518,11 @@ func (s *Sink) call(ctx context.Context, method, path string, body []byte) (int,
 // Check implements sdk.Checker: the key works, the audience exists, and so does every mapped
 // merge field.
 func (s *Sink) Check(ctx context.Context) error {
-	code, raw, hdr, err := s.call(ctx, http.MethodGet, "/3.0/ping", nil)
-	if err != nil {
-		return fmt.Errorf("mailchimp: %w", err)
-	}
-	if err := s.answer(code, raw, hdr); err != nil {
+	if _, _, err := s.request(ctx, http.MethodGet, "/3.0/ping", nil); err != nil {
 		return err
 	}
-	code, raw, hdr, err = s.call(ctx, http.MethodGet, "/3.0/lists/"+url.PathEscape(s.set.ListID)+"/merge-fields?count=1000", nil)
+	_, raw, err := s.request(ctx, http.MethodGet, "/3.0/lists/"+url.PathEscape(s.set.ListID)+"/merge-fields?count=1000", nil)
 	if err != nil {
-		return fmt.Errorf("mailchimp: %w", err)
-	}
-	if err := s.answer(code, raw, hdr); err != nil {
 		return err
 	}
 	var mf struct {
