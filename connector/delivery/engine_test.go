@@ -671,3 +671,57 @@ func TestEveryRowInOrderWithoutCoalescing(t *testing.T) {
 		t.Errorf("%d rows coalesced by a sink that keeps every row", n)
 	}
 }
+
+// TestInterruptedBatchIsSentAgainAsTheSameBatch: a request cut off by the end of the process
+// (its attempt never recorded) goes again first after the restart, with the same rows and so
+// the same batch id, even though more rows arrived meanwhile; the newer rows follow.
+func TestInterruptedBatchIsSentAgainAsTheSameBatch(t *testing.T) {
+	h := newHarness(t)
+	block := make(chan struct{})
+	hung := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		<-block // no answer before the engine stops
+		return nil, fmt.Errorf("cut off")
+	}}
+	h.start(crm(hung))
+	for i := 1; i <= 3; i++ {
+		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
+	}
+	h.eventually("the first request", func() bool { return len(hung.snapshot()) == 1 })
+	first := hung.snapshot()[0]
+	for i := 4; i <= 6; i++ {
+		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
+	}
+	// The engine stops while the request hangs: nothing about it is recorded.
+	go func() { time.Sleep(50 * time.Millisecond); close(block) }()
+	ok := &scriptSink{}
+	h.restart(crm(ok))
+	deadline := time.Now().Add(5 * time.Second)
+	for h.cursor("crm") != 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	calls := ok.snapshot()
+	if h.cursor("crm") != 6 {
+		st, _ := h.eng.Status(context.Background())
+		t.Fatalf("cursor %d after the restart; calls %+v; inflight %d; status %+v", h.cursor("crm"), calls, h.count("SELECT count(*) FROM delivery_inflight"), st)
+	}
+	ids := func(c sent) []string {
+		var out []string
+		for _, r := range c.rows {
+			out = append(out, r.EventID)
+		}
+		return out
+	}
+	if calls[0].id != first.id || fmt.Sprint(ids(calls[0])) != fmt.Sprint(ids(first)) {
+		t.Fatalf("after the restart the first request was %s %v, want the interrupted %s %v", calls[0].id, ids(calls[0]), first.id, ids(first))
+	}
+	var later []string
+	for _, c := range calls[1:] {
+		later = append(later, ids(c)...)
+	}
+	if fmt.Sprint(later) != "[e4 e5 e6]" {
+		t.Errorf("the rows that arrived meanwhile went as %v", later)
+	}
+	if n := h.count("SELECT count(*) FROM delivery_inflight"); n != 0 {
+		t.Errorf("%d in-flight batches left after everything was recorded", n)
+	}
+}

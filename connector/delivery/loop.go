@@ -2,18 +2,21 @@ package delivery
 
 import (
 	"context"
-
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/apache/arrow-go/v18/arrow"
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/hookbridge/hookbridge/connector/store"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -38,6 +41,9 @@ type loop struct {
 	tickedUpTo  int64 // cron sinks take in new rows up to here
 	keys        map[string]*pendingKey
 	resume      map[int64]resumeInfo
+	// inflight holds the rows of the batch a crash interrupted (from delivery_inflight):
+	// they go first, alone, so the re-send carries the same batch id.
+	inflight map[int64]bool
 
 	paused        bool
 	pausedReason  string
@@ -147,6 +153,25 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		return false, time.Second
 	}
 	due := l.dueKeys(now)
+	if l.inflight != nil && l.high < l.inflightHigh() {
+		// The interrupted batch goes first: take in everything up to it before sending.
+		l.record(ctx, recs)
+		return true, 0
+	}
+	if l.inflight != nil {
+		// Everything up to the interrupted batch is taken in: send its rows first, alone.
+		var again []*pendingKey
+		for _, k := range l.keys {
+			if l.inflight[l.rep(k)] && k.job == "" {
+				again = append(again, k)
+			}
+		}
+		sort.Slice(again, func(i, j int) bool { return again[i].seqs[0] < again[j].seqs[0] })
+		l.inflight = nil
+		if len(again) > 0 {
+			due = again
+		}
+	}
 	if len(due) == 0 {
 		l.record(ctx, recs)
 		return more, l.untilNextDue(now)
@@ -184,6 +209,32 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	recs = append(recs, l.send(ctx, keys, batch)...)
 	l.record(ctx, recs)
 	return true, 0
+}
+
+// inflightHigh is the highest seq of the interrupted batch still to be sent again (0: none).
+func (l *loop) inflightHigh() int64 {
+	var hi int64
+	for s := range l.inflight {
+		hi = max(hi, s)
+	}
+	return hi
+}
+
+// journal records the batch about to be sent, so that a crash before its attempt is recorded
+// sends the same rows again as the same batch.
+func (l *loop) journal(ctx context.Context, batchID string, seqs []int64) error {
+	parts := make([]string, len(seqs))
+	for i, s := range seqs {
+		parts[i] = strconv.FormatInt(s, 10)
+	}
+	err := l.e.store.Apply(ctx, func(ctx context.Context, tx *store.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT OR REPLACE INTO delivery_inflight VALUES (?, ?, ?, ?)", l.name, batchID, strings.Join(parts, ","), l.e.now().UTC())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delivery: %s: journal the batch: %w", l.name, err)
+	}
+	return nil
 }
 
 // record persists recs and the cursor, and updates metrics and replay progress.
@@ -241,6 +292,9 @@ func (l *loop) intake(ctx context.Context, fresh map[int64]*schemas.Row) (more b
 	}
 	limit := max(l.opt.BatchRows*4, 256)
 	window := min(upto, l.high+scanWindow)
+	if hi := l.inflightHigh(); hi > 0 {
+		window = min(window, max(hi, l.high))
+	}
 	rows, err := l.readNew(ctx, l.high, window, limit)
 	if err != nil {
 		return more, err
@@ -388,6 +442,10 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	}
 	defer rec.Release()
 	b := &Batch{ID: BatchID(l.name, seqs), Attempt: attempt, Record: rec}
+	if err := l.journal(ctx, b.ID, seqs); err != nil {
+		l.noteError(err)
+		return nil
+	}
 	started := l.e.now()
 	l.limiter.take(started)
 	wctx, cancel := context.WithTimeout(ctx, l.opt.Timeout)

@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -120,6 +122,11 @@ func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64)
 					l.name, dl.seq, dl.eventID, dl.attempt, nullTime(dl.first), a.finished.UTC(), nullInt(dl.statusCode), dl.err, id, now.UTC()); err != nil {
 					return fmt.Errorf("insert dead letter: %w", err)
 				}
+			}
+		}
+		for _, a := range recs {
+			if _, err := tx.Exec(ctx, "DELETE FROM delivery_inflight WHERE sink = ? AND batch_id = ?", l.name, a.batchID); err != nil {
+				return fmt.Errorf("clear the in-flight batch: %w", err)
 			}
 		}
 		if cursor != l.savedCursor {
@@ -255,6 +262,19 @@ func (l *loop) loadState(ctx context.Context) error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("delivery: %s: read history: %w", l.name, err)
+	}
+	var inflight string
+	err = db.QueryRowContext(ctx, "SELECT seqs FROM delivery_inflight WHERE sink = ?", l.name).Scan(&inflight)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("delivery: %s: read the in-flight batch: %w", l.name, err)
+	}
+	for _, part := range strings.Split(inflight, ",") {
+		if seq, err := strconv.ParseInt(part, 10, 64); err == nil && seq > l.cursor && !finalOutcome(l.resume[seq].outcome) {
+			if l.inflight == nil {
+				l.inflight = map[int64]bool{}
+			}
+			l.inflight[seq] = true
+		}
 	}
 	var today int
 	day := l.e.now().UTC().Truncate(24 * time.Hour)

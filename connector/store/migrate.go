@@ -24,6 +24,7 @@ func migrations() []migration {
 		{1, "events, rejected, subscriptions", migrateBase},
 		{2, "delivery: sink state, attempts, row outcomes, dead letters, replays", migrateDelivery},
 		{3, "analytics views and time zone offsets", migrateAnalytics},
+		{4, "delivery: the batch each sink has in flight", migrateInflight},
 	}
 }
 
@@ -162,6 +163,19 @@ func migrateBase(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	return nil
+}
+
+// migrateInflight adds the journal of the batch each sink is sending: written before the
+// request, removed with its attempt record, so after a crash the same rows go again as the
+// same batch (same id).
+func migrateInflight(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `CREATE TABLE delivery_inflight (
+		sink VARCHAR PRIMARY KEY,
+		batch_id VARCHAR NOT NULL,
+		seqs VARCHAR NOT NULL,
+		started_at TIMESTAMPTZ NOT NULL
+	)`)
+	return err
 }
 
 // migrateDelivery adds the delivery engine's tables. Row outcomes and dead letters are
