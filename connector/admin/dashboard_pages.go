@@ -374,7 +374,7 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	// The days shown: as asked, else the 30 days up to the latest change.
 	to, err := time.Parse(time.DateOnly, data.To)
 	if err != nil {
-		rows, qerr := d.query(ctx, "SELECT DATE '1970-01-01' + CAST(max(epoch_us(occurred_at)) // 86400000000 AS INTEGER) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
+		rows, qerr := d.query(ctx, "SELECT DATE '1970-01-01' + CAST(floor(max(epoch_us(occurred_at)) / 86400000000) AS INTEGER) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
 		if qerr != nil {
 			d.fail(w, qerr)
 			return

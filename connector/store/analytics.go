@@ -38,24 +38,24 @@ var analyticsViews = []string{
 	GROUP BY email_key`,
 
 	// Subscribes and unsubscribes with their calendar, UTC day and hour. An Unsubscribe
-	// carries no calendar: it comes from the subscription's state, and only rows without one
-	// are joined. day and hour are computed from the epoch (cheap, and a filter on them is
+	// carries no calendar: it comes from the subscription's state, and only rows that lack
+	// one of the calendar columns are joined. day and hour are computed from the epoch (cheap, and a filter on them is
 	// pushed below the join); campaign_days filters occurred_at itself, which skips whole
 	// row groups.
 	`CREATE OR REPLACE VIEW subscription_changes AS
 	SELECT e.seq, e.event_id, e.event_type, e.occurred_at, e.received_at, e.action_type, e.subscription_id,
 		e.account_code, e.calendar_code, e.calendar_title,
-		DATE '1970-01-01' + CAST(epoch_us(e.occurred_at) // 86400000000 AS INTEGER) AS day,
-		to_timestamp(epoch_us(e.occurred_at) // 3600000000 * 3600) AS hour
+		DATE '1970-01-01' + CAST(floor(epoch_us(e.occurred_at) / 86400000000) AS INTEGER) AS day,
+		to_timestamp(floor(epoch_us(e.occurred_at) / 3600000000) * 3600) AS hour
 	FROM events e
-	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND e.calendar_code IS NOT NULL
+	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND e.calendar_code IS NOT NULL AND e.account_code IS NOT NULL AND e.calendar_title IS NOT NULL
 	UNION ALL
 	SELECT e.seq, e.event_id, e.event_type, e.occurred_at, e.received_at, e.action_type, e.subscription_id,
-		coalesce(e.account_code, s.account_code), s.calendar_code, coalesce(e.calendar_title, s.calendar_title),
-		DATE '1970-01-01' + CAST(epoch_us(e.occurred_at) // 86400000000 AS INTEGER),
-		to_timestamp(epoch_us(e.occurred_at) // 3600000000 * 3600)
+		coalesce(e.account_code, s.account_code), coalesce(e.calendar_code, s.calendar_code), coalesce(e.calendar_title, s.calendar_title),
+		DATE '1970-01-01' + CAST(floor(epoch_us(e.occurred_at) / 86400000000) AS INTEGER),
+		to_timestamp(floor(epoch_us(e.occurred_at) / 3600000000) * 3600)
 	FROM events e LEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id
-	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND e.calendar_code IS NULL`,
+	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND (e.calendar_code IS NULL OR e.account_code IS NULL OR e.calendar_title IS NULL)`,
 
 	// 2. Campaign success: subscribes, unsubscribes and net per UTC day (and per UTC hour),
 	// per calendar and action type. Sum over calendar_code / action_type for totals.

@@ -129,6 +129,22 @@ func TestSubscriptionsDaily(t *testing.T) {
 	})
 }
 
+// TestSubscriptionChangesDayAndCalendar: an Unsubscribe takes its calendar, account and title
+// from the subscription; a time before 1970 still falls on its own UTC day and hour.
+func TestSubscriptionChangesDayAndCalendar(t *testing.T) {
+	s := openStore(t, Options{})
+	old := time.Date(1969, 12, 31, 12, 30, 0, 0, time.UTC)
+	ingestAt(t, s, sub("o1", "s-old", "old@example.com", "3000", "footy"), old)
+	ingestAt(t, s, unsub("o2", "s-old", old.Add(time.Hour)), old.Add(time.Hour))
+	if err := s.WaitState(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, queryStrings(t, s, `SELECT event_id, day, hour, account_code, calendar_code, calendar_title FROM subscription_changes ORDER BY seq`), []string{
+		"o1 | 1969-12-31T00:00:00Z | 1969-12-31T12:00:00Z | acme | footy | footy Fixtures",
+		"o2 | 1969-12-31T00:00:00Z | 1969-12-31T13:00:00Z | acme | footy | footy Fixtures",
+	})
+}
+
 func TestTagPopularityByPostcode(t *testing.T) {
 	s := analyticsStore(t, "")
 	expectRows(t, queryStrings(t, s, `SELECT postcode, tag_id, subscriptions, subscribers FROM tag_popularity_by_postcode ORDER BY postcode, tag_id`), []string{
