@@ -15,9 +15,11 @@ import (
 
 // fakeMailchimp behaves as the Marketing API's documentation says (../shared/spec/crm-apis.md):
 // HTTP basic auth with the key as password, at most 500 members per batch with a
-// problem+json error above it, 200 with errors[] for members it refuses, 429 beyond 10
-// simultaneous connections, 403 without a body as the high-volume throttle, and members kept
-// with status, merge fields and tags so tests can assert the audience's final state.
+// problem+json error above it, 200 with errors[] for members it refuses (ERROR_CONTACT_EXISTS
+// for an existing member when update_existing is false), 429 beyond 10 simultaneous
+// connections, 403 without a body as the high-volume throttle, PATCH of one member, and
+// members kept with status, merge fields and tags so tests can assert the audience's final
+// state.
 type fakeMailchimp struct {
 	srv    *httptest.Server
 	key    string
@@ -38,6 +40,7 @@ type fakeMailchimp struct {
 	requests  int
 	injected  int
 	maxBatch  int
+	patches   int // PATCH requests on members
 }
 
 type fakeMember struct {
@@ -129,6 +132,25 @@ func (f *fakeMailchimp) serve(w http.ResponseWriter, r *http.Request) {
 			m.Tags[t.Name] = t.Status == "active"
 		}
 		w.WriteHeader(204)
+	case r.Method == http.MethodPatch && strings.HasPrefix(path, "/lists/"+f.list+"/members/"):
+		m := f.members[strings.TrimPrefix(path, "/lists/"+f.list+"/members/")]
+		if m == nil {
+			problem(w, 404, "Resource Not Found", "The requested resource could not be found.")
+			return
+		}
+		var body struct {
+			Status      string            `json:"status"`
+			MergeFields map[string]string `json:"merge_fields"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		if body.Status != "" {
+			m.Status = body.Status
+		}
+		for k, v := range body.MergeFields {
+			m.Merge[k] = v
+		}
+		f.patches++
+		json.NewEncoder(w).Encode(map[string]any{"email_address": m.Email, "status": m.Status, "merge_fields": m.Merge})
 	case strings.HasPrefix(path, "/lists/"):
 		problem(w, 404, "Resource Not Found", "The requested resource could not be found.")
 	default:

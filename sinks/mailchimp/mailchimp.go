@@ -125,7 +125,8 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	if err := sdk.DecodeSettings(cfg.Settings, &set); err != nil {
 		return err
 	}
-	m := keyRE.FindStringSubmatch(strings.TrimSpace(set.APIKey))
+	set.APIKey = strings.TrimSpace(set.APIKey)
+	m := keyRE.FindStringSubmatch(set.APIKey)
 	if m == nil {
 		return &sdk.SettingsError{Field: "api_key", Message: "want a Mailchimp API key ending in its data centre, like …-us21"}
 	}
@@ -212,6 +213,7 @@ type plan struct {
 	seq    int64
 	member member
 	tags   []tagChange // the member's tags afterwards: active and inactive
+	done   bool        // refused or to be retried: no further request for it
 }
 
 // planRow decides a row's member status, merge fields and tags; ok is false for a row the
@@ -289,13 +291,17 @@ func mergeValue(v any) string {
 	}
 }
 
-// Write implements sdk.Sink.
+// Write implements sdk.Sink. Statuses the row decides (subscribed with consent, unsubscribed
+// when no subscription is left) are upserted with update_existing; pending and transactional
+// only create members, so a member Mailchimp already has keeps its status (no second
+// confirmation email, no downgrade), and gets its merge fields by PATCH instead. Tags of
+// existing members, and removals, go through the tags endpoint.
 func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 	rows, err := b.Rows()
 	if err != nil {
 		return err
 	}
-	var plans []plan
+	var hard, soft []*plan
 	for i := range rows {
 		p, ok, why := s.planRow(&rows[i])
 		if !ok {
@@ -304,18 +310,51 @@ func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 			}
 			continue // skipped by without_consent: skip
 		}
-		plans = append(plans, p)
+		if p.member.Status == "pending" || p.member.Status == "transactional" {
+			soft = append(soft, &p)
+		} else {
+			hard = append(hard, &p)
+		}
 	}
+	existing := map[*plan]bool{} // members Mailchimp had before this write
+	if err := s.upsert(ctx, b, hard, true, existing); err != nil {
+		return err
+	}
+	if err := s.upsert(ctx, b, soft, false, existing); err != nil {
+		return err
+	}
+	var jobs []memberJob
+	for _, p := range append(hard, soft...) {
+		if p.done {
+			continue
+		}
+		path := "/3.0/lists/" + url.PathEscape(s.set.ListID) + "/members/" + subscriberHash(p.member.EmailAddress)
+		if existing[p] && p.member.Status != "subscribed" && p.member.Status != "unsubscribed" && len(p.member.MergeFields) > 0 {
+			body, _ := json.Marshal(map[string]any{"merge_fields": p.member.MergeFields})
+			jobs = append(jobs, memberJob{p, http.MethodPatch, path, body, "merge fields"})
+		}
+		if len(p.tags) > 0 && (existing[p] || slices.ContainsFunc(p.tags, func(t tagChange) bool { return t.Status == "inactive" })) {
+			body, _ := json.Marshal(map[string]any{"tags": p.tags})
+			jobs = append(jobs, memberJob{p, http.MethodPost, path + "/tags", body, "tags"})
+		}
+	}
+	return s.followUp(ctx, b, jobs)
+}
+
+// upsert sends plans through the batch subscribe/update endpoint and marks the rows Mailchimp
+// refused. Members that existed already are put in existing; with updateExisting false their
+// status was left alone (ERROR_CONTACT_EXISTS), which is what the caller asked for.
+func (s *Sink) upsert(ctx context.Context, b *sdk.Batch, plans []*plan, updateExisting bool, existing map[*plan]bool) error {
 	if len(plans) == 0 {
 		return nil
 	}
 	members := make([]member, len(plans))
 	byEmail := map[string]*plan{}
-	for i := range plans {
-		members[i] = plans[i].member
-		byEmail[strings.ToLower(plans[i].member.EmailAddress)] = &plans[i]
+	for i, p := range plans {
+		members[i] = p.member
+		byEmail[strings.ToLower(p.member.EmailAddress)] = p
 	}
-	body, err := json.Marshal(map[string]any{"members": members, "update_existing": true})
+	body, err := json.Marshal(map[string]any{"members": members, "update_existing": updateExisting})
 	if err != nil {
 		return err
 	}
@@ -323,14 +362,13 @@ func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 	if err != nil {
 		return err
 	}
+	type emailOnly struct {
+		EmailAddress string `json:"email_address"`
+	}
 	var res struct {
-		NewMembers []struct {
-			EmailAddress string `json:"email_address"`
-		} `json:"new_members"`
-		UpdatedMembers []struct {
-			EmailAddress string `json:"email_address"`
-		} `json:"updated_members"`
-		Errors []struct {
+		NewMembers     []emailOnly `json:"new_members"`
+		UpdatedMembers []emailOnly `json:"updated_members"`
+		Errors         []struct {
 			EmailAddress string `json:"email_address"`
 			Error        string `json:"error"`
 			ErrorCode    string `json:"error_code"`
@@ -339,47 +377,62 @@ func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return fmt.Errorf("mailchimp: unreadable batch answer: %w", err)
 	}
-	for _, e := range res.Errors {
-		if p := byEmail[strings.ToLower(e.EmailAddress)]; p != nil {
-			reason := strings.TrimSpace(e.ErrorCode + ": " + e.Error)
-			if transient(e.ErrorCode) {
-				b.Retry(p.seq, 0, reason, code)
-			} else {
-				b.Fail(p.seq, reason, code)
-			}
-			p.tags = nil
+	answered := map[*plan]bool{}
+	for _, m := range res.NewMembers {
+		if p := byEmail[strings.ToLower(m.EmailAddress)]; p != nil {
+			answered[p] = true
 		}
 	}
-	// Tags on members that already existed (the batch applies tags to new members only), and
-	// removals, go through the tags endpoint, max_connections at a time.
-	updated := map[string]bool{}
 	for _, m := range res.UpdatedMembers {
-		updated[strings.ToLower(m.EmailAddress)] = true
+		if p := byEmail[strings.ToLower(m.EmailAddress)]; p != nil {
+			answered[p], existing[p] = true, true
+		}
 	}
-	var todo []tagJob
-	for email, p := range byEmail {
-		if len(p.tags) == 0 || (!updated[email] && !slices.ContainsFunc(p.tags, func(t tagChange) bool { return t.Status == "inactive" })) {
+	for _, e := range res.Errors {
+		p := byEmail[strings.ToLower(e.EmailAddress)]
+		if p == nil {
 			continue
 		}
-		todo = append(todo, tagJob{email, p})
+		answered[p] = true
+		switch {
+		case !updateExisting && strings.EqualFold(e.ErrorCode, "ERROR_CONTACT_EXISTS"):
+			existing[p] = true
+		case transient(e.ErrorCode):
+			b.Retry(p.seq, 0, strings.TrimSpace(e.ErrorCode+": "+e.Error), code)
+			p.done = true
+		default:
+			b.Fail(p.seq, strings.TrimSpace(e.ErrorCode+": "+e.Error), code)
+			p.done = true
+		}
 	}
-	return s.writeTags(ctx, b, todo)
+	for _, p := range plans {
+		if !answered[p] {
+			// Neither created, updated nor refused: nothing says it went through.
+			b.Retry(p.seq, 0, "Mailchimp's answer does not mention this member", code)
+			p.done = true
+		}
+	}
+	return nil
 }
 
-// tagJob is one member whose tags go through the tags endpoint.
-type tagJob struct {
-	email string
-	p     *plan
+// memberJob is one request about one member after the batch upsert: its tags, or its merge
+// fields when its status is to be left alone.
+type memberJob struct {
+	p            *plan
+	method, path string
+	body         []byte
+	what         string
 }
 
-// writeTags sends the tag changes. The members themselves are upserted by now, so a failure
-// here retries only its row (the retry upserts the member again, which changes nothing, and
-// sends its tags). When Mailchimp throttles, the tags not yet sent wait for the same pause
-// instead of adding to the load. Only a refused API key stops the batch as a whole.
-func (s *Sink) writeTags(ctx context.Context, b *sdk.Batch, todo []tagJob) error {
+// followUp sends the member requests, max_connections at a time. The members themselves are
+// upserted by now, so a failure here retries (or, for a 400, fails) only its row; the retry
+// upserts the member again, which changes nothing, and repeats the request. When Mailchimp
+// throttles, the requests not yet sent wait for the same pause instead of adding to the load.
+// Only a refused API key stops the batch as a whole.
+func (s *Sink) followUp(ctx context.Context, b *sdk.Batch, todo []memberJob) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jobs := make(chan tagJob)
+	jobs := make(chan memberJob)
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -395,11 +448,10 @@ func (s *Sink) writeTags(ctx context.Context, b *sdk.Batch, todo []tagJob) error
 				wait, stop := throttled, down != nil
 				mu.Unlock()
 				if stop || wait > 0 {
-					b.Retry(j.p.seq, wait, "tags not sent: Mailchimp throttled or refused the key", 0)
+					b.Retry(j.p.seq, wait, j.what+" not sent: Mailchimp throttled or refused the key", 0)
 					continue
 				}
-				body, _ := json.Marshal(map[string]any{"tags": j.p.tags})
-				code, raw, hdr, err := s.call(ctx, http.MethodPost, "/3.0/lists/"+url.PathEscape(s.set.ListID)+"/members/"+subscriberHash(j.email)+"/tags", body)
+				code, raw, hdr, err := s.call(ctx, j.method, j.path, j.body)
 				if err == nil {
 					err = s.answer(code, raw, hdr)
 				}
@@ -418,7 +470,11 @@ func (s *Sink) writeTags(ctx context.Context, b *sdk.Batch, todo []tagJob) error
 					}
 				}
 				mu.Unlock()
-				b.Retry(j.p.seq, wait, "tags: "+err.Error(), code)
+				if code == 400 {
+					b.Fail(j.p.seq, j.what+": "+err.Error(), code)
+				} else {
+					b.Retry(j.p.seq, wait, j.what+": "+err.Error(), code)
+				}
 			}
 		}()
 	}

@@ -126,6 +126,25 @@ func TestConsentAndUnsubscribes(t *testing.T) {
 	if m := f.member("doi@example.com"); m.Status != "pending" {
 		t.Errorf("double opt-in: %+v", m)
 	}
+
+	// A member Mailchimp has keeps its status when the row would only make them pending or
+	// transactional (no downgrade, no second confirmation email); their merge fields change.
+	both := fan(9, "both@example.com", false, []string{"tvrc", "hcn"}, []string{"scfl"}, "Subscribe")
+	both.FirstName = "Renamed"
+	write(s, both)
+	if m := f.member("both@example.com"); m.Status != "subscribed" || m.Merge["FNAME"] != "Renamed" || !m.Tags["calendar:hcn"] {
+		t.Errorf("an existing subscriber's row without consent: %+v", m)
+	}
+	write(tx, fan(10, "both@example.com", true, []string{"tvrc", "hcn"}, []string{"scfl"}, "Subscribe"))
+	if m := f.member("both@example.com"); m.Status != "subscribed" {
+		t.Errorf("double opt-in made an existing subscriber pending again: %+v", m)
+	}
+	// Consent on the row subscribes a pending member; an unsubscribed contact stays unsubscribed
+	// until a row with an active subscription and consent comes.
+	write(s, fan(11, "no@example.com", true, []string{"scfl"}, nil, "Subscribe"))
+	if m := f.member("no@example.com"); m.Status != "subscribed" {
+		t.Errorf("consent given later: %+v", m)
+	}
 }
 
 func mustMapping(t testing.TB) *schemas.Mapping {
@@ -136,8 +155,8 @@ func mustMapping(t testing.TB) *schemas.Mapping {
 	return m
 }
 
-// TestRunWithInjectedFailures drives 1,500 contacts (half of them seen before, so their tags
-// go through the tags endpoint) through an audience that fails 30% of requests, answers 429
+// TestRunWithInjectedFailures drives 1,500 contacts (half of them subscribed before, so their
+// tags and, without consent, their merge fields go through their own endpoints) through an audience that fails 30% of requests, answers 429
 // and bodiless 403s, and refuses one address: every good member ends right, the bad one is
 // dead-lettered with Mailchimp's reason, no request ever used an 11th connection, and sending
 // everything again changes nothing.
@@ -159,7 +178,7 @@ func TestRunWithInjectedFailures(t *testing.T) {
 		switch {
 		case len(active) == 0:
 			want[email] = "unsubscribed"
-		case consent:
+		case consent, i%2 == 0: // members from before keep their status without consent
 			want[email] = "subscribed"
 		default:
 			want[email] = "pending"
