@@ -23,8 +23,11 @@ var stateColumns = []string{
 var contactColumns = []string{"contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}
 
 // rowQuery builds the SELECT that reads events joined with current state, projected to cols
-// (normalised column names; delivery columns allowed), for rows matching where.
-func rowQuery(cols []string, where string) string {
+// (normalised column names; delivery columns allowed), for rows matching where. The
+// subscriptions it joins are those named in subIDs: a literal list, which DuckDB answers
+// through the subscriptions index instead of scanning the table on every read (see
+// subscriptionsOf).
+func rowQuery(cols []string, where string, subIDs []string) string {
 	var sel []string
 	needContact := false
 	for _, c := range cols {
@@ -43,7 +46,8 @@ func rowQuery(cols []string, where string) string {
 			sel = append(sel, "e."+c+" AS "+c)
 		}
 	}
-	q := "SELECT " + strings.Join(sel, ", ") + "\nFROM events e\nLEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id\n"
+	state := "(SELECT * FROM subscriptions WHERE " + inList("subscription_id", subIDs) + ")"
+	q := "SELECT " + strings.Join(sel, ", ") + "\nFROM events e\nLEFT JOIN " + state + " s ON s.subscription_id = e.subscription_id\n"
 	if needContact {
 		q += `LEFT JOIN (
 	SELECT email_key,
@@ -54,7 +58,7 @@ func rowQuery(cols []string, where string) string {
 	FROM subscriptions
 	WHERE email_key IN (
 		SELECT coalesce(s2.email_key, e2.email_key) FROM events e2
-		LEFT JOIN subscriptions s2 ON s2.subscription_id = e2.subscription_id
+		LEFT JOIN ` + state + ` s2 ON s2.subscription_id = e2.subscription_id
 		WHERE ` + strings.ReplaceAll(where, "e.", "e2.") + `)
 	GROUP BY email_key
 ) c ON c.email_key = coalesce(s.email_key, e.email_key)
@@ -63,10 +67,61 @@ func rowQuery(cols []string, where string) string {
 	return q + "WHERE " + where + "\nORDER BY e.seq"
 }
 
+// inList renders "column IN ('a', 'b')", or false for an empty list.
+func inList(column string, values []string) string {
+	if len(values) == 0 {
+		return "false"
+	}
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	}
+	return column + " IN (" + strings.Join(q, ", ") + ")"
+}
+
+// subscriptionsOf lists the subscriptions of the rows matching where (ordered by seq, at
+// most limit when positive): a range read of events, cheap, so the read that follows looks
+// them up by id.
+func (l *loop) subscriptionsOf(ctx context.Context, where string, limit int) ([]string, error) {
+	q := "SELECT e.subscription_id FROM events e WHERE " + where + " ORDER BY e.seq"
+	if limit > 0 {
+		q += " LIMIT " + strconv.Itoa(limit)
+	}
+	rows, err := l.e.store.DB().QueryContext(ctx, "SELECT DISTINCT subscription_id FROM ("+q+") WHERE subscription_id IS NOT NULL")
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %s: find subscriptions: %w", l.name, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("delivery: %s: find subscriptions: %w", l.name, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("delivery: %s: find subscriptions: %w", l.name, err)
+	}
+	return ids, nil
+}
+
+// readWhere reads the rows matching where, joined with their current state.
+func (l *loop) readWhere(ctx context.Context, where string, limit int) ([]schemas.Row, error) {
+	subIDs, err := l.subscriptionsOf(ctx, where, limit)
+	if err != nil {
+		return nil, err
+	}
+	q := rowQuery(l.readCols, where, subIDs)
+	if limit > 0 {
+		q += " LIMIT " + strconv.Itoa(limit)
+	}
+	return l.e.store.ReadRows(ctx, q)
+}
+
 // readNew reads up to limit rows of the sink's event types with seq in (after, upto].
 func (l *loop) readNew(ctx context.Context, after, upto int64, limit int) ([]schemas.Row, error) {
-	where := fmt.Sprintf("e.seq > %d AND e.seq <= %d%s", after, upto, l.typeFilter)
-	return l.e.store.ReadRows(ctx, rowQuery(l.readCols, where)+" LIMIT "+strconv.Itoa(limit))
+	return l.readWhere(ctx, fmt.Sprintf("e.seq > %d AND e.seq <= %d%s", after, upto, l.typeFilter), limit)
 }
 
 // readSeqs reads the given rows afresh (for retries and replays: state may have moved on).
@@ -78,7 +133,7 @@ func (l *loop) readSeqs(ctx context.Context, seqs []int64) ([]schemas.Row, error
 	for i, s := range seqs {
 		parts[i] = strconv.FormatInt(s, 10)
 	}
-	return l.e.store.ReadRows(ctx, rowQuery(l.readCols, "e.seq IN ("+strings.Join(parts, ", ")+")"))
+	return l.readWhere(ctx, "e.seq IN ("+strings.Join(parts, ", ")+")", 0)
 }
 
 // typeFilterSQL renders the sink's event-type filter as an AND clause.
