@@ -272,6 +272,13 @@ sinks:
 	if flash := text(".flash"); !strings.Contains(flash, "queued") {
 		t.Errorf("flash %q", flash)
 	}
+	// Traffic keeps the history moving: filter it to replays, through the page's own form.
+	do("replays only", chromedp.Navigate(base+"/sinks/crm"), chromedp.WaitVisible(chromedp.CSS(`input[name="replays"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="replays"]`)), chromedp.Submit(chromedp.CSS(`input[name="replays"]`)),
+		chromedp.WaitVisible(chromedp.CSS("tbody")))
+	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "replays=1") {
+		t.Fatalf("the history filter went to %q (%v)", loc, err)
+	}
 	delivered := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !delivered; time.Sleep(200 * time.Millisecond) {
 		do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("tbody")))

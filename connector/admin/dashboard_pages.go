@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,6 +223,9 @@ func (d *dashboard) event(w http.ResponseWriter, r *http.Request, sess session) 
 	d.render(w, r, sess, "event", "Event "+asString(row[1]), "events", data)
 }
 
+// attemptOutcomes are the outcomes of a request to a sink, for the history page's filter.
+var attemptOutcomes = []string{"delivered", "partial", "retry", "failed", "sink_error", "paused", "split", "crashed"}
+
 func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) {
 	if d.a.opts.Engine == nil {
 		d.render(w, r, sess, "sinks", "Deliveries", "sinks", map[string]any{})
@@ -249,17 +253,30 @@ func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) 
 		http.NotFound(w, r)
 		return
 	}
-	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	page, err := d.a.opts.Engine.History(r.Context(), delivery.HistoryFilter{Sink: name, After: after, Limit: pageRows})
+	q := r.URL.Query()
+	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
+	outcome, replays := q.Get("outcome"), q.Get("replays") == "1"
+	if !slices.Contains(attemptOutcomes, outcome) {
+		outcome = ""
+	}
+	page, err := d.a.opts.Engine.History(r.Context(), delivery.HistoryFilter{Sink: name, After: after, Outcome: outcome, Replays: replays, Limit: pageRows})
 	if err != nil {
 		d.fail(w, err)
 		return
 	}
 	next := ""
 	if page.Next != "" {
-		next = "/sinks/" + url.PathEscape(name) + "?after=" + page.Next
+		nq := url.Values{"after": {page.Next}}
+		if outcome != "" {
+			nq.Set("outcome", outcome)
+		}
+		if replays {
+			nq.Set("replays", "1")
+		}
+		next = "/sinks/" + url.PathEscape(name) + "?" + nq.Encode()
 	}
-	d.render(w, r, sess, "sinks", "Deliveries to "+name, "sinks", map[string]any{"Sink": current, "Names": names, "Selected": name, "Attempts": page.Items, "Next": next})
+	d.render(w, r, sess, "sinks", "Deliveries to "+name, "sinks", map[string]any{"Sink": current, "Names": names, "Selected": name, "Attempts": page.Items, "Next": next,
+		"Outcome": outcome, "Outcomes": attemptOutcomes, "Replays": replays})
 }
 
 func (d *dashboard) deadLetters(w http.ResponseWriter, r *http.Request, sess session) {

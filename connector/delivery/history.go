@@ -45,6 +45,8 @@ type RowOutcome struct {
 type HistoryFilter struct {
 	Sink    string
 	Outcome string
+	// Replays keeps only the attempts made by replays.
+	Replays bool
 	EventID string
 	Since   time.Time
 	Until   time.Time
@@ -75,6 +77,9 @@ func (e *Engine) History(ctx context.Context, f HistoryFilter) (Page[Attempt], e
 	}
 	if f.After > 0 {
 		add("d.id < ?", f.After)
+	}
+	if f.Replays {
+		where = append(where, "d.replay_id IS NOT NULL")
 	}
 	if !f.Since.IsZero() {
 		add("d.started_at >= ?", f.Since.UTC())
