@@ -676,13 +676,29 @@ func TestEveryRowInOrderWithoutCoalescing(t *testing.T) {
 // (its attempt never recorded) goes again first after the restart, with the same rows and so
 // the same batch id, even though more rows arrived meanwhile; the newer rows follow.
 func TestInterruptedBatchIsSentAgainAsTheSameBatch(t *testing.T) {
+	t.Run("realtime", func(t *testing.T) { interruptedBatch(t, "") })
+	t.Run("cron", func(t *testing.T) { interruptedBatch(t, "@every 1s") })
+}
+
+func interruptedBatch(t *testing.T, cron string) {
 	h := newHarness(t)
+	opts := func(s Sink) SinkOptions {
+		o := crm(s)
+		if cron != "" {
+			tr, err := schedule.Parse(cron)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Trigger = tr
+		}
+		return o
+	}
 	block := make(chan struct{})
 	hung := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
 		<-block // no answer before the engine stops
 		return nil, fmt.Errorf("cut off")
 	}}
-	h.start(crm(hung))
+	h.start(opts(hung))
 	for i := 1; i <= 3; i++ {
 		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
 	}
@@ -694,7 +710,7 @@ func TestInterruptedBatchIsSentAgainAsTheSameBatch(t *testing.T) {
 	// The engine stops while the request hangs: nothing about it is recorded.
 	go func() { time.Sleep(50 * time.Millisecond); close(block) }()
 	ok := &scriptSink{}
-	h.restart(crm(ok))
+	h.restart(opts(ok))
 	deadline := time.Now().Add(5 * time.Second)
 	for h.cursor("crm") != 6 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

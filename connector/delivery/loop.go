@@ -147,6 +147,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		recs = append(recs, l.poll(ctx)...)
 	}
 	fresh := map[int64]*schemas.Row{}
+	highBefore := l.high
 	more, err := l.intake(ctx, fresh)
 	if err != nil {
 		l.noteError(err)
@@ -154,9 +155,12 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	}
 	due := l.dueKeys(now)
 	if l.inflight != nil && l.high < l.inflightHigh() {
-		// The interrupted batch goes first: take in everything up to it before sending.
-		l.record(ctx, recs)
-		return true, 0
+		if l.high > highBefore {
+			// The interrupted batch goes first: take in everything up to it before sending.
+			l.record(ctx, recs)
+			return true, 0
+		}
+		l.inflight = nil // it cannot be reached (too many keys pending): send as usual
 	}
 	if l.inflight != nil {
 		// Everything up to the interrupted batch is taken in: send its rows first, alone.
@@ -287,6 +291,9 @@ func (l *loop) intake(ctx context.Context, fresh map[int64]*schemas.Row) (more b
 		more = len(l.replayQueue) > 0
 	}
 	upto := l.tickedUpTo
+	if hi := l.inflightHigh(); hi > upto {
+		upto = hi // the interrupted batch was taken in before the crash, whatever the trigger
+	}
 	if l.high >= upto || len(l.keys) >= maxPendingKeys {
 		return more, nil
 	}
