@@ -450,7 +450,9 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	defer rec.Release()
 	b := &Batch{ID: BatchID(l.name, seqs), Attempt: attempt, Record: rec}
 	if err := l.journal(ctx, b.ID, seqs); err != nil {
+		// Nothing is sent unjournaled; the store is failing, so wait before trying again.
 		l.noteError(err)
+		l.backoffUntil = l.e.now().Add(time.Second)
 		return nil
 	}
 	started := l.e.now()
