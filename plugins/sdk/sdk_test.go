@@ -139,3 +139,19 @@ func (stub) Spec() Spec {
 func (stub) Configure(ctx context.Context, cfg Config) error { return nil }
 func (stub) Write(ctx context.Context, b *Batch) error       { return nil }
 func (stub) Close(ctx context.Context) error                 { return nil }
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		" 30 ":                          30 * time.Second,
+		"-5":                            0,
+		"Sun, 29 Nov 2026 12:01:30 GMT": 90 * time.Second,
+		"Sun, 29 Nov 2026 11:00:00 GMT": 0, // already past
+		"soon":                          0,
+	} {
+		if got := RetryAfter(v, now); got != want {
+			t.Errorf("RetryAfter(%q) = %s, want %s", v, got, want)
+		}
+	}
+}

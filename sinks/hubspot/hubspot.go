@@ -385,11 +385,11 @@ func (s *Sink) upsert(ctx context.Context, b *sdk.Batch, cs []*contact) error {
 		case a.status == http.StatusTooManyRequests:
 			return s.throttled(a)
 		case a.status == 477: // migration in progress
-			wait := retryAfter(a.header, time.Now())
+			wait := sdk.RetryAfter(a.header.Get("Retry-After"), time.Now())
 			s.pace.block(time.Now().Add(wait))
 			return sdk.SinkDown(fmt.Errorf("hubspot: 477 migration in progress"), wait, a.status)
 		case a.status == http.StatusLocked || a.status >= 500:
-			wait := retryAfter(a.header, time.Now())
+			wait := sdk.RetryAfter(a.header.Get("Retry-After"), time.Now())
 			if a.status == http.StatusLocked {
 				wait = max(wait, 2*time.Second) // HubSpot: wait at least 2 s for a locked record
 			}
@@ -410,7 +410,7 @@ func (s *Sink) upsert(ctx context.Context, b *sdk.Batch, cs []*contact) error {
 func (s *Sink) throttled(a *answer) error {
 	e := a.hubspotError()
 	now := time.Now()
-	wait := retryAfter(a.header, now)
+	wait := sdk.RetryAfter(a.header.Get("Retry-After"), now)
 	if wait == 0 {
 		switch e.PolicyName {
 		case "DAILY":
@@ -565,18 +565,6 @@ func (s *Sink) send(ctx context.Context, method, path string, body []byte) (*ans
 		return nil, fmt.Errorf("hubspot: %s %s: read answer: %w", method, path, err)
 	}
 	return &answer{status: resp.StatusCode, header: resp.Header, body: raw}, nil
-}
-
-// retryAfter reads Retry-After (seconds or an HTTP date); 0 when absent.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // Close implements sdk.Sink.

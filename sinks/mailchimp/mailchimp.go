@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -104,7 +103,6 @@ type Sink struct {
 	set    Settings
 	base   string
 	client *http.Client
-	sem    chan struct{}
 	merge  []schemas.MappingPair
 }
 
@@ -188,7 +186,6 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg, s.set, s.base, s.merge = cfg, set, base, merge
-	s.sem = make(chan struct{}, set.MaxConnections)
 	s.client = &http.Client{Timeout: timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, MaxConnsPerHost: set.MaxConnections, MaxIdleConnsPerHost: set.MaxConnections}}
@@ -434,10 +431,10 @@ func (s *Sink) followUp(ctx context.Context, b *sdk.Batch, todo []memberJob) err
 	defer cancel()
 	jobs := make(chan memberJob)
 	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		down      error         // the key was refused
-		throttled time.Duration // Mailchimp throttled: the wait the remaining rows get
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		down  error         // the key was refused
+		pause time.Duration // Mailchimp throttled: the wait the remaining rows get
 	)
 	for range min(s.set.MaxConnections, len(todo)) {
 		wg.Add(1)
@@ -445,24 +442,21 @@ func (s *Sink) followUp(ctx context.Context, b *sdk.Batch, todo []memberJob) err
 			defer wg.Done()
 			for j := range jobs {
 				mu.Lock()
-				wait, stop := throttled, down != nil
+				wait, stop := pause, down != nil
 				mu.Unlock()
 				if stop || wait > 0 {
 					b.Retry(j.p.seq, wait, j.what+" not sent: Mailchimp throttled or refused the key", 0)
 					continue
 				}
-				code, raw, hdr, err := s.call(ctx, j.method, j.path, j.body)
-				if err == nil {
-					err = s.answer(code, raw, hdr)
-				}
+				code, raw, err := s.request(ctx, j.method, j.path, j.body)
 				if err == nil {
 					continue
 				}
 				mu.Lock()
 				wait = 0
 				if sd, ok := sdk.AsSinkDown(err); ok {
-					if code == 429 || (code == 403 && len(bytes.TrimSpace(raw)) == 0) {
-						throttled = max(throttled, sd.RetryAfter)
+					if throttled(code, raw) {
+						pause = max(pause, sd.RetryAfter)
 						wait = sd.RetryAfter
 					} else if code == 401 || code == 403 {
 						down = err
@@ -506,10 +500,9 @@ func (s *Sink) answer(code int, raw []byte, hdr http.Header) error {
 	what := strings.TrimSpace(fmt.Sprintf("%d %s: %s", code, prob.Title, prob.Detail))
 	switch {
 	case code == 429:
-		return sdk.SinkDown(fmt.Errorf("mailchimp: %s", what), retryAfter(hdr.Get("Retry-After"), 10*time.Second), code)
-	case code == 403 && len(bytes.TrimSpace(raw)) == 0:
-		// Mailchimp's other throttle signal at high volume.
-		return sdk.SinkDown(fmt.Errorf("mailchimp: 403 without a body: throttled"), retryAfter(hdr.Get("Retry-After"), 30*time.Second), code)
+		return sdk.SinkDown(fmt.Errorf("mailchimp: %s", what), waitFor(hdr, 10*time.Second), code)
+	case throttled(code, raw):
+		return sdk.SinkDown(fmt.Errorf("mailchimp: 403 without a body: throttled"), waitFor(hdr, 30*time.Second), code)
 	case code == 401 || code == 403:
 		return sdk.SinkDown(fmt.Errorf("mailchimp: %s (check the API key)", what), time.Minute, code)
 	case code == 404:
@@ -534,14 +527,10 @@ func (s *Sink) request(ctx context.Context, method, path string, body []byte) (i
 	return code, raw, nil
 }
 
-// call makes one request, holding one of the connection slots.
+// call makes one request. At most max_connections run at once: the member requests go
+// through that many workers, the rest one at a time, and the transport opens no more
+// connections than that either.
 func (s *Sink) call(ctx context.Context, method, path string, body []byte) (int, []byte, http.Header, error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return 0, nil, nil, ctx.Err()
-	}
-	defer func() { <-s.sem }()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -622,9 +611,16 @@ func subscriberHash(email string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func retryAfter(v string, def time.Duration) time.Duration {
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+// waitFor is the answer's Retry-After, or def when it has none.
+func waitFor(hdr http.Header, def time.Duration) time.Duration {
+	if d := sdk.RetryAfter(hdr.Get("Retry-After"), time.Now()); d > 0 {
+		return d
 	}
 	return def
+}
+
+// throttled reports Mailchimp's two throttle answers: 429, and 403 without a body at high
+// volume.
+func throttled(code int, raw []byte) bool {
+	return code == http.StatusTooManyRequests || (code == http.StatusForbidden && len(bytes.TrimSpace(raw)) == 0)
 }

@@ -308,7 +308,7 @@ func (s *Sink) post(ctx context.Context, id string, body []byte) result {
 	if s := strings.TrimSpace(string(snippet)); s != "" && code >= 300 {
 		reason += ": " + truncate(s, 200)
 	}
-	wait := retryAfter(resp.Header.Get("Retry-After"))
+	wait := sdk.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	switch {
 	case code >= 200 && code < 300:
 		return result{status: code}
@@ -331,20 +331,6 @@ func Sign(key []byte, id, timestamp string, body []byte) string {
 	io.WriteString(mac, id+"."+timestamp+".")
 	mac.Write(body)
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }
 
 func truncate(s string, n int) string {
