@@ -391,7 +391,7 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	// The days shown: as asked, else the 30 days up to the latest change.
 	to, err := time.Parse(time.DateOnly, data.To)
 	if err != nil {
-		rows, qerr := d.query(ctx, "SELECT DATE '1970-01-01' + CAST(floor(max(epoch_us(occurred_at)) / 86400000000) AS INTEGER) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
+		rows, qerr := d.query(ctx, "SELECT utc_day(max(occurred_at)) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
 		if qerr != nil {
 			d.fail(w, qerr)
 			return
@@ -409,9 +409,9 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	}
 	calCond, calArgs := "", []any{}
 	if data.Calendar != "" {
-		calCond, calArgs = " AND calendar_code = ?", []any{data.Calendar}
+		calCond, calArgs = " WHERE calendar_code = ?", []any{data.Calendar}
 	}
-	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0) WHERE true"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
+	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0)"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
 	if err != nil {
 		d.fail(w, err)
 		return

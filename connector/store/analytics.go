@@ -7,15 +7,20 @@ import (
 	"time"
 )
 
-// The analytics views answer the questions Rokt Calendar customers ask of their subscription
-// data. They are plain SQL over events and subscriptions, so any DuckDB client reading the
-// file (or a snapshot of it) gets them too. Rokt sends no event time: they use occurred_at.
 // changeCounts are the aggregates of the campaign views over subscription_changes.
 const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscribes,
 		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
 		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net`
 
+// The analytics views answer the questions Rokt Calendar customers ask of their subscription
+// data. They are plain SQL over events and subscriptions, so any DuckDB client reading the
+// file (or a snapshot of it) gets them too. Rokt sends no event time: they use occurred_at.
 var analyticsViews = []string{
+	// The UTC day and hour of an instant, from its epoch: cheaper than the time-zone-aware
+	// casts, and floored for instants before 1970.
+	`CREATE OR REPLACE MACRO utc_day(t) AS DATE '1970-01-01' + CAST(floor(epoch_us(t) / 86400000000) AS INTEGER)`,
+	`CREATE OR REPLACE MACRO utc_hour(t) AS to_timestamp(floor(epoch_us(t) / 3600000000) * 3600)`,
+
 	// 1. The email marketing list: one row per contact with an active subscription.
 	`CREATE OR REPLACE VIEW mailing_list AS
 	SELECT
@@ -39,21 +44,18 @@ var analyticsViews = []string{
 
 	// Subscribes and unsubscribes with their calendar, UTC day and hour. An Unsubscribe
 	// carries no calendar: it comes from the subscription's state, and only rows that lack
-	// one of the calendar columns are joined. day and hour are computed from the epoch (cheap, and a filter on them is
-	// pushed below the join); campaign_days filters occurred_at itself, which skips whole
-	// row groups.
+	// one of the calendar columns are joined. A filter on day or hour is pushed below the
+	// join; campaign_days filters occurred_at itself, which skips whole row groups.
 	`CREATE OR REPLACE VIEW subscription_changes AS
 	SELECT e.seq, e.event_id, e.event_type, e.occurred_at, e.received_at, e.action_type, e.subscription_id,
 		e.account_code, e.calendar_code, e.calendar_title,
-		DATE '1970-01-01' + CAST(floor(epoch_us(e.occurred_at) / 86400000000) AS INTEGER) AS day,
-		to_timestamp(floor(epoch_us(e.occurred_at) / 3600000000) * 3600) AS hour
+		utc_day(e.occurred_at) AS day, utc_hour(e.occurred_at) AS hour
 	FROM events e
 	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND e.calendar_code IS NOT NULL AND e.account_code IS NOT NULL AND e.calendar_title IS NOT NULL
 	UNION ALL
 	SELECT e.seq, e.event_id, e.event_type, e.occurred_at, e.received_at, e.action_type, e.subscription_id,
 		coalesce(e.account_code, s.account_code), coalesce(e.calendar_code, s.calendar_code), coalesce(e.calendar_title, s.calendar_title),
-		DATE '1970-01-01' + CAST(floor(epoch_us(e.occurred_at) / 86400000000) AS INTEGER),
-		to_timestamp(floor(epoch_us(e.occurred_at) / 3600000000) * 3600)
+		utc_day(e.occurred_at), utc_hour(e.occurred_at)
 	FROM events e LEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id
 	WHERE e.event_type IN ('Subscribe', 'Unsubscribe') AND (e.calendar_code IS NULL OR e.account_code IS NULL OR e.calendar_title IS NULL)`,
 
