@@ -42,8 +42,10 @@ type loop struct {
 	keys        map[string]*pendingKey
 	resume      map[int64]resumeInfo
 	// inflight holds the rows of the batch a crash interrupted (from delivery_inflight):
-	// they go first, alone, so the re-send carries the same batch id.
-	inflight map[int64]bool
+	// they go first, alone, so the re-send carries the same batch id. inflightHigh is the
+	// highest of them (0: none).
+	inflight     map[int64]bool
+	inflightHigh int64
 
 	paused        bool
 	pausedReason  string
@@ -154,13 +156,13 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		return false, time.Second
 	}
 	due := l.dueKeys(now)
-	if l.inflight != nil && l.high < l.inflightHigh() {
+	if l.inflight != nil && l.high < l.inflightHigh {
 		if l.high > highBefore {
 			// The interrupted batch goes first: take in everything up to it before sending.
 			l.record(ctx, recs)
 			return true, 0
 		}
-		l.inflight = nil // it cannot be reached (too many keys pending): send as usual
+		l.inflight, l.inflightHigh = nil, 0 // it cannot be reached (too many keys pending): send as usual
 	}
 	if l.inflight != nil {
 		// Everything up to the interrupted batch is taken in: send its rows first, alone.
@@ -171,7 +173,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 			}
 		}
 		sort.Slice(again, func(i, j int) bool { return again[i].seqs[0] < again[j].seqs[0] })
-		l.inflight = nil
+		l.inflight, l.inflightHigh = nil, 0
 		if len(again) > 0 {
 			due = again
 		}
@@ -213,15 +215,6 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	recs = append(recs, l.send(ctx, keys, batch)...)
 	l.record(ctx, recs)
 	return true, 0
-}
-
-// inflightHigh is the highest seq of the interrupted batch still to be sent again (0: none).
-func (l *loop) inflightHigh() int64 {
-	var hi int64
-	for s := range l.inflight {
-		hi = max(hi, s)
-	}
-	return hi
 }
 
 // journal records the batch about to be sent, so that a crash before its attempt is recorded
@@ -290,17 +283,16 @@ func (l *loop) intake(ctx context.Context, fresh map[int64]*schemas.Row) (more b
 		l.replayQueue = l.replayQueue[n:]
 		more = len(l.replayQueue) > 0
 	}
-	upto := l.tickedUpTo
-	if hi := l.inflightHigh(); hi > upto {
-		upto = hi // the interrupted batch was taken in before the crash, whatever the trigger
-	}
+	// The interrupted batch was taken in before the crash, whatever the trigger: read up to
+	// it, and no further until it is sent.
+	upto := max(l.tickedUpTo, l.inflightHigh)
 	if l.high >= upto || len(l.keys) >= maxPendingKeys {
 		return more, nil
 	}
 	limit := max(l.opt.BatchRows*4, 256)
 	window := min(upto, l.high+scanWindow)
-	if hi := l.inflightHigh(); hi > 0 {
-		window = min(window, max(hi, l.high))
+	if l.inflightHigh > 0 {
+		window = min(window, max(l.inflightHigh, l.high))
 	}
 	rows, err := l.readNew(ctx, l.high, window, limit)
 	if err != nil {

@@ -274,6 +274,7 @@ func (l *loop) loadState(ctx context.Context) error {
 				l.inflight = map[int64]bool{}
 			}
 			l.inflight[seq] = true
+			l.inflightHigh = max(l.inflightHigh, seq)
 		}
 	}
 	var today int
