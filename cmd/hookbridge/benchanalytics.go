@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,21 +91,15 @@ func analyticsQuestions(file string, first, last time.Time) []question {
 // the store against the same question over the raw JSON lines.
 func benchAnalytics(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench analytics", "bench analytics [--events N] [--dir DIR] [--seed N] [--runs N]")
-	events := fs.Int("events", 10_000_000, "simulated events to load")
-	dir := fs.String("dir", "./bench-data", "folder for the JSON-lines file and the store (reused when present)")
-	seed := fs.Uint64("seed", 1, "simulation seed")
+	sim := addSimulatedFlags(fs, 10_000_000)
 	runs := fs.Int("runs", 3, "runs of each store query (the median is reported)")
 	skipRaw := fs.Bool("skip-raw", false, "skip the raw-JSON baseline")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		return err
-	}
-	gen := simulate.New(simulate.Options{Seed: *seed, Count: *events})
-	campaign := gen.Campaigns()[0]
+	campaign := simulate.New(sim.options()).Campaigns()[0]
 	from, to := campaign.From.AddDate(0, 0, -7), campaign.To.AddDate(0, 0, 7)
-	jsonl, dbPath, err := loadSimulated(ctx, e, *dir, *events, *seed)
+	jsonl, dbPath, err := sim.load(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -187,9 +182,29 @@ func benchAnalytics(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// loadSimulated makes, in dir, the JSON-lines file of events simulated events and a store
-// that has them imported, unless they are there already, and returns their paths.
-func loadSimulated(ctx context.Context, e *env, dir string, events int, seed uint64) (jsonl, dbPath string, err error) {
+// simulatedFlags name the simulated data set a benchmark runs on.
+type simulatedFlags struct {
+	events *int
+	dir    *string
+	seed   *uint64
+}
+
+func addSimulatedFlags(fs *flag.FlagSet, events int) simulatedFlags {
+	return simulatedFlags{
+		events: fs.Int("events", events, "simulated events in the store"),
+		dir:    fs.String("dir", "./bench-data", "folder for the JSON-lines file and the store (reused when present)"),
+		seed:   fs.Uint64("seed", 1, "simulation seed"),
+	}
+}
+
+func (f simulatedFlags) options() simulate.Options {
+	return simulate.Options{Seed: *f.seed, Count: *f.events}
+}
+
+// load makes, in the folder, the JSON-lines file of the simulated events and a store that has
+// them imported, unless they are there already, and returns their paths.
+func (f simulatedFlags) load(ctx context.Context, e *env) (jsonl, dbPath string, err error) {
+	dir, events, seed := *f.dir, *f.events, *f.seed
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
@@ -197,7 +212,7 @@ func loadSimulated(ctx context.Context, e *env, dir string, events int, seed uin
 	dbPath = filepath.Join(dir, fmt.Sprintf("store-%d-seed%d.duckdb", events, seed))
 	if _, err := os.Stat(jsonl); err != nil {
 		start := time.Now()
-		if err := writeSimulation(simulate.New(simulate.Options{Seed: seed, Count: events}), jsonl, events); err != nil {
+		if err := writeSimulation(simulate.New(f.options()), jsonl, events); err != nil {
 			return "", "", err
 		}
 		fmt.Fprintf(e.stdout, "simulated %d events into %s in %s\n", events, jsonl, time.Since(start).Round(time.Second))
@@ -205,11 +220,11 @@ func loadSimulated(ctx context.Context, e *env, dir string, events int, seed uin
 	if _, err := os.Stat(dbPath); err == nil {
 		return jsonl, dbPath, nil
 	}
-	f, err := os.Open(jsonl)
+	in, err := os.Open(jsonl)
 	if err != nil {
 		return "", "", err
 	}
-	defer f.Close()
+	defer in.Close()
 	// Import into a temporary name, so an interrupted import is not taken for a store.
 	tmp := dbPath + ".loading"
 	os.Remove(tmp)
@@ -220,7 +235,7 @@ func loadSimulated(ctx context.Context, e *env, dir string, events int, seed uin
 	}
 	start := time.Now()
 	bar := newProgressBar(e.stderr, "importing")
-	p, err := importer.Import(ctx, bufio.NewReaderSize(f, 1<<20), st, importer.Options{Bulk: true, Progress: func(p importer.Progress) {
+	p, err := importer.Import(ctx, bufio.NewReaderSize(in, 1<<20), st, importer.Options{Bulk: true, Progress: func(p importer.Progress) {
 		bar.update(int(p.Lines), events)
 	}})
 	if err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hookbridge/hookbridge/connector"
+	"github.com/hookbridge/hookbridge/schemas"
 	"github.com/hookbridge/hookbridge/simulate"
 )
 
@@ -29,21 +29,20 @@ import (
 // and a realtime sink delivers them.
 func benchDashboard(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "bench dashboard", "bench dashboard [--events N] [--dir DIR] [--rate 1000] [--requests 30]")
-	events := fs.Int("events", 1_000_000, "simulated events in the store")
-	dir := fs.String("dir", "./bench-data", "folder for the JSON-lines file and the store (reused when present)")
-	seed := fs.Uint64("seed", 1, "simulation seed")
+	sim := addSimulatedFlags(fs, 1_000_000)
 	rate := fs.Float64("rate", 1000, "webhooks per second sent while the pages are timed")
 	requests := fs.Int("requests", 30, "requests of each page in each phase")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phase under ingest to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	_, dbPath, err := loadSimulated(ctx, e, *dir, *events, *seed)
+	_, dbPath, err := sim.load(ctx, e)
+	dir := *sim.dir
 	if err != nil {
 		return err
 	}
 	// The server writes to the store, so it runs on a copy.
-	work := filepath.Join(*dir, fmt.Sprintf("dashboard-%d.duckdb", os.Getpid()))
+	work := filepath.Join(dir, fmt.Sprintf("dashboard-%d.duckdb", os.Getpid()))
 	if err := copyFile(dbPath, work); err != nil {
 		return err
 	}
@@ -53,7 +52,7 @@ func benchDashboard(ctx context.Context, e *env, args []string) error {
 	token := make([]byte, 16)
 	rand.Read(token)
 	tok := hex.EncodeToString(token)
-	sinkDir := filepath.Join(*dir, fmt.Sprintf("dashboard-sink-%d", os.Getpid()))
+	sinkDir := filepath.Join(dir, fmt.Sprintf("dashboard-sink-%d", os.Getpid()))
 	defer os.RemoveAll(sinkDir)
 	cfg, err := connector.Parse([]byte(fmt.Sprintf(`
 admin:
@@ -97,17 +96,18 @@ sinks:
 		return fmt.Errorf("bench: sign in: %s", resp.Status)
 	}
 
-	// Pages that need an event, an email and a next-page key take them from the store.
-	first := simulate.New(simulate.Options{Seed: *seed, Count: *events}).Next()
-	var body struct {
-		EventDetails struct {
-			Subscription struct {
-				SubscriberEmail string `json:"subscriberEmail"`
-			} `json:"subscription"`
-		} `json:"eventDetails"`
+	// Pages that need an event and an email take the simulation's first event (it is in the
+	// store), decoded as the receiver decodes it; the next-page key comes from the events page.
+	first := simulate.New(sim.options()).Next()
+	dec, err := schemas.NewDecoder(nil)
+	if err != nil {
+		return err
 	}
-	json.Unmarshal(first.Body, &body)
-	email := strings.ToLower(body.EventDetails.Subscription.SubscriberEmail)
+	ev, err := dec.Decode(first.Body)
+	if err != nil {
+		return fmt.Errorf("bench: the simulation's first event: %w", err)
+	}
+	email := ev.Row("rokt", first.ReceivedAt).EmailKey
 	page, err := fetch(ctx, client, base+"/events")
 	if err != nil {
 		return err
@@ -149,7 +149,7 @@ sinks:
 		}
 		return out, nil
 	}
-	fmt.Fprintf(e.stdout, "hookbridge bench dashboard: %d events in the store, %d requests of each page idle and then under ingest at %.0f/s\n\n", *events, *requests, *rate)
+	fmt.Fprintf(e.stdout, "hookbridge bench dashboard: %d events in the store, %d requests of each page idle and then under ingest at %.0f/s\n\n", *sim.events, *requests, *rate)
 	idle, err := measure()
 	if err != nil {
 		return err
@@ -158,7 +158,9 @@ sinks:
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sender := &webhookSender{url: base + "/webhooks/rokt", client: &http.Client{Timeout: 30 * time.Second}, failed: map[string]int{}}
-	gen := simulate.New(simulate.Options{Seed: *seed + 1000, Count: *events})
+	opts := sim.options()
+	opts.Seed += 1000
+	gen := simulate.New(opts)
 	done := make(chan simReport, 1)
 	go func() { done <- sender.run(sctx, gen, 0, *rate, 32) }()
 	time.Sleep(3 * time.Second) // let the ingest and the sink settle into their pace
@@ -191,7 +193,7 @@ sinks:
 			float64(pct(b, 0.95))/float64(pct(a, 0.95)), pct(b, 0.95) < 200*time.Millisecond)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\ningest while timing: %d sent, %d acknowledged in %s (%.0f/s), %d failed\n", rep.sent, rep.acked, rep.elapsed.Round(time.Second),
+	fmt.Fprintf(e.stdout, "\ningest while timing: %d sent, %d acknowledged in %s (%.0f/s), %d not acknowledged (refused, or in flight when the sender stopped)\n", rep.sent, rep.acked, rep.elapsed.Round(time.Second),
 		float64(rep.acked)/rep.elapsed.Seconds(), rep.sent-rep.acked)
 	fmt.Fprintf(e.stdout, "slowest page p95 under ingest: %s (target < 200ms)\n", ms(worst))
 	return nil
