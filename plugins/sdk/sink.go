@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -109,6 +110,19 @@ type SettingsError struct {
 }
 
 func (e *SettingsError) Error() string { return fmt.Sprintf("settings: %s: %s", e.Field, e.Message) }
+
+// DurationSetting reads a duration setting such as "30s": def when it is empty, else a
+// *SettingsError naming field unless it is a positive Go duration.
+func DurationSetting(field, value string, def time.Duration) (time.Duration, error) {
+	if value == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 {
+		return 0, &SettingsError{Field: field, Message: fmt.Sprintf("%q is not a positive duration (e.g. %s)", value, def)}
+	}
+	return d, nil
+}
 
 // DecodeSettings decodes raw settings into v (a pointer to a struct with json tags),
 // refusing unknown fields and wrong types with a *SettingsError that names the field.

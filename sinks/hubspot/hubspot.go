@@ -140,13 +140,9 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	if u, err := url.Parse(set.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
 		return &sdk.SettingsError{Field: "base_url", Message: fmt.Sprintf("%q is not an absolute http(s) URL without a query", set.BaseURL)}
 	}
-	timeout := 30 * time.Second
-	if set.Timeout != "" {
-		d, err := time.ParseDuration(set.Timeout)
-		if err != nil || d <= 0 {
-			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration (e.g. 30s)", set.Timeout)}
-		}
-		timeout = d
+	timeout, err := sdk.DurationSetting("timeout", set.Timeout, 30*time.Second)
+	if err != nil {
+		return err
 	}
 	subscribed, unsubscribed := schemas.StatusSubscribed, schemas.StatusUnsubscribed
 	if v := set.StatusValues; v != nil {

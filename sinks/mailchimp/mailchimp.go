@@ -163,13 +163,9 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	if set.MaxConnections < 1 || set.MaxConnections > MaxConnections {
 		return &sdk.SettingsError{Field: "max_connections", Message: "must be between 1 and 10 (Mailchimp allows 10 simultaneous connections)"}
 	}
-	timeout := 120 * time.Second
-	if set.Timeout != "" {
-		d, err := time.ParseDuration(set.Timeout)
-		if err != nil || d <= 0 {
-			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration", set.Timeout)}
-		}
-		timeout = d
+	timeout, err := sdk.DurationSetting("timeout", set.Timeout, 120*time.Second)
+	if err != nil {
+		return err
 	}
 	var merge []schemas.MappingPair
 	if cfg.Mapping != nil {

@@ -125,11 +125,9 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	if set.EventsTable == set.SubscriptionsTable {
 		return &sdk.SettingsError{Field: "subscriptions_table", Message: "must differ from events_table"}
 	}
-	timeout := 10 * time.Second
-	if set.ConnectTimeout != "" {
-		if timeout, err = time.ParseDuration(set.ConnectTimeout); err != nil || timeout <= 0 {
-			return &sdk.SettingsError{Field: "connect_timeout", Message: fmt.Sprintf("%q is not a positive duration (e.g. 10s)", set.ConnectTimeout)}
-		}
+	timeout, err := sdk.DurationSetting("connect_timeout", set.ConnectTimeout, 10*time.Second)
+	if err != nil {
+		return err
 	}
 	pgcfg.ConnectTimeout = timeout
 	if pgcfg.RuntimeParams["application_name"] == "" {

@@ -110,11 +110,9 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	default:
 		return &sdk.SettingsError{Field: "body", Message: fmt.Sprintf("%q: use original or normalised", set.Body)}
 	}
-	timeout := 10 * time.Second
-	if set.Timeout != "" {
-		if timeout, err = time.ParseDuration(set.Timeout); err != nil || timeout <= 0 {
-			return &sdk.SettingsError{Field: "timeout", Message: fmt.Sprintf("%q is not a positive duration (e.g. 10s)", set.Timeout)}
-		}
+	timeout, err := sdk.DurationSetting("timeout", set.Timeout, 10*time.Second)
+	if err != nil {
+		return err
 	}
 	if set.Concurrency == 0 {
 		set.Concurrency = 4
