@@ -538,6 +538,55 @@ func TestReplayDeadLettersAndProgress(t *testing.T) {
 	}
 }
 
+// A replayed row goes out in whatever batch is due next, beside live rows of other keys; the
+// attempt still counts as the replay's, so the history filtered to replays shows it.
+func TestReplayInABatchWithLiveRows(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	broken := true
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res := &Result{}
+		for _, r := range rows {
+			if broken && r.EventID == "bad" {
+				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Failed, Reason: "field zip missing"})
+			}
+		}
+		return res, nil
+	}}
+	// One request per window: the live row and the replay requested after the dead letter
+	// wait for the same next request.
+	opts := crm(sink)
+	opts.Requests, opts.Per = 1, 3*time.Second
+	h.start(opts)
+	h.ingest(subscribe("bad", "s1", "bad@example.com"))
+	h.eventually("dead letter", func() bool { return h.count("SELECT count(*) FROM dead_letters") == 1 })
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	h.ingest(subscribe("live", "s2", "live@example.com"))
+	p, err := h.eng.Replay(context.Background(), "crm", Selection{DeadLetters: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("replay done", func() bool {
+		pr, err := h.eng.ReplayProgress(context.Background(), "crm", p.ID)
+		return err == nil && pr.Done == 1
+	})
+	h.eventually("live row delivered", func() bool { return h.cursor("crm") == 2 })
+	page, err := h.eng.History(context.Background(), HistoryFilter{Sink: "crm", Replays: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].ReplayID != p.ID || page.Items[0].Outcome != "delivered" {
+		t.Fatalf("replay attempts: %+v", page.Items)
+	}
+	if page.Items[0].Rows != 2 {
+		t.Errorf("the replay went out in a batch of %d rows; this test wants it beside the live row", page.Items[0].Rows)
+	}
+}
+
 func TestReplayNeverResurrects(t *testing.T) {
 	h := newHarness(t)
 	sink := &scriptSink{}

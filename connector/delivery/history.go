@@ -24,7 +24,9 @@ type Attempt struct {
 	Delivered  int       `json:"delivered"`
 	Retried    int       `json:"retried"`
 	Failed     int       `json:"failed"`
-	ReplayID   string    `json:"replay_id,omitempty"`
+	// ReplayID names the replay whose rows the attempt carried (the first, when it carried
+	// rows of several); live rows of other keys may share the batch.
+	ReplayID string `json:"replay_id,omitempty"`
 	// Row is the matching row's outcome when the history is searched by event id.
 	Row *RowOutcome `json:"row,omitempty"`
 }
@@ -45,7 +47,7 @@ type RowOutcome struct {
 type HistoryFilter struct {
 	Sink    string
 	Outcome string
-	// Replays keeps only the attempts made by replays.
+	// Replays keeps only the attempts that carried replayed rows.
 	Replays bool
 	EventID string
 	Since   time.Time

@@ -454,7 +454,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	cancel()
 	finished := l.e.now()
 	l.m.batchSeconds.Observe(finished.Sub(started).Seconds())
-	a := &attemptRecord{batchID: b.ID, attempt: attempt, started: started, finished: finished, replayID: l.commonReplay(keys)}
+	a := &attemptRecord{batchID: b.ID, attempt: attempt, started: started, finished: finished, replayID: l.batchReplay(keys)}
 
 	var sinkErr *SinkError
 	var rejected *BatchRejectedError
@@ -579,16 +579,18 @@ func (l *loop) rowRec(k *pendingKey, seq int64, outcome string, attempt, code in
 	return rowRecord{seq: seq, eventID: k.eventIDs[seq], attempt: attempt, outcome: outcome, statusCode: code, err: errText, first: k.first, replayID: k.replayOf[seq]}
 }
 
-func (l *loop) commonReplay(keys []*pendingKey) string {
-	id := ""
+// batchReplay names the replay an attempt belongs to: the first replay with a row among the
+// batch's keys (sent, or coalesced into the row sent). A replayed row is sent in whatever batch is due next, beside live rows of other
+// keys, so the attempt counts as the replay's as soon as it carries one of its rows.
+func (l *loop) batchReplay(keys []*pendingKey) string {
 	for _, k := range keys {
-		r := k.replayOf[l.rep(k)]
-		if r == "" || (id != "" && r != id) {
-			return ""
+		for _, seq := range k.seqs {
+			if r := k.replayOf[seq]; r != "" {
+				return r
+			}
 		}
-		id = r
 	}
-	return id
+	return ""
 }
 
 func batchOutcome(a *attemptRecord, err error) string {
