@@ -131,12 +131,13 @@ type Store struct {
 	wconn      *sql.Conn
 	nextSeq    int64
 	seen       *idFilter
-	builder    *schemas.Builder // writer-only: events of the group being committed
-	groupFresh []*schemas.Row   // writer-only: events the group being committed stores
-	pending    pendingState     // writer-only: committed changes not yet in subscriptions
-	committed  int64            // writer-only: highest committed seq
-	lastCommit atomic.Int64     // the same, for readers
-	bulk       atomic.Int32     // bulk loads under way (BeginBulk)
+	builder    *schemas.Builder       // writer-only: events of the group being committed
+	appenders  map[string]appenderFor // writer-only: Appenders open on wconn, by table
+	groupFresh []*schemas.Row         // writer-only: events the group being committed stores
+	pending    pendingState           // writer-only: committed changes not yet in subscriptions
+	committed  int64                  // writer-only: highest committed seq
+	lastCommit atomic.Int64           // the same, for readers
+	bulk       atomic.Int32           // bulk loads under way (BeginBulk)
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 
@@ -342,6 +343,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.writerDone
+		s.closeAppenders()
 		if s.wconn != nil {
 			if _, cerr := s.wconn.ExecContext(context.Background(), "CHECKPOINT"); cerr != nil && s.health.Load() == nil {
 				s.log.Warn("store: checkpoint at close", "err", cerr)
