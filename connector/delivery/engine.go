@@ -173,6 +173,7 @@ func newLoop(e *Engine, so SinkOptions, m *metrics) (*loop, error) {
 		rnd:        mrand.New(mrand.NewPCG(uint64FromBytes(seed[:8]), uint64FromBytes(seed[8:]))),
 		m:          m.forSink(so.Name),
 		keys:       map[string]*pendingKey{},
+		ahead:      map[int64]aheadRow{},
 		replays:    map[string]*replayProgress{},
 		cmds:       make(chan func()),
 	}, nil

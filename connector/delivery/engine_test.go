@@ -767,7 +767,7 @@ func interruptedBatch(t *testing.T, cron string) {
 	calls := ok.snapshot()
 	if h.cursor("crm") != 6 {
 		st, _ := h.eng.Status(context.Background())
-		t.Fatalf("cursor %d after the restart; calls %+v; inflight %d; status %+v", h.cursor("crm"), calls, h.count("SELECT count(*) FROM delivery_inflight"), st)
+		t.Fatalf("cursor %d after the restart; calls %+v; inflight %d; status %+v", h.cursor("crm"), calls, h.count("SELECT count(*) FROM sink_state WHERE inflight_batch IS NOT NULL"), st)
 	}
 	ids := func(c sent) []string {
 		var out []string
@@ -786,7 +786,7 @@ func interruptedBatch(t *testing.T, cron string) {
 	if fmt.Sprint(later) != "[e4 e5 e6]" {
 		t.Errorf("the rows that arrived meanwhile went as %v", later)
 	}
-	if n := h.count("SELECT count(*) FROM delivery_inflight"); n != 0 {
+	if n := h.count("SELECT count(*) FROM sink_state WHERE inflight_batch IS NOT NULL"); n != 0 {
 		t.Errorf("%d in-flight batches left after everything was recorded", n)
 	}
 }

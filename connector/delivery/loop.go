@@ -10,13 +10,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
-	"github.com/hookbridge/hookbridge/connector/store"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -40,12 +37,18 @@ type loop struct {
 	high        int64 // every row at or below has been taken in
 	tickedUpTo  int64 // cron sinks take in new rows up to here
 	keys        map[string]*pendingKey
+	ahead       map[int64]aheadRow // rows read ahead of their batch, by seq (see readDue)
 	resume      map[int64]resumeInfo
-	// inflight holds the rows of the batch a crash interrupted (from delivery_inflight):
+	// inflight holds the rows of the batch a crash interrupted (from sink_state):
 	// they go first, alone, so the re-send carries the same batch id. inflightHigh is the
 	// highest of them (0: none).
 	inflight     map[int64]bool
 	inflightHigh int64
+	journaled    *inflightBatch // the batch sink_state names as in flight (nil: none)
+	// unrecorded holds the attempts of the batch just sent: they are recorded in the same
+	// transaction that journals the next batch, or as soon as the loop has nothing to send at
+	// once, so a busy sink pays one writer transaction per request.
+	unrecorded []*attemptRecord
 
 	paused        bool
 	pausedReason  string
@@ -99,6 +102,7 @@ const never = 24 * time.Hour
 
 // run is the loop's goroutine.
 func (l *loop) run(ctx context.Context) {
+	defer l.recordLeftovers()
 	ticks := l.opt.Trigger.Ticks(ctx, l.e.now, l.e.after)
 	for {
 		stateSeq, watch := l.e.store.Watch()
@@ -109,9 +113,19 @@ func (l *loop) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if !busy && len(l.unrecorded) > 0 {
+			// Nothing more to send at once (idle, backing off, paused, rate-limited): record
+			// the last attempts now rather than with the next batch.
+			l.record(ctx, nil, nil)
+		}
 		if busy {
 			select {
 			case f := <-l.cmds:
+				// A command (status, history, pause) sees every attempt it can learn of
+				// recorded.
+				if len(l.unrecorded) > 0 {
+					l.record(ctx, nil, nil)
+				}
 				f()
 			default:
 			}
@@ -155,11 +169,11 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		l.noteError(err)
 		return false, time.Second
 	}
-	due := l.dueKeys(now)
+	due, following := l.dueKeys(now)
 	if l.inflight != nil && l.high < l.inflightHigh {
 		if l.high > highBefore {
 			// The interrupted batch goes first: take in everything up to it before sending.
-			l.record(ctx, recs)
+			l.record(ctx, recs, nil)
 			return true, 0
 		}
 		l.inflight, l.inflightHigh = nil, 0 // it cannot be reached (too many keys pending): send as usual
@@ -175,34 +189,20 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		sort.Slice(again, func(i, j int) bool { return again[i].seqs[0] < again[j].seqs[0] })
 		l.inflight, l.inflightHigh = nil, 0
 		if len(again) > 0 {
-			due = again
+			due, following = again, nil
 		}
 	}
 	if len(due) == 0 {
-		l.record(ctx, recs)
+		l.record(ctx, recs, nil)
 		return more, l.untilNextDue(now)
 	}
 	if w := l.limiter.wait(now); w > 0 {
-		l.record(ctx, recs)
+		l.record(ctx, recs, nil)
 		return false, w
 	}
-	reps := make([]int64, 0, len(due))
-	var stale []int64
-	for _, k := range due {
-		reps = append(reps, l.rep(k))
-		if fresh[l.rep(k)] == nil {
-			stale = append(stale, l.rep(k))
-		}
-	}
-	if len(stale) > 0 {
-		rows, err := l.readSeqs(ctx, stale)
-		if err != nil {
-			l.noteError(err)
-			return false, time.Second
-		}
-		for i := range rows {
-			fresh[rows[i].Seq] = &rows[i]
-		}
+	if err := l.readDue(ctx, now, due, following, fresh); err != nil {
+		l.noteError(err)
+		return false, time.Second
 	}
 	var keys []*pendingKey
 	var batch []*schemas.Row
@@ -212,36 +212,33 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 			batch = append(batch, r)
 		}
 	}
-	recs = append(recs, l.send(ctx, keys, batch)...)
-	l.record(ctx, recs)
+	l.unrecorded = append(l.unrecorded, recs...)
+	l.unrecorded = append(l.unrecorded, l.send(ctx, keys, batch)...)
 	return true, 0
 }
 
-// journal records the batch about to be sent, so that a crash before its attempt is recorded
-// sends the same rows again as the same batch.
-func (l *loop) journal(ctx context.Context, batchID string, seqs []int64) error {
-	parts := make([]string, len(seqs))
-	for i, s := range seqs {
-		parts[i] = strconv.FormatInt(s, 10)
+// recordLeftovers records the attempts still unrecorded when the loop stops, on a context
+// of its own (the loop's is cancelled by then).
+func (l *loop) recordLeftovers() {
+	if len(l.unrecorded) == 0 {
+		return
 	}
-	err := l.e.store.Apply(ctx, func(ctx context.Context, tx *store.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT OR REPLACE INTO delivery_inflight VALUES (?, ?, ?, ?)", l.name, batchID, strings.Join(parts, ","), l.e.now().UTC())
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("delivery: %s: journal the batch: %w", l.name, err)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.record(ctx, nil, nil)
 }
 
-// record persists recs and the cursor, and updates metrics and replay progress.
-func (l *loop) record(ctx context.Context, recs []*attemptRecord) {
+// record persists the unrecorded attempts, recs and the cursor, with next (when not nil)
+// journaled in the same transaction, and updates metrics and replay progress.
+func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflightBatch) error {
+	recs = append(l.unrecorded, recs...)
+	l.unrecorded = nil
 	cursor := l.computeCursor()
-	if err := l.persist(ctx, recs, cursor); err != nil {
+	if err := l.persist(ctx, recs, cursor, next); err != nil {
 		// The rows were sent; if the process ends before a later record succeeds they are
 		// sent again, which the sinks' idempotent writes absorb.
 		l.noteError(err)
-		return
+		return err
 	}
 	l.cursor = cursor
 	for seq := range l.resume {
@@ -259,6 +256,7 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord) {
 		}
 	}
 	l.updateGauges()
+	return nil
 }
 
 // intake takes in queued replays and new rows from the store. more reports that new rows
@@ -356,9 +354,9 @@ func (l *loop) add(r *schemas.Row, replayID string) {
 	}
 }
 
-// dueKeys returns up to BatchRows keys ready to send, oldest first.
-func (l *loop) dueKeys(now time.Time) []*pendingKey {
-	var due []*pendingKey
+// dueKeys returns up to BatchRows keys ready to send, oldest first, and the keys ready after
+// them that the next few batches will take (read ahead by readDue).
+func (l *loop) dueKeys(now time.Time) (due, following []*pendingKey) {
 	for _, k := range l.keys {
 		if k.job == "" && !k.next.After(now) {
 			due = append(due, k)
@@ -366,9 +364,10 @@ func (l *loop) dueKeys(now time.Time) []*pendingKey {
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].seqs[0] < due[j].seqs[0] })
 	if len(due) > l.opt.BatchRows {
+		following = due[l.opt.BatchRows:min(len(due), l.opt.BatchRows*aheadBatches)]
 		due = due[:l.opt.BatchRows]
 	}
-	return due
+	return due, following
 }
 
 func (l *loop) untilNextDue(now time.Time) time.Duration {
@@ -441,9 +440,10 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	}
 	defer rec.Release()
 	b := &Batch{ID: BatchID(l.name, seqs), Attempt: attempt, Record: rec}
-	if err := l.journal(ctx, b.ID, seqs); err != nil {
+	// The batch is journaled (with the previous batch's attempts) before it is sent, so that
+	// a crash before its attempt is recorded sends the same rows again as the same batch.
+	if err := l.record(ctx, nil, &inflightBatch{id: b.ID, seqs: seqs}); err != nil {
 		// Nothing is sent unjournaled; the store is failing, so wait before trying again.
-		l.noteError(err)
 		l.backoffUntil = l.e.now().Add(time.Second)
 		return nil
 	}

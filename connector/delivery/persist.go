@@ -89,25 +89,40 @@ var deliveryRowsSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}},
 }, nil)
 
-// persist records attempts and the new cursor in one writer transaction.
-func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64) error {
-	if len(recs) == 0 && cursor == l.savedCursor {
+// inflightBatch is a batch about to be sent, as journaled in sink_state.
+type inflightBatch struct {
+	id   string
+	seqs []int64
+}
+
+// persist records attempts and the new cursor in one writer transaction, and journals next
+// (when not nil) in the same one.
+func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64, next *inflightBatch) error {
+	if len(recs) == 0 && cursor == l.savedCursor && next == nil {
 		return nil
+	}
+	// The in-flight batch is cleared once its attempt is recorded, or replaced by next.
+	journal := l.journaled
+	for _, a := range recs {
+		if journal != nil && a.batchID == journal.id {
+			journal = nil
+		}
+	}
+	if next != nil {
+		journal = next
 	}
 	now := l.e.now()
 	err := l.e.store.Apply(ctx, func(ctx context.Context, tx *store.Tx) error {
 		for _, a := range recs {
-			var id int64
-			if err := tx.Query(ctx, "SELECT nextval('delivery_id')", nil, func(row []driver.Value) error {
-				id = row[0].(int64)
-				return nil
-			}); err != nil {
-				return err
-			}
 			d, r, f := a.counts()
-			if _, err := tx.Exec(ctx, `INSERT INTO deliveries (id, sink, batch_id, attempt, rows, started_at, finished_at, outcome, status_code, error, delivered, retried, failed, replay_id)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				id, l.name, a.batchID, a.attempt, len(a.rows), a.started.UTC(), a.finished.UTC(), a.outcome, nullInt(a.statusCode), nullStr(a.err), d, r, f, nullStr(a.replayID)); err != nil {
+			var id int64
+			if err := tx.Query(ctx, `INSERT INTO deliveries (id, sink, batch_id, attempt, rows, started_at, finished_at, outcome, status_code, error, delivered, retried, failed, replay_id)
+				VALUES (nextval('delivery_id'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				[]any{l.name, a.batchID, a.attempt, len(a.rows), a.started.UTC(), a.finished.UTC(), a.outcome, nullInt(a.statusCode), nullStr(a.err), d, r, f, nullStr(a.replayID)},
+				func(row []driver.Value) error {
+					id = row[0].(int64)
+					return nil
+				}); err != nil {
 				return fmt.Errorf("insert delivery: %w", err)
 			}
 			rec := l.rowsRecord(id, a.rows, now)
@@ -124,14 +139,18 @@ func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64)
 				}
 			}
 		}
-		for _, a := range recs {
-			if _, err := tx.Exec(ctx, "DELETE FROM delivery_inflight WHERE sink = ? AND batch_id = ?", l.name, a.batchID); err != nil {
-				return fmt.Errorf("clear the in-flight batch: %w", err)
+		if cursor != l.savedCursor || journal != l.journaled {
+			var batch, seqs, at any
+			if journal != nil {
+				parts := make([]string, len(journal.seqs))
+				for i, s := range journal.seqs {
+					parts[i] = strconv.FormatInt(s, 10)
+				}
+				batch, seqs, at = journal.id, strings.Join(parts, ","), now.UTC()
 			}
-		}
-		if cursor != l.savedCursor {
-			if _, err := tx.Exec(ctx, "UPDATE sink_state SET cursor_seq = ?, updated_at = ? WHERE sink = ?", cursor, now.UTC(), l.name); err != nil {
-				return fmt.Errorf("update cursor: %w", err)
+			if _, err := tx.Exec(ctx, "UPDATE sink_state SET cursor_seq = ?, updated_at = ?, inflight_batch = ?, inflight_seqs = ?, inflight_at = ? WHERE sink = ?",
+				cursor, now.UTC(), batch, seqs, at, l.name); err != nil {
+				return fmt.Errorf("update cursor and in-flight batch: %w", err)
 			}
 		}
 		return nil
@@ -139,7 +158,7 @@ func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64)
 	if err != nil {
 		return fmt.Errorf("delivery: %s: record attempts: %w", l.name, err)
 	}
-	l.savedCursor = cursor
+	l.savedCursor, l.journaled = cursor, journal
 	return nil
 }
 
@@ -221,8 +240,9 @@ type resumeInfo struct {
 func (l *loop) loadState(ctx context.Context) error {
 	db := l.e.store.DB()
 	var paused bool
-	var reason sql.NullString
-	err := db.QueryRowContext(ctx, "SELECT cursor_seq, paused, paused_reason FROM sink_state WHERE sink = ?", l.name).Scan(&l.cursor, &paused, &reason)
+	var reason, journaledID, inflightSeqs sql.NullString
+	err := db.QueryRowContext(ctx, "SELECT cursor_seq, paused, paused_reason, inflight_batch, inflight_seqs FROM sink_state WHERE sink = ?", l.name).
+		Scan(&l.cursor, &paused, &reason, &journaledID, &inflightSeqs)
 	if errors.Is(err, sql.ErrNoRows) {
 		if l.cursor, err = l.startCursor(ctx); err != nil {
 			return err
@@ -263,12 +283,10 @@ func (l *loop) loadState(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("delivery: %s: read history: %w", l.name, err)
 	}
-	var inflight string
-	err = db.QueryRowContext(ctx, "SELECT seqs FROM delivery_inflight WHERE sink = ?", l.name).Scan(&inflight)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("delivery: %s: read the in-flight batch: %w", l.name, err)
+	if journaledID.Valid {
+		l.journaled = &inflightBatch{id: journaledID.String}
 	}
-	for _, part := range strings.Split(inflight, ",") {
+	for _, part := range strings.Split(inflightSeqs.String, ",") {
 		if seq, err := strconv.ParseInt(part, 10, 64); err == nil && seq > l.cursor && !finalOutcome(l.resume[seq].outcome) {
 			if l.inflight == nil {
 				l.inflight = map[int64]bool{}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -122,6 +123,74 @@ func (l *loop) readWhere(ctx context.Context, where string, limit int) ([]schema
 // readNew reads up to limit rows of the sink's event types with seq in (after, upto].
 func (l *loop) readNew(ctx context.Context, after, upto int64, limit int) ([]schemas.Row, error) {
 	return l.readWhere(ctx, fmt.Sprintf("e.seq > %d AND e.seq <= %d%s", after, upto, l.typeFilter), limit)
+}
+
+// A backlog goes out batch by batch (a rate-limited CRM takes one every 100 ms or so), and
+// reading each batch's rows costs two queries whatever their number. So when the rows of a
+// batch must be read, those of the next aheadBatches-1 batches are read with them and kept
+// for at most aheadMaxAge: state read that recently is as current as the merge that feeds it.
+const (
+	aheadBatches = 4
+	aheadMaxAge  = 2 * time.Second
+)
+
+// aheadRow is a row read ahead of its batch, and when.
+type aheadRow struct {
+	row *schemas.Row
+	at  time.Time
+}
+
+// readDue puts into fresh the rows to send for the due keys: read at intake, read ahead, or
+// read now together with the rows of the following keys, which are kept for later batches.
+func (l *loop) readDue(ctx context.Context, now time.Time, due, following []*pendingKey, fresh map[int64]*schemas.Row) error {
+	for seq, a := range l.ahead {
+		if now.Sub(a.at) >= aheadMaxAge {
+			delete(l.ahead, seq)
+		}
+	}
+	var stale []int64
+	for _, k := range due {
+		rep := l.rep(k)
+		if a, ok := l.ahead[rep]; ok {
+			delete(l.ahead, rep)
+			if fresh[rep] == nil {
+				fresh[rep] = a.row
+			}
+		}
+		if fresh[rep] == nil {
+			stale = append(stale, rep)
+		}
+	}
+	var next []int64
+	for _, k := range following {
+		rep := l.rep(k)
+		switch _, ok := l.ahead[rep]; {
+		case ok:
+		case fresh[rep] != nil:
+			l.ahead[rep] = aheadRow{row: fresh[rep], at: now}
+		default:
+			next = append(next, rep)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	rows, err := l.readSeqs(ctx, append(stale, next...))
+	if err != nil {
+		return err
+	}
+	isStale := make(map[int64]bool, len(stale))
+	for _, seq := range stale {
+		isStale[seq] = true
+	}
+	for i := range rows {
+		if r := &rows[i]; isStale[r.Seq] {
+			fresh[r.Seq] = r
+		} else {
+			l.ahead[r.Seq] = aheadRow{row: r, at: now}
+		}
+	}
+	return nil
 }
 
 // readSeqs reads the given rows afresh (for retries and replays: state may have moved on).

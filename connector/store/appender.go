@@ -10,20 +10,18 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 )
 
-// appendBelow is the size under which a group's events go in through the Appender instead of
-// an Arrow view. Registering a view and planning INSERT … SELECT costs about 3 ms whatever
-// the size, which dominates the groups of a few dozen events that webhook traffic makes; the
-// Appender kept open on the writer connection costs little per group but more per row, so
-// imports and large groups stay on the Arrow path (measured by BenchmarkGroupCommit).
+// appendBelow is the size under which InsertRecord goes through the Appender instead of an
+// Arrow view. Registering a view and planning INSERT … SELECT costs about 3 ms whatever the
+// size, which dominates the groups of a few dozen events that webhook traffic makes and the
+// few rows of a delivery record; the Appender kept open on the writer connection costs little
+// per call but more per row, so imports and large groups stay on the Arrow path (measured by
+// BenchmarkGroupCommit).
 const appendBelow = 512
 
-// AppendRecord appends rec's rows to table through an Appender kept open on the writer
+// appendRecord appends rec's rows to table through an Appender kept open on the writer
 // connection, inside this transaction: a ROLLBACK discards them like any other write. The
 // Appender is dropped after an error, so the next call starts clean.
-func (t *Tx) AppendRecord(ctx context.Context, table string, rec arrow.RecordBatch) error {
-	if rec.NumRows() == 0 {
-		return nil
-	}
+func (t *Tx) appendRecord(ctx context.Context, table string, rec arrow.RecordBatch) error {
 	app, err := t.store.appender(t.conn, table, rec.Schema())
 	if err != nil {
 		return err
@@ -105,6 +103,10 @@ func rowValues(rec arrow.RecordBatch, i int, vals []driver.Value) error {
 		case *array.Binary:
 			vals[j] = c.Value(i)
 		case *array.Int64:
+			vals[j] = c.Value(i)
+		case *array.Int32:
+			vals[j] = c.Value(i)
+		case *array.Float64:
 			vals[j] = c.Value(i)
 		case *array.Boolean:
 			vals[j] = c.Value(i)

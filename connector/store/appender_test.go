@@ -70,8 +70,8 @@ func TestAppenderStoresWhatTheArrowPathStores(t *testing.T) {
 		}
 		return out
 	}
-	viaArrow := dump(func(tx *Tx) error { return tx.InsertRecord(context.Background(), "events", rec) })
-	viaAppender := dump(func(tx *Tx) error { return tx.AppendRecord(context.Background(), "events", rec) })
+	viaArrow := dump(func(tx *Tx) error { return tx.insertView(context.Background(), "events", rec) })
+	viaAppender := dump(func(tx *Tx) error { return tx.appendRecord(context.Background(), "events", rec) })
 	if len(viaArrow) != len(bodies) {
 		t.Fatalf("%d rows through Arrow, want %d", len(viaArrow), len(bodies))
 	}

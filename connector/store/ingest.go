@@ -64,11 +64,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *Tx, rows []*schemas.Row) (
 	}
 	rec := b.NewRecord()
 	defer rec.Release()
-	insert := tx.InsertRecord
-	if rec.NumRows() < appendBelow {
-		insert = tx.AppendRecord
-	}
-	if err := insert(ctx, "events", rec); err != nil {
+	if err := tx.InsertRecord(ctx, "events", rec); err != nil {
 		return nil, nil, 0, fmt.Errorf("insert events: %w", err)
 	}
 	s.metrics.eventsStored.Add(float64(rec.NumRows()))

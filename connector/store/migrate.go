@@ -25,6 +25,7 @@ func migrations() []migration {
 		{2, "delivery: sink state, attempts, row outcomes, dead letters, replays", migrateDelivery},
 		{3, "analytics views and time zone offsets", migrateAnalytics},
 		{4, "delivery: the batch each sink has in flight", migrateInflight},
+		{5, "delivery: the batch in flight kept beside the sink's cursor", migrateInflightIntoSinkState},
 	}
 }
 
@@ -176,6 +177,25 @@ func migrateInflight(ctx context.Context, tx *sql.Tx) error {
 		started_at TIMESTAMPTZ NOT NULL
 	)`)
 	return err
+}
+
+// migrateInflightIntoSinkState moves the in-flight batch into sink_state, so that a busy sink
+// journals its next batch and advances its cursor in one UPDATE of one row.
+func migrateInflightIntoSinkState(ctx context.Context, tx *sql.Tx) error {
+	stmts := []string{
+		`ALTER TABLE sink_state ADD COLUMN inflight_batch VARCHAR`,
+		`ALTER TABLE sink_state ADD COLUMN inflight_seqs VARCHAR`,
+		`ALTER TABLE sink_state ADD COLUMN inflight_at TIMESTAMPTZ`,
+		`UPDATE sink_state SET inflight_batch = d.batch_id, inflight_seqs = d.seqs, inflight_at = d.started_at
+			FROM delivery_inflight d WHERE d.sink = sink_state.sink`,
+		`DROP TABLE delivery_inflight`,
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(q), err)
+		}
+	}
+	return nil
 }
 
 // migrateDelivery adds the delivery engine's tables. Row outcomes and dead letters are

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -538,5 +539,59 @@ func TestBulkLoadRebuildsStateAtTheEnd(t *testing.T) {
 		if okA != okB || a != b {
 			t.Errorf("%s: after the bulk load %+v, merged event by event %+v", id, a, b)
 		}
+	}
+}
+
+// A store last opened before migration 5 keeps its sinks' in-flight batches: they move from
+// delivery_inflight into sink_state.
+func TestMigrationMovesTheInflightBatchIntoSinkState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hb.duckdb")
+	s := openStore(t, Options{Path: path})
+	s.Close()
+	// Turn the file back into a version-4 store holding one sink with a batch in flight.
+	db, err := sqlOpen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE sink_state DROP COLUMN inflight_batch`,
+		`ALTER TABLE sink_state DROP COLUMN inflight_seqs`,
+		`ALTER TABLE sink_state DROP COLUMN inflight_at`,
+		`DELETE FROM schema_migrations WHERE version = 5`,
+		`INSERT INTO sink_state (sink, cursor_seq, created_at, updated_at) VALUES ('crm', 7, now(), now()), ('idle', 3, now(), now())`,
+		`CREATE TABLE delivery_inflight (sink VARCHAR PRIMARY KEY, batch_id VARCHAR NOT NULL, seqs VARCHAR NOT NULL, started_at TIMESTAMPTZ NOT NULL)`,
+		`INSERT INTO delivery_inflight VALUES ('crm', 'crm-8-9', '8,9', '2026-11-29 10:00:00+00')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s = openStore(t, Options{Path: path})
+	rows, err := s.DB().Query("SELECT sink, cursor_seq, inflight_batch, inflight_seqs, inflight_at FROM sink_state ORDER BY sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var sink string
+		var cursor int64
+		var batch, seqs sql.NullString
+		var at sql.NullTime
+		if err := rows.Scan(&sink, &cursor, &batch, &seqs, &at); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %d %s %s %s", sink, cursor, batch.String, seqs.String, at.Time.UTC().Format(time.RFC3339)))
+	}
+	want := []string{"crm 7 crm-8-9 8,9 2026-11-29T10:00:00Z", "idle 3   0001-01-01T00:00:00Z"}
+	if !slices.Equal(got, want) {
+		t.Errorf("sink_state after the migration:\n got %q\nwant %q", got, want)
+	}
+	var tables int
+	s.DB().QueryRow("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'delivery_inflight'").Scan(&tables)
+	if tables != 0 {
+		t.Error("delivery_inflight is still there")
 	}
 }

@@ -66,12 +66,23 @@ func (t *Tx) Query(ctx context.Context, q string, args []any, fn func(row []driv
 	}
 }
 
-// InsertRecord appends rec's rows to table, matching columns by name, through a temporary
-// Arrow view that is registered and dropped inside this transaction.
+// InsertRecord appends rec's rows to table, matching columns by name. Fewer than appendBelow
+// rows go through the writer's Appender, more through a temporary Arrow view registered and
+// dropped inside this transaction; either way a ROLLBACK discards them.
 func (t *Tx) InsertRecord(ctx context.Context, table string, rec arrow.RecordBatch) error {
-	if rec.NumRows() == 0 {
+	switch {
+	case rec.NumRows() == 0:
 		return nil
+	case rec.NumRows() < appendBelow:
+		return t.appendRecord(ctx, table, rec)
+	default:
+		return t.insertView(ctx, table, rec)
 	}
+}
+
+// insertView inserts rec through an Arrow view: a fixed cost of a few milliseconds to
+// register and plan, then the fastest path per row.
+func (t *Tx) insertView(ctx context.Context, table string, rec arrow.RecordBatch) error {
 	if err := t.registerView(rec); err != nil {
 		return err
 	}
