@@ -587,6 +587,30 @@ func TestReplayInABatchWithLiveRows(t *testing.T) {
 	}
 }
 
+// Rows read ahead for a backlog are used only while young: a row that waited longer than
+// aheadMaxAge behind the rate limit is read again, so it carries the state as it is now (here
+// an Unsubscribe the sink does not take ended the subscription meanwhile).
+func TestReadAheadRowsExpire(t *testing.T) {
+	h := newHarness(t)
+	for i := 1; i <= 3; i++ {
+		h.ingest(subscribe(fmt.Sprintf("sub%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
+	}
+	h.store.WaitState(context.Background(), 3)
+	sink := &scriptSink{}
+	opts := crm(sink)
+	opts.Events = []string{"Subscribe"}
+	opts.BatchRows, opts.Requests, opts.Per = 1, 1, aheadMaxAge+200*time.Millisecond
+	h.start(opts)
+	h.eventually("first batch", func() bool { return len(sink.snapshot()) == 1 })
+	// The rows of s2 and s3 were read with s1's; s2 ends before its turn comes.
+	h.ingest(unsubscribe("unsub2", "s2"))
+	h.eventually("second batch", func() bool { return len(sink.snapshot()) == 2 })
+	r := sink.snapshot()[1].rows[0]
+	if r.EventID != "sub2" || r.Status != schemas.StatusUnsubscribed {
+		t.Errorf("s2's Subscribe went out as %q (%s): a row read ahead outlived its age", r.Status, r.EventID)
+	}
+}
+
 func TestReplayNeverResurrects(t *testing.T) {
 	h := newHarness(t)
 	sink := &scriptSink{}
