@@ -311,6 +311,32 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	}
 }
 
+// The plugin's socket sits in a folder only this user can enter, and goes with the client.
+func TestPluginSocketIsPrivate(t *testing.T) {
+	c := start(t, "plugin", nil)
+	fi, err := os.Stat(c.sockDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket folder mode %v, want 0700", fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(c.sockDir)
+	sockets := 0
+	for _, e := range entries {
+		if e.Type()&os.ModeSocket != 0 {
+			sockets++
+		}
+	}
+	if sockets != 1 {
+		t.Errorf("%d sockets in the plugin's folder, want 1", sockets)
+	}
+	c.Close()
+	if _, err := os.Stat(c.sockDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket folder left after Close: %v", err)
+	}
+}
+
 func TestResolve(t *testing.T) {
 	dir := t.TempDir()
 	r := Resolver{Self: "/usr/bin/hookbridge", Builtins: []string{"jsonl"}, Dir: dir}

@@ -143,11 +143,54 @@ func compatible(want, got arrow.DataType) bool {
 // zero; columns that are not normalised columns are ignored; a normalised column of an
 // incompatible type is an error. The rows do not alias rec's memory.
 func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
-	type reader struct {
-		col *Column
-		arr arrow.Array
+	readers, err := rowReaders(rec)
+	if err != nil {
+		return nil, err
 	}
-	readers := make([]reader, 0, rec.NumCols())
+	rows := make([]Row, rec.NumRows())
+	readRows(readers, 0, rows)
+	return rows, nil
+}
+
+// EachRow calls fn with each row of rec, as RowsFromRecord would give them, decoding a chunk
+// of rows at a time into Rows it reuses: a batch of thousands never exists as Rows all at
+// once. The *Row passed to fn is overwritten after fn returns; its strings and slices are
+// not (they do not alias rec), so copying the Row keeps it. fn's error stops the iteration.
+func EachRow(rec arrow.RecordBatch, fn func(*Row) error) error {
+	return eachRow(rec, eachChunk, fn)
+}
+
+// eachChunk rows are decoded at a time by EachRow (~200 KB of Rows).
+const eachChunk = 256
+
+func eachRow(rec arrow.RecordBatch, chunk int, fn func(*Row) error) error {
+	readers, err := rowReaders(rec)
+	if err != nil {
+		return err
+	}
+	n := int(rec.NumRows())
+	rows := make([]Row, min(chunk, n))
+	for start := 0; start < n; start += chunk {
+		part := rows[:min(chunk, n-start)]
+		clear(part)
+		readRows(readers, start, part)
+		for i := range part {
+			if err := fn(&part[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rowReader reads one column of a record into Rows.
+type rowReader struct {
+	col *Column
+	arr arrow.Array
+}
+
+func rowReaders(rec arrow.RecordBatch) ([]rowReader, error) {
+	readers := make([]rowReader, 0, rec.NumCols())
 	for i, f := range rec.Schema().Fields() {
 		c, ok := columnByName[f.Name]
 		if !ok {
@@ -156,17 +199,25 @@ func RowsFromRecord(rec arrow.RecordBatch) ([]Row, error) {
 		if !compatible(c.Type, f.Type) {
 			return nil, fmt.Errorf("schemas: column %q is %s, want %s", f.Name, f.Type, c.Type)
 		}
-		readers = append(readers, reader{c, rec.Column(i)})
+		readers = append(readers, rowReader{c, rec.Column(i)})
 	}
-	rows := make([]Row, rec.NumRows())
+	return readers, nil
+}
+
+// readRows reads the record's rows from start on into rows.
+func readRows(readers []rowReader, start int, rows []Row) {
 	for _, rd := range readers {
+		arr := rd.arr
+		if start != 0 || len(rows) != arr.Len() {
+			arr = array.NewSlice(rd.arr, int64(start), int64(start+len(rows)))
+			defer arr.Release()
+		}
 		if rd.col.readAll != nil {
-			rd.col.readAll(rd.arr, rows)
+			rd.col.readAll(arr, rows)
 			continue
 		}
 		for i := range rows {
-			rd.col.read(rd.arr, i, &rows[i])
+			rd.col.read(arr, i, &rows[i])
 		}
 	}
-	return rows, nil
 }

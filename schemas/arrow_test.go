@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -61,6 +62,43 @@ func TestRecordRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(rows[i], back[i]) {
 			t.Errorf("row %d (%s) changed in the round trip:\n got %+v\nwant %+v", i, rows[i].EventID, back[i], rows[i])
 		}
+	}
+}
+
+// EachRow gives the rows RowsFromRecord gives, whatever the chunk boundaries, and what it
+// hands out survives the reuse of its Rows.
+func TestEachRowMatchesRowsFromRecord(t *testing.T) {
+	rows := acceptedRows(t)
+	n := int64(1)
+	rows[0].ContactCalendars, rows[1].ContactCalendars, rows[2].ContactEndedCalendars = []string{"a", "b"}, []string{}, []string{"c"}
+	rows[0].ContactActiveSubscriptions = &n
+	rec, err := BuildRecord(nil, DeliverySchema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	want, err := RowsFromRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 3, len(rows) - 1, eachChunk} {
+		var got []Row
+		if err := eachRow(rec, chunk, func(r *Row) error { got = append(got, *r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("chunks of %d: rows differ from RowsFromRecord", chunk)
+			for i := range min(len(got), len(want)) {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Fatalf("row %d:\n got %+v\nwant %+v", i, got[i], want[i])
+				}
+			}
+		}
+	}
+	stop := errors.New("enough")
+	seen := 0
+	if err := EachRow(rec, func(*Row) error { seen++; return stop }); !errors.Is(err, stop) || seen != 1 {
+		t.Errorf("fn's error: %v after %d rows", err, seen)
 	}
 }
 

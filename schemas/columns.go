@@ -362,8 +362,16 @@ func listCol(name, doc string, f func(*Row) *[]string) *Column {
 		},
 		readAll: func(a arrow.Array, rows []Row) {
 			la := a.(*array.List)
+			if len(rows) == 0 {
+				return
+			}
+			// One copy of the values these rows use (a sliced list still sees all its values).
 			vals := la.ListValues().(*array.String)
-			data, voffs := string(vals.ValueBytes()), vals.ValueOffsets()
+			voffs := vals.ValueOffsets()
+			first, _ := la.ValueOffsets(0)
+			_, last := la.ValueOffsets(len(rows) - 1)
+			base := voffs[first]
+			data := string(vals.ValueBytes()[base-voffs[0] : voffs[last]-voffs[0]])
 			for i := range rows {
 				if !la.IsValid(i) {
 					continue
@@ -371,7 +379,7 @@ func listCol(name, doc string, f func(*Row) *[]string) *Column {
 				start, end := la.ValueOffsets(i)
 				l := make([]string, 0, end-start)
 				for j := start; j < end; j++ {
-					l = append(l, data[voffs[j]-voffs[0]:voffs[j+1]-voffs[0]])
+					l = append(l, data[voffs[j]-base:voffs[j+1]-base])
 				}
 				*f(&rows[i]) = l
 			}

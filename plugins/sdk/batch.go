@@ -43,6 +43,21 @@ func (b *Batch) Rows() ([]schemas.Row, error) {
 	return b.rows, nil
 }
 
+// Each calls fn with each row of the batch in order, decoding a few hundred at a time instead
+// of the whole batch (see schemas.EachRow): the way to stream a large batch. The *Row is
+// reused after fn returns; copy the Row to keep it. fn's error stops the iteration.
+func (b *Batch) Each(fn func(r *schemas.Row) error) error {
+	if b.rows != nil {
+		for i := range b.rows {
+			if err := fn(&b.rows[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return schemas.EachRow(b.Record, fn)
+}
+
 // Fields returns a row's destination fields through the sink's mapping (nil without one).
 func (b *Batch) Fields(r *schemas.Row) map[string]any {
 	if b.mapping == nil {

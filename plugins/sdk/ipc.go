@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -11,8 +13,8 @@ import (
 
 // EncodeRecord writes rec as an Arrow IPC stream (schema and one record batch).
 func EncodeRecord(rec arrow.RecordBatch) ([]byte, error) {
-	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
+	buf := bytes.NewBuffer(make([]byte, 0, EncodedSize(rec)))
+	w := ipc.NewWriter(buf, ipc.WithSchema(rec.Schema()))
 	if err := w.Write(rec); err != nil {
 		return nil, fmt.Errorf("sdk: encode batch: %w", err)
 	}
@@ -22,9 +24,31 @@ func EncodeRecord(rec arrow.RecordBatch) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// DecodeRecord reads the record EncodeRecord wrote. The caller releases it.
+// EncodedSize estimates, from above, the bytes EncodeRecord writes for rec (its buffers,
+// padded, plus the schema and message headers) without encoding it.
+func EncodedSize(rec arrow.RecordBatch) int {
+	n := 4096 + 256*int(rec.NumCols())
+	var add func(d arrow.ArrayData)
+	add = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += b.Len() + 8
+			}
+		}
+		for _, c := range d.Children() {
+			add(c)
+		}
+	}
+	for _, col := range rec.Columns() {
+		add(col.Data())
+	}
+	return n
+}
+
+// DecodeRecord reads the record EncodeRecord wrote. The record's buffers point into b (no
+// copy is made), so b must not change while the record is in use. The caller releases it.
 func DecodeRecord(b []byte) (arrow.RecordBatch, error) {
-	r, err := ipc.NewReader(bytes.NewReader(b), ipc.WithAllocator(memory.DefaultAllocator))
+	r, err := ipc.NewReaderFromMessageReader(&sliceMessages{b: b}, ipc.WithAllocator(memory.DefaultAllocator))
 	if err != nil {
 		return nil, fmt.Errorf("sdk: decode batch: %w", err)
 	}
@@ -38,4 +62,60 @@ func DecodeRecord(b []byte) (arrow.RecordBatch, error) {
 	rec := r.RecordBatch()
 	rec.Retain()
 	return rec, nil
+}
+
+// sliceMessages reads the messages of an IPC stream held in memory, each one's metadata and
+// body sliced from the stream instead of copied out of it (ipc.NewReader copies every body).
+type sliceMessages struct {
+	b   []byte
+	msg *ipc.Message
+}
+
+// ipcContinuation marks a message's length in the IPC stream format.
+const ipcContinuation = 0xFFFFFFFF
+
+func (r *sliceMessages) Message() (*ipc.Message, error) {
+	if r.msg != nil {
+		r.msg.Release()
+		r.msg = nil
+	}
+	if len(r.b) < 4 {
+		return nil, io.EOF
+	}
+	n, off := binary.LittleEndian.Uint32(r.b), 4
+	if n == ipcContinuation {
+		if len(r.b) < 8 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		n, off = binary.LittleEndian.Uint32(r.b[4:]), 8
+	}
+	if n == 0 {
+		return nil, io.EOF // end of stream
+	}
+	if uint64(off)+uint64(n) > uint64(len(r.b)) {
+		return nil, fmt.Errorf("arrow ipc: message metadata of %d bytes runs past the stream", n)
+	}
+	meta := memory.NewBufferBytes(r.b[off : off+int(n)])
+	// The body's length is in the metadata: read it from a message without a body first.
+	head := ipc.NewMessage(meta, memory.NewBufferBytes(nil))
+	bodyLen := head.BodyLen()
+	head.Release()
+	start := uint64(off) + uint64(n)
+	if bodyLen < 0 || start+uint64(bodyLen) > uint64(len(r.b)) {
+		return nil, fmt.Errorf("arrow ipc: message body of %d bytes runs past the stream", bodyLen)
+	}
+	body := memory.NewBufferBytes(r.b[start : start+uint64(bodyLen)])
+	r.msg = ipc.NewMessage(meta, body)
+	r.b = r.b[start+uint64(bodyLen):]
+	return r.msg, nil
+}
+
+// Retain and Release are no-ops beyond the current message: the stream is plain memory.
+func (r *sliceMessages) Retain() {}
+
+func (r *sliceMessages) Release() {
+	if r.msg != nil {
+		r.msg.Release()
+		r.msg = nil
+	}
 }

@@ -3,11 +3,13 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,50 @@ func TestBatchMarksAndIPC(t *testing.T) {
 	res := b.Results()
 	if len(res) != 2 || res[0].Seq != 2 || res[0].Outcome != Failed || res[1].Seq != 1 {
 		t.Errorf("results %+v", res)
+	}
+}
+
+// DecodeRecord reads what EncodeRecord wrote (lists, nulls, binary included) and refuses a
+// cut or corrupted stream with an error, never a panic.
+func TestDecodeRecordSlicesTheStream(t *testing.T) {
+	n := int64(3)
+	rows := []schemas.Row{
+		{Seq: 1, EventID: "a", EventType: "Subscribe", Email: "a@example.com", TagIDs: []string{"t1", "t2"}, Raw: []byte(`{"a":1}`), ContactActiveSubscriptions: &n},
+		{Seq: 2, EventID: "b", EventType: "Test", TagIDs: []string{}},
+		{Seq: 3, EventID: "c", EventType: "Unsubscribe", Raw: []byte{0xff, 0x00}},
+	}
+	rec, err := schemas.BuildRecord(nil, schemas.DeliverySchema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	payload, err := EncodeRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if est := EncodedSize(rec); est < len(payload) {
+		t.Errorf("EncodedSize %d is under the %d bytes written", est, len(payload))
+	}
+	back, err := DecodeRecord(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := schemas.RowsFromRecord(rec)
+	got, err := schemas.RowsFromRecord(back)
+	back.Release()
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded rows differ (%v):\n got %+v\nwant %+v", err, got, want)
+	}
+	for cut := 0; cut < len(payload)-8; cut += 7 { // the last 8 bytes end the stream
+		if r, err := DecodeRecord(payload[:cut]); err == nil {
+			r.Release()
+			t.Errorf("a stream cut at %d of %d bytes decoded", cut, len(payload))
+		}
+	}
+	bad := bytes.Clone(payload)
+	binary.LittleEndian.PutUint32(bad[4:], 1<<30) // a schema message longer than the stream
+	if _, err := DecodeRecord(bad); err == nil {
+		t.Error("a corrupted length decoded")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // Serve runs sink as a plugin process and returns when the host is done with it. Called with
@@ -50,12 +51,37 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: sink, Logger: log}},
 		},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, TransportServerOptions()...))
+		},
 		// go-plugin's own messages, in the same JSON shape the host re-levels.
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn}),
 	})
 	return nil
 }
+
+// TransportServerOptions size the plugin's gRPC flow-control windows and socket buffers for
+// batches of a few megabytes: with gRPC's 64 KiB starting window a 1 MB batch waits for
+// window updates several times on its way in.
+func TransportServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(transportWindow), grpc.InitialConnWindowSize(transportWindow),
+		grpc.ReadBufferSize(transportBuffer), grpc.WriteBufferSize(transportBuffer),
+	}
+}
+
+// TransportDialOptions are the host's side of TransportServerOptions.
+func TransportDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(transportWindow), grpc.WithInitialConnWindowSize(transportWindow),
+		grpc.WithReadBufferSize(transportBuffer), grpc.WithWriteBufferSize(transportBuffer),
+	}
+}
+
+const (
+	transportWindow = 8 << 20 // above the largest message (MaxMessageBytes on the host)
+	transportBuffer = 256 << 10
+)
 
 // exitWithParent ends the plugin when the host process is gone, even when the host could not
 // ask (SIGKILL): the host also sets a parent-death signal on Linux; this covers the rest.
