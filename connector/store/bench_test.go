@@ -60,3 +60,42 @@ func BenchmarkGroupCommit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMergeSubscriptions merges 100 changes into a subscriptions table of 200,000 rows,
+// the writer's periodic state merge under load: changes to existing subscriptions that carry
+// no tags (an Unsubscribe, a calendar-event change), and the same with new tags.
+func BenchmarkMergeSubscriptions(b *testing.B) {
+	s, err := Open(context.Background(), Options{Path: filepath.Join(b.TempDir(), "hb.duckdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Apply(context.Background(), func(ctx context.Context, tx *Tx) error {
+		return tx.exec(ctx, `INSERT INTO subscriptions (subscription_id, status, account_id, calendar_id, calendar_code, tag_ids, tag_names, email, email_key,
+				first_seen_at, last_seen_at, first_seq, last_seq, last_event_type, events)
+			SELECT 'sub-' || i, 'subscribed', 'a', 'c', 'code-' || (i % 50), ['t-' || (i % 7), 't-' || (i % 11)], ['Tag ' || (i % 7)], 'u' || i || '@example.com', 'u' || i || '@example.com',
+				now(), now(), i, i, 'Subscribe', 1
+			FROM range(200000) t(i)`)
+	}); err != nil {
+		b.Fatal(err)
+	}
+	for _, withTags := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tags=%v", withTags), func(b *testing.B) {
+			now := time.Now()
+			for n := range b.N {
+				deltas := make([]*subDelta, 100)
+				for i := range deltas {
+					id := (n*100 + i) * 7 % 200000
+					d := &subDelta{id: fmt.Sprintf("sub-%d", id), firstSeen: now, lastSeen: now, firstSeq: int64(300000 + n*100 + i), lastSeq: int64(300000 + n*100 + i), lastType: "SubscriptionEventAdded", events: 1, calendarCode: "code-x"}
+					if withTags {
+						d.tagIDs, d.tagNames, d.lastType = []string{"t-new"}, []string{"New"}, "SubscriptionDetailsUpdated"
+					}
+					deltas[i] = d
+				}
+				if err := s.Apply(context.Background(), func(ctx context.Context, tx *Tx) error { return mergeSubscriptions(ctx, tx, deltas) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -595,3 +595,32 @@ func TestMigrationMovesTheInflightBatchIntoSinkState(t *testing.T) {
 		t.Error("delivery_inflight is still there")
 	}
 }
+
+// A change without tags (an Unsubscribe) is merged by the statement that leaves the tag
+// columns alone: the tags a Subscribe set stay, in the same merge and in a later one.
+func TestUntaggedChangesKeepTags(t *testing.T) {
+	if strings.Contains(mergeUntaggedSQL, "tag_ids") || strings.Contains(mergeUntaggedSQL, "tag_names") || mergeUntaggedSQL == mergeSubscriptionsSQL {
+		t.Fatalf("the untagged merge still sets the tag columns:\n%s", mergeUntaggedSQL)
+	}
+	s := openStore(t, Options{})
+	ingest(t, s, event("t1", "Subscribe", "s1", "a@example.com"))
+	ingest(t, s, event("t2", "Subscribe", "s2", "b@example.com"))
+	if st, _ := readSub(t, s, "s1"); st.tags != "t-t1" {
+		t.Fatalf("tags after Subscribe: %q", st.tags)
+	}
+	// s2's Unsubscribe merges together with s3's tagged Subscribe.
+	rows := []*schemas.Row{decode(t, event("u2", "Unsubscribe", "s2", "")), decode(t, event("t3", "Subscribe", "s3", "c@example.com"))}
+	if _, _, err := s.IngestBatch(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, s, event("u1", "Unsubscribe", "s1", ""))
+	for id, want := range map[string]string{"s1": "t-t1", "s2": "t-t2", "s3": "t-t3"} {
+		st, ok := readSub(t, s, id)
+		if !ok || st.tags != want {
+			t.Errorf("%s: tags %q, want %q (%+v)", id, st.tags, want, st)
+		}
+	}
+	if st, _ := readSub(t, s, "s2"); st.status != "unsubscribed" {
+		t.Errorf("s2 is %s", st.status)
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -239,19 +240,46 @@ func appendTime(b array.Builder, t *time.Time) {
 
 // mergeSubscriptions merges deltas into the subscriptions table.
 func mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDelta) error {
-	if len(deltas) == 0 {
-		return nil
+	// DuckDB cannot update a LIST column in place: an update that sets one deletes and
+	// re-inserts the whole row. Most changes carry no tags (Unsubscribe, calendar-event
+	// changes), so they are merged by a statement that leaves the tag columns alone.
+	var tagged, untagged []*subDelta
+	for _, d := range deltas {
+		if d.tagIDs != nil || d.tagNames != nil {
+			tagged = append(tagged, d)
+		} else {
+			untagged = append(untagged, d)
+		}
 	}
-	rec := deltaRecord(deltas)
-	defer rec.Release()
-	if err := tx.registerView(rec); err != nil {
-		return err
+	for _, part := range []struct {
+		deltas []*subDelta
+		sql    string
+	}{{tagged, mergeSubscriptionsSQL}, {untagged, mergeUntaggedSQL}} {
+		if len(part.deltas) == 0 {
+			continue
+		}
+		rec := deltaRecord(part.deltas)
+		err := tx.registerView(rec)
+		rec.Release()
+		if err != nil {
+			return err
+		}
+		if err := tx.exec(ctx, part.sql); err != nil {
+			tx.release()
+			return fmt.Errorf("merge subscriptions: %w", err)
+		}
+		if err := tx.dropView(ctx); err != nil {
+			return err
+		}
 	}
-	if err := tx.exec(ctx, mergeSubscriptionsSQL); err != nil {
-		return fmt.Errorf("merge subscriptions: %w", err)
-	}
-	return tx.dropView(ctx)
+	return nil
 }
+
+// mergeUntaggedSQL is mergeSubscriptionsSQL without the tag columns (excluded's are null).
+var mergeUntaggedSQL = strings.NewReplacer(
+	"\ttag_ids = coalesce(excluded.tag_ids, subscriptions.tag_ids),\n", "",
+	"\ttag_names = coalesce(excluded.tag_names, subscriptions.tag_names),\n", "",
+).Replace(mergeSubscriptionsSQL)
 
 const mergeSubscriptionsSQL = `
 INSERT INTO subscriptions SELECT * FROM ` + ingestView + `
