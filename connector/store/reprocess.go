@@ -136,6 +136,9 @@ func (s *Store) rebuildState(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, rebuildSubscriptionsSQL); err != nil {
 			return err
 		}
+		if err := s.noteSubscriptionIDs(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.nextSeq-1)
 		return err
 	})

@@ -131,6 +131,7 @@ type Store struct {
 	wconn      *sql.Conn
 	nextSeq    int64
 	seen       *idFilter
+	subsSeen   *idFilter              // writer-only: subscription ids in the subscriptions table
 	builder    *schemas.Builder       // writer-only: events of the group being committed
 	appenders  map[string]appenderFor // writer-only: Appenders open on wconn, by table
 	groupFresh []*schemas.Row         // writer-only: events the group being committed stores
@@ -388,6 +389,9 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: load event ids: %w", err)
+	}
+	if err := s.loadSubscriptionIDs(ctx); err != nil {
+		return err
 	}
 	b, err := schemas.NewBuilder(memory.NewGoAllocator(), schemas.Schema())
 	if err != nil {

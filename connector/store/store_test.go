@@ -540,6 +540,14 @@ func TestBulkLoadRebuildsStateAtTheEnd(t *testing.T) {
 			t.Errorf("%s: after the bulk load %+v, merged event by event %+v", id, a, b)
 		}
 	}
+	// After the rebuild the writer knows the subscriptions it made: a later change to one
+	// merges into it (a plain insert would collide with its key).
+	for _, st := range []*Store{bulkStore, plain} {
+		ingest(t, st, event("late-unsub", "Unsubscribe", "s3", ""))
+		if sub, ok := readSub(t, st, "s3"); !ok || sub.status != "unsubscribed" {
+			t.Errorf("a change after the bulk load: %+v %v", sub, ok)
+		}
+	}
 }
 
 // A store last opened before migration 5 keeps its sinks' in-flight batches: they move from
@@ -622,5 +630,30 @@ func TestUntaggedChangesKeepTags(t *testing.T) {
 	}
 	if st, _ := readSub(t, s, "s2"); st.status != "unsubscribed" {
 		t.Errorf("s2 is %s", st.status)
+	}
+}
+
+// A row the Appender refuses (a duplicate key) fails its request; the store stays ready and
+// the next write through the Appender succeeds.
+func TestAppenderConstraintErrorIsNotFatal(t *testing.T) {
+	s := openStore(t, Options{})
+	ingest(t, s, event("a1", "Subscribe", "s1", "a@example.com"))
+	readSub(t, s, "s1")
+	dup := deltaRecord([]*subDelta{{id: "s1", firstSeen: time.Now(), lastSeen: time.Now(), lastType: "Subscribe", events: 1}})
+	defer dup.Release()
+	err := s.Apply(context.Background(), func(ctx context.Context, tx *Tx) error {
+		return tx.InsertRecord(ctx, "subscriptions", dup)
+	})
+	if err == nil {
+		t.Fatal("a duplicate subscription id went in")
+	}
+	if rerr := s.Ready(); rerr != nil {
+		t.Fatalf("a duplicate key made the store unready: %v (the error: %v)", rerr, err)
+	}
+	if _, dup := ingest(t, s, event("a2", "Subscribe", "s2", "b@example.com")); dup {
+		t.Fatal("a2 taken for a duplicate")
+	}
+	if st, ok := readSub(t, s, "s2"); !ok || st.email != "b@example.com" {
+		t.Errorf("after the refused row: %+v %v", st, ok)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 	"time"
@@ -239,16 +240,30 @@ func appendTime(b array.Builder, t *time.Time) {
 }
 
 // mergeSubscriptions merges deltas into the subscriptions table.
-func mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDelta) error {
-	// DuckDB cannot update a LIST column in place: an update that sets one deletes and
-	// re-inserts the whole row. Most changes carry no tags (Unsubscribe, calendar-event
-	// changes), so they are merged by a statement that leaves the tag columns alone.
-	var tagged, untagged []*subDelta
+func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDelta) error {
+	// INSERT … ON CONFLICT costs about as much for a new row as for an update, while a new
+	// subscription (most of them, under traffic) goes in through the Appender for a fraction
+	// of that; the filter of known ids tells which are certainly new. And DuckDB cannot update
+	// a LIST column in place: an update that sets one deletes and re-inserts the whole row.
+	// Most changes to existing subscriptions carry no tags (Unsubscribe, calendar-event
+	// changes), so they merge by a statement that leaves the tag columns alone.
+	var fresh, tagged, untagged []*subDelta
 	for _, d := range deltas {
-		if d.tagIDs != nil || d.tagNames != nil {
+		switch {
+		case !s.subsSeen.mayContain(d.id):
+			fresh = append(fresh, d)
+		case d.tagIDs != nil || d.tagNames != nil:
 			tagged = append(tagged, d)
-		} else {
+		default:
 			untagged = append(untagged, d)
+		}
+	}
+	if len(fresh) > 0 {
+		rec := deltaRecord(fresh)
+		err := tx.InsertRecord(ctx, "subscriptions", rec)
+		rec.Release()
+		if err != nil {
+			return fmt.Errorf("insert new subscriptions: %w", err)
 		}
 	}
 	for _, part := range []struct {
@@ -272,7 +287,46 @@ func mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDelta) error {
 			return err
 		}
 	}
+	// Added before the commit: if it fails, an id is only thought to exist, which costs the
+	// slower statement and nothing else.
+	for _, d := range fresh {
+		s.subsSeen.add(d.id)
+	}
 	return nil
+}
+
+// loadSubscriptionIDs fills the filter of known subscription ids from the table.
+func (s *Store) loadSubscriptionIDs(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM subscriptions").Scan(&n); err != nil {
+		return fmt.Errorf("store: count subscriptions: %w", err)
+	}
+	s.subsSeen = newIDFilter(n)
+	rows, err := s.db.QueryContext(ctx, "SELECT subscription_id FROM subscriptions")
+	if err != nil {
+		return fmt.Errorf("store: load subscription ids: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("store: load subscription ids: %w", err)
+		}
+		s.subsSeen.add(id)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: load subscription ids: %w", err)
+	}
+	return nil
+}
+
+// noteSubscriptionIDs adds every id in the subscriptions table to the filter, inside the
+// writer's transaction (after the table was rebuilt).
+func (s *Store) noteSubscriptionIDs(ctx context.Context, tx *Tx) error {
+	return tx.Query(ctx, "SELECT subscription_id FROM subscriptions", nil, func(row []driver.Value) error {
+		s.subsSeen.add(row[0].(string))
+		return nil
+	})
 }
 
 // mergeUntaggedSQL is mergeSubscriptionsSQL without the tag columns (excluded's are null).

@@ -171,7 +171,7 @@ func (s *Store) flushState(ctx context.Context) error {
 		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 			return err
 		}
-		err := mergeSubscriptions(ctx, tx, s.pending.order)
+		err := s.mergeSubscriptions(ctx, tx, s.pending.order)
 		if err == nil {
 			err = tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.committed)
 		}
@@ -185,6 +185,12 @@ func (s *Store) flushState(ctx context.Context) error {
 	})
 	if err != nil {
 		s.metrics.mergeFailures.Inc()
+		if msg := err.Error(); strings.Contains(msg, "Constraint Error") || strings.Contains(msg, "violates primary key") {
+			// A subscription taken for new already exists: relearn the ids before the retry.
+			if lerr := s.loadSubscriptionIDs(ctx); lerr != nil {
+				s.log.Error("store: reload subscription ids", "err", lerr)
+			}
+		}
 		if !s.fatal(ctx, err) {
 			s.log.Error("store: merging subscription changes failed; will retry", "pending", len(s.pending.order), "err", err)
 		}
@@ -344,7 +350,7 @@ func (s *Store) applyGroup(ctx context.Context, tx *Tx, group []*request, result
 // unhealthy if so: /readyz fails and writes answer ErrUnavailable.
 func (s *Store) fatal(ctx context.Context, err error) bool {
 	msg := err.Error()
-	fatal := strings.Contains(msg, "FATAL") || strings.Contains(msg, "invalidated") ||
+	fatal := strings.Contains(msg, "FATAL") || strings.Contains(msg, "database has been invalidated") ||
 		strings.Contains(msg, "No space left") || strings.Contains(msg, "Could not write") ||
 		errors.Is(err, os.ErrClosed)
 	if !fatal {
