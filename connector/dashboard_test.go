@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,6 +312,15 @@ sinks:
 		t.Errorf("mailing list shows %d subscribers", n)
 	}
 	shot("analytics")
+	// The mailing list pages by key: the page after a contact starts past it.
+	do("mailing list after a key", chromedp.Navigate(base+"/analytics?after="+url.QueryEscape("fan2@example.com")), chromedp.WaitVisible(chromedp.CSS("#mailing-list")))
+	emails, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#mailing-list tbody tr td:first-child")).map(td => td.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(emails) == 0 || !sort.StringsAreSorted(emails) || strings.ToLower(emails[0]) <= "fan2@example.com" {
+		t.Errorf("the mailing list after fan2@example.com: %q", emails)
+	}
 	// Without a session the CSV is not handed out.
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Get(base + "/analytics/mailing-list.csv")

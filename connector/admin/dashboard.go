@@ -90,6 +90,7 @@ type dashboard struct {
 	a        *API
 	pages    map[string]*template.Template
 	sessions *sessions
+	charts   chartCache
 }
 
 // page is what every template receives.

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -371,6 +370,7 @@ type analyticsData struct {
 	List                                         []listRow
 	ListTotal                                    int64
 	ListNext                                     string
+	ChartsAt                                     time.Time // when the charts were computed
 	query                                        url.Values
 }
 
@@ -382,135 +382,6 @@ func (a analyticsData) ZoneURL(zone string) string {
 	}
 	q.Set("zone", zone)
 	return "/analytics?" + q.Encode() + "#heatmap"
-}
-
-func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess session) {
-	ctx := r.Context()
-	q := r.URL.Query()
-	data := analyticsData{From: q.Get("from"), To: q.Get("to"), CampaignFrom: q.Get("cfrom"), CampaignTo: q.Get("cto"), Calendar: q.Get("calendar"), query: q}
-	// The days shown: as asked, else the 30 days up to the latest change.
-	to, err := time.Parse(time.DateOnly, data.To)
-	if err != nil {
-		rows, qerr := d.query(ctx, "SELECT utc_day(max(occurred_at)) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
-		if qerr != nil {
-			d.fail(w, qerr)
-			return
-		}
-		to = asTime(rows[0][0])
-		if to.IsZero() {
-			to = time.Now().UTC().Truncate(24 * time.Hour)
-		}
-		data.To = to.Format(time.DateOnly)
-	}
-	from, err := time.Parse(time.DateOnly, data.From)
-	if err != nil {
-		from = to.AddDate(0, 0, -29)
-		data.From = from.Format(time.DateOnly)
-	}
-	calCond, calArgs := "", []any{}
-	if data.Calendar != "" {
-		calCond, calArgs = " WHERE calendar_code = ?", []any{data.Calendar}
-	}
-	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0)"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	var points []dayPoint
-	for _, row := range rows {
-		points = append(points, dayPoint{asTime(row[0]), asInt(row[1]), asInt(row[2]), asInt(row[3])})
-	}
-	cfrom, _ := time.Parse(time.DateOnly, data.CampaignFrom)
-	cto, _ := time.Parse(time.DateOnly, data.CampaignTo)
-	data.LineChart = lineChartSVG(points, cfrom, cto, "subscribes, unsubscribes and net subscribers per day")
-	if !cfrom.IsZero() && !cto.IsZero() {
-		var inSum, outSum, inN, outN int64
-		for _, p := range points {
-			if !p.Day.Before(cfrom) && !p.Day.After(cto) {
-				inSum, inN = inSum+p.Net, inN+1
-			} else {
-				outSum, outN = outSum+p.Net, outN+1
-			}
-		}
-		avg := func(s, n int64) string {
-			if n == 0 {
-				return "-"
-			}
-			return strconv.FormatFloat(float64(s)/float64(n), 'f', 1, 64)
-		}
-		data.Campaign = &struct{ In, Out string }{avg(inSum, inN), avg(outSum, outN)}
-	}
-	rows, err = d.query(ctx, "SELECT DISTINCT calendar_code FROM subscriptions WHERE calendar_code IS NOT NULL ORDER BY 1", 500)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	for _, row := range rows {
-		data.Calendars = append(data.Calendars, asString(row[0]))
-	}
-	rows, err = d.query(ctx, "SELECT zone FROM analytics_settings", 1)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	data.LocalZone = asString(rows[0][0])
-	data.Zone = q.Get("zone")
-	if data.Zone != data.LocalZone {
-		data.Zone = "UTC"
-	}
-	rows, err = d.query(ctx, "SELECT weekday, hour, subscribes FROM subscribes_by_weekday_hour WHERE zone = ?", 200, data.Zone)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	var cells []heatmapCell
-	for _, row := range rows {
-		cells = append(cells, heatmapCell{int(asInt(row[0])), int(asInt(row[1])), asInt(row[2])})
-	}
-	data.Heatmap = heatmapSVG(cells, "subscribes by weekday and hour, "+data.Zone)
-	rows, err = d.query(ctx, "SELECT postcode, tag_id, subscriptions FROM tag_popularity_by_postcode ORDER BY subscriptions DESC, postcode, tag_id LIMIT 30", 30)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	var bars []bar
-	for _, row := range rows {
-		bars = append(bars, bar{Label: asString(row[1]), Group: asString(row[0]), Value: asInt(row[2])})
-	}
-	data.Bars = barsSVG(bars, "active subscriptions per tag and postcode, top 30")
-	listQ, listArgs := "SELECT email, concat_ws(' ', first_name, last_name), postcode, array_to_string(calendars, ', '), marketing_consent, first_subscribed_at, last_change_at, email_key FROM mailing_list", []any{}
-	if after := q.Get("after"); after != "" {
-		listQ, listArgs = listQ+" WHERE email_key > ?", append(listArgs, after)
-	}
-	rows, err = d.query(ctx, listQ+" ORDER BY email_key LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, listArgs...)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	for i, row := range rows {
-		if i == pageRows {
-			nq := url.Values{}
-			for k, v := range q {
-				nq[k] = v
-			}
-			nq.Set("after", asString(rows[pageRows-1][7]))
-			data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
-			break
-		}
-		consent := "unknown"
-		if b, ok := row[4].(bool); ok {
-			consent = map[bool]string{true: "yes", false: "no"}[b]
-		}
-		data.List = append(data.List, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
-	}
-	rows, err = d.query(ctx, "SELECT count(*) FROM mailing_list", 1)
-	if err != nil {
-		d.fail(w, err)
-		return
-	}
-	data.ListTotal = asInt(rows[0][0])
-	sort.Strings(data.Calendars)
-	d.render(w, r, sess, "analytics", "Analytics", "analytics", data)
 }
 
 func (d *dashboard) mailingListCSV(w http.ResponseWriter, r *http.Request, sess session) {

@@ -1,0 +1,256 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The analytics page's charts aggregate every event and subscription (about half a second
+// on a million events, more while ingest runs). They are kept for chartsMaxAge: an older set
+// is shown while one request recomputes it in the background, so the page answers at once
+// and says how old its charts are. The mailing list is read live, a page at a time.
+const (
+	chartsMaxAge  = 30 * time.Second
+	chartsTimeout = 2 * time.Minute
+	chartsKept    = 16 // sets of chart choices (days, calendar, zone) kept
+)
+
+// chartChoice is what the charts depend on, as the request gave it.
+type chartChoice struct {
+	from, to, calendar, zone string
+}
+
+// chartSet is what the charts show for one choice.
+type chartSet struct {
+	from, to  time.Time
+	points    []dayPoint
+	calendars []string
+	zone      string // the heatmap's zone: UTC or the analytics zone
+	localZone string
+	cells     []heatmapCell
+	bars      []bar
+	listTotal int64
+	at        time.Time
+}
+
+// chartCache keeps chart sets by choice. Safe for concurrent use.
+type chartCache struct {
+	mu      sync.Mutex
+	entries map[chartChoice]*chartEntry
+}
+
+type chartEntry struct {
+	set        *chartSet
+	refreshing bool
+	used       time.Time
+}
+
+// get returns the set for c: a kept one (recomputed in the background once it is older than
+// chartsMaxAge), or one computed now.
+func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) (*chartSet, error) {
+	now := time.Now()
+	cc.mu.Lock()
+	if e := cc.entries[c]; e != nil {
+		e.used = now
+		if now.Sub(e.set.at) > chartsMaxAge && !e.refreshing {
+			e.refreshing = true
+			go cc.refresh(c, e, compute, onError)
+		}
+		set := e.set
+		cc.mu.Unlock()
+		return set, nil
+	}
+	cc.mu.Unlock()
+	set, err := compute(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.entries == nil {
+		cc.entries = map[chartChoice]*chartEntry{}
+	}
+	if len(cc.entries) >= chartsKept {
+		var oldest chartChoice
+		var at time.Time
+		for k, e := range cc.entries {
+			if at.IsZero() || e.used.Before(at) {
+				oldest, at = k, e.used
+			}
+		}
+		delete(cc.entries, oldest)
+	}
+	cc.entries[c] = &chartEntry{set: set, used: now}
+	return set, nil
+}
+
+func (cc *chartCache) refresh(c chartChoice, e *chartEntry, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), chartsTimeout)
+	defer cancel()
+	set, err := compute(ctx, c)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	e.refreshing = false
+	if err != nil {
+		onError(err) // the older set stays; the next request tries again
+		return
+	}
+	e.set = set
+}
+
+func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess session) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	choice := chartChoice{from: q.Get("from"), to: q.Get("to"), calendar: q.Get("calendar"), zone: q.Get("zone")}
+	set, err := d.charts.get(ctx, choice, d.computeCharts, func(err error) {
+		d.a.log.Warn("dashboard: recomputing the analytics charts", "err", err)
+	})
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	data := analyticsData{
+		From: set.from.Format(time.DateOnly), To: set.to.Format(time.DateOnly), CampaignFrom: q.Get("cfrom"), CampaignTo: q.Get("cto"),
+		Calendar: choice.calendar, Calendars: set.calendars, Zone: set.zone, LocalZone: set.localZone, ListTotal: set.listTotal,
+		ChartsAt: set.at, query: q,
+	}
+	cfrom, _ := time.Parse(time.DateOnly, data.CampaignFrom)
+	cto, _ := time.Parse(time.DateOnly, data.CampaignTo)
+	data.LineChart = lineChartSVG(set.points, cfrom, cto, "subscribes, unsubscribes and net subscribers per day")
+	if !cfrom.IsZero() && !cto.IsZero() {
+		var inSum, outSum, inN, outN int64
+		for _, p := range set.points {
+			if !p.Day.Before(cfrom) && !p.Day.After(cto) {
+				inSum, inN = inSum+p.Net, inN+1
+			} else {
+				outSum, outN = outSum+p.Net, outN+1
+			}
+		}
+		avg := func(s, n int64) string {
+			if n == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(float64(s)/float64(n), 'f', 1, 64)
+		}
+		data.Campaign = &struct{ In, Out string }{avg(inSum, inN), avg(outSum, outN)}
+	}
+	data.Heatmap = heatmapSVG(set.cells, "subscribes by weekday and hour, "+set.zone)
+	data.Bars = barsSVG(set.bars, "active subscriptions per tag and postcode, top 30")
+	if err := d.mailingListPage(ctx, q, &data); err != nil {
+		d.fail(w, err)
+		return
+	}
+	d.render(w, r, sess, "analytics", "Analytics", "analytics", data)
+}
+
+// computeCharts runs the charts' queries for c.
+func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet, error) {
+	set := &chartSet{at: time.Now()}
+	// The days shown: as asked, else the 30 days up to the latest change.
+	to, err := time.Parse(time.DateOnly, c.to)
+	if err != nil {
+		rows, err := d.query(ctx, "SELECT utc_day(max(occurred_at)) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
+		if err != nil {
+			return nil, err
+		}
+		to = asTime(rows[0][0])
+		if to.IsZero() {
+			to = time.Now().UTC().Truncate(24 * time.Hour)
+		}
+	}
+	from, err := time.Parse(time.DateOnly, c.from)
+	if err != nil {
+		from = to.AddDate(0, 0, -29)
+	}
+	set.from, set.to = from, to
+	calCond, calArgs := "", []any{}
+	if c.calendar != "" {
+		calCond, calArgs = " WHERE calendar_code = ?", []any{c.calendar}
+	}
+	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0)"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		set.points = append(set.points, dayPoint{asTime(row[0]), asInt(row[1]), asInt(row[2]), asInt(row[3])})
+	}
+	if rows, err = d.query(ctx, "SELECT DISTINCT calendar_code FROM subscriptions WHERE calendar_code IS NOT NULL ORDER BY 1", 500); err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		set.calendars = append(set.calendars, asString(row[0]))
+	}
+	sort.Strings(set.calendars)
+	if rows, err = d.query(ctx, "SELECT zone FROM analytics_settings", 1); err != nil {
+		return nil, err
+	}
+	set.localZone, set.zone = asString(rows[0][0]), c.zone
+	if set.zone != set.localZone {
+		set.zone = "UTC"
+	}
+	if rows, err = d.query(ctx, "SELECT weekday, hour, subscribes FROM subscribes_by_weekday_hour WHERE zone = ?", 200, set.zone); err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		set.cells = append(set.cells, heatmapCell{int(asInt(row[0])), int(asInt(row[1])), asInt(row[2])})
+	}
+	if rows, err = d.query(ctx, "SELECT postcode, tag_id, subscriptions FROM tag_popularity_by_postcode ORDER BY subscriptions DESC, postcode, tag_id LIMIT 30", 30); err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		set.bars = append(set.bars, bar{Label: asString(row[1]), Group: asString(row[0]), Value: asInt(row[2])})
+	}
+	// The mailing list's size without building the list: the contacts it groups by.
+	if rows, err = d.query(ctx, "SELECT count(DISTINCT email_key) FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", 1); err != nil {
+		return nil, err
+	}
+	set.listTotal = asInt(rows[0][0])
+	return set, nil
+}
+
+// mailingListPage reads one page of the mailing list, after the key the request names. The
+// view aggregates every subscription of a contact, so the page's contacts are chosen first
+// and only theirs are aggregated (the filter reaches below the view's grouping only as
+// literal values).
+func (d *dashboard) mailingListPage(ctx context.Context, q url.Values, data *analyticsData) error {
+	keysQ, keysArgs := "SELECT DISTINCT email_key FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", []any{}
+	if after := q.Get("after"); after != "" {
+		keysQ, keysArgs = keysQ+" AND email_key > ?", append(keysArgs, after)
+	}
+	keys, err := d.query(ctx, keysQ+" ORDER BY email_key LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, keysArgs...)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k[0]
+	}
+	rows, err := d.query(ctx, `SELECT email, concat_ws(' ', first_name, last_name), postcode, array_to_string(calendars, ', '), marketing_consent, first_subscribed_at, last_change_at, email_key
+		FROM mailing_list WHERE email_key IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY email_key`, pageRows+1, args...)
+	if err != nil {
+		return err
+	}
+	for i, row := range rows {
+		if i == pageRows {
+			nq := url.Values{}
+			for k, v := range q {
+				nq[k] = v
+			}
+			nq.Set("after", asString(rows[pageRows-1][7]))
+			data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
+			break
+		}
+		consent := "unknown"
+		if b, ok := row[4].(bool); ok {
+			consent = map[bool]string{true: "yes", false: "no"}[b]
+		}
+		data.List = append(data.List, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
+	}
+	return nil
+}
