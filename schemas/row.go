@@ -75,6 +75,23 @@ const (
 	StatusUnsubscribed = "unsubscribed"
 )
 
+// ContactState is the contact's status over all their subscriptions, StatusSubscribed or
+// StatusUnsubscribed, from the contact columns: contact_status, else whether
+// contact_active_subscriptions is above zero; "" when the row carries neither (a sink that
+// did not ask for them). Sinks that keep one record per person decide by it.
+func (r *Row) ContactState() string {
+	switch {
+	case r.ContactStatus != "":
+		return r.ContactStatus
+	case r.ContactActiveSubscriptions == nil:
+		return ""
+	case *r.ContactActiveSubscriptions > 0:
+		return StatusSubscribed
+	default:
+		return StatusUnsubscribed
+	}
+}
+
 // Row flattens e into the normalised shape. source names the webhook source and receivedAt
 // the moment the body arrived; seq is left 0 for the store to assign.
 func (e *Event) Row(source string, receivedAt time.Time) Row {

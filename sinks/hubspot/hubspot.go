@@ -233,14 +233,7 @@ type upsertInput struct {
 // contactStatus is the contact's status over all their subscriptions, as the status
 // property's values spell it; "" when the row does not say.
 func (s *Sink) contactStatus(r *schemas.Row) string {
-	st := r.ContactStatus
-	if st == "" && r.ContactActiveSubscriptions != nil {
-		st = schemas.StatusUnsubscribed
-		if *r.ContactActiveSubscriptions > 0 {
-			st = schemas.StatusSubscribed
-		}
-	}
-	switch st {
+	switch r.ContactState() {
 	case schemas.StatusSubscribed:
 		return s.subscribed
 	case schemas.StatusUnsubscribed:

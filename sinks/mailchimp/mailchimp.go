@@ -217,7 +217,9 @@ func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
 		return plan{}, false, "no email: Mailchimp members are keyed by email"
 	}
 	p := plan{seq: r.Seq, member: member{EmailAddress: email}}
-	active := r.ContactStatus == schemas.StatusSubscribed || (r.ContactStatus == "" && r.EventType != "Unsubscribe")
+	// Without the contact columns, the event itself says (an Unsubscribe ends, else subscribed).
+	st := r.ContactState()
+	active := st == schemas.StatusSubscribed || (st == "" && r.EventType != string(schemas.Unsubscribe))
 	consent := r.MarketingConsent != nil && *r.MarketingConsent
 	switch {
 	case !active:
