@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"hash/maphash"
 	"math/bits"
 )
@@ -69,4 +71,22 @@ func (f *idFilter) mayContain(id string) bool {
 		}
 	}
 	return false
+}
+
+// loadIDFilter reads every id query returns (one string column) into a filter sized for n.
+func loadIDFilter(ctx context.Context, db *sql.DB, n int, query string) (*idFilter, error) {
+	f := newIDFilter(n)
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		f.add(id)
+	}
+	return f, rows.Err()
 }

@@ -373,23 +373,12 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 	s.nextSeq = maxSeq + 1
 	s.committed = maxSeq
 	s.lastCommit.Store(maxSeq)
-	s.seen = newIDFilter(int(count))
 	start := time.Now()
-	rows, err := s.db.QueryContext(ctx, "SELECT event_id FROM events")
+	seen, err := loadIDFilter(ctx, s.db, int(count), "SELECT event_id FROM events")
 	if err != nil {
 		return fmt.Errorf("store: load event ids: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("store: load event ids: %w", err)
-		}
-		s.seen.add(id)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load event ids: %w", err)
-	}
+	s.seen = seen
 	if err := s.loadSubscriptionIDs(ctx); err != nil {
 		return err
 	}

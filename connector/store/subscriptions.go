@@ -301,22 +301,11 @@ func (s *Store) loadSubscriptionIDs(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM subscriptions").Scan(&n); err != nil {
 		return fmt.Errorf("store: count subscriptions: %w", err)
 	}
-	s.subsSeen = newIDFilter(n)
-	rows, err := s.db.QueryContext(ctx, "SELECT subscription_id FROM subscriptions")
+	f, err := loadIDFilter(ctx, s.db, n, "SELECT subscription_id FROM subscriptions")
 	if err != nil {
 		return fmt.Errorf("store: load subscription ids: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("store: load subscription ids: %w", err)
-		}
-		s.subsSeen.add(id)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load subscription ids: %w", err)
-	}
+	s.subsSeen = f
 	return nil
 }
 
