@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -95,17 +96,19 @@ func (c *Client) start(ctx context.Context) error {
 	// The host's environment first, then the launch's own variables, which win. (go-plugin
 	// would append the host's after ours, so it is told to skip it.)
 	cmd.Env = append(os.Environ(), c.launch.Env...)
-	if c.sockDir == "" {
+	if _, err := os.Stat(c.sockDir); c.sockDir == "" || err != nil { // none yet, or a tmp cleaner took it
 		dir, err := os.MkdirTemp("", "hookbridge-plugin-")
 		if err != nil {
 			return fmt.Errorf("plugins: start %s: socket folder: %w", c.launch.Name, err)
 		}
 		c.sockDir = dir
 	}
-	// The plugin listens on a unix socket inside a folder only this user can enter, so no
-	// other user's process can reach it. (go-plugin's AutoMTLS would guard the same socket
-	// against this user's own processes, which can read the host's memory and its API keys
-	// anyway; it cost a tenth of the throughput across the boundary, so it is off.)
+	// On Unix the plugin listens on a socket inside a folder only this user can enter, so
+	// no other user's process can reach it, and go-plugin's AutoMTLS would only guard it
+	// against this user's own processes (which can read the host's memory and its API keys
+	// anyway) at a tenth of the throughput across the boundary: it is off there. Elsewhere
+	// (Windows) the plugin listens on a loopback TCP port any local user can reach, so
+	// AutoMTLS stays on.
 	cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+c.sockDir)
 	killWithParent(cmd)
 	pc := plugin.NewClient(&plugin.ClientConfig{
@@ -118,6 +121,7 @@ func (c *Client) start(ctx context.Context) error {
 		SkipHostEnv:      true,
 		StartTimeout:     30 * time.Second,
 		GRPCDialOptions:  sdk.TransportDialOptions(),
+		AutoMTLS:         runtime.GOOS == "windows",
 	})
 	conn, err := pc.Client()
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 
 // The analytics page's charts aggregate every event and subscription (about half a second
 // on a million events, more while ingest runs). They are kept for chartsMaxAge: an older set
-// is shown while one request recomputes it in the background, so the page answers at once
-// and says how old its charts are. The mailing list is read live, a page at a time.
+// is shown while one request recomputes it in the background, so only the first request for
+// a choice of days, calendar and zone waits for them, and the page says how old they are.
+// The mailing list's rows are read live, a page at a time; its total goes with the charts.
 const (
 	chartsMaxAge  = 30 * time.Second
 	chartsTimeout = 2 * time.Minute
@@ -236,15 +237,19 @@ func (d *dashboard) mailingListPage(ctx context.Context, q url.Values, data *ana
 	if err != nil {
 		return err
 	}
-	for i, row := range rows {
-		if i == pageRows {
-			nq := url.Values{}
-			for k, v := range q {
-				nq[k] = v
-			}
-			nq.Set("after", asString(rows[pageRows-1][7]))
-			data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
-			break
+	if len(keys) > pageRows {
+		// The next page starts after this page's last contact, as chosen by the keys (a
+		// contact who unsubscribed between the two reads leaves a gap, not the link).
+		nq := url.Values{}
+		for k, v := range q {
+			nq[k] = v
+		}
+		nq.Set("after", asString(keys[pageRows-1][0]))
+		data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
+	}
+	for _, row := range rows {
+		if asString(row[7]) > asString(keys[min(len(keys), pageRows)-1][0]) {
+			break // the extra key only tells whether there is a next page
 		}
 		consent := "unknown"
 		if b, ok := row[4].(bool); ok {

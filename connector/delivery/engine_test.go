@@ -587,9 +587,10 @@ func TestReplayInABatchWithLiveRows(t *testing.T) {
 	}
 }
 
-// Rows read ahead for a backlog are used only while young: a row that waited longer than
-// aheadMaxAge behind the rate limit is read again, so it carries the state as it is now (here
-// an Unsubscribe the sink does not take ended the subscription meanwhile).
+// Rows read ahead for a backlog are dropped when the subscription state moves on: a row that
+// waits behind the rate limit while a change is merged is read again, so it carries the
+// state as it is now (here an Unsubscribe the sink does not take ended the subscription
+// meanwhile), however young the row is.
 func TestReadAheadRowsExpire(t *testing.T) {
 	h := newHarness(t)
 	for i := 1; i <= 3; i++ {
@@ -599,15 +600,66 @@ func TestReadAheadRowsExpire(t *testing.T) {
 	sink := &scriptSink{}
 	opts := crm(sink)
 	opts.Events = []string{"Subscribe"}
-	opts.BatchRows, opts.Requests, opts.Per = 1, 1, aheadMaxAge+200*time.Millisecond
+	opts.BatchRows, opts.Requests, opts.Per = 1, 1, aheadMaxAge/4
 	h.start(opts)
 	h.eventually("first batch", func() bool { return len(sink.snapshot()) == 1 })
 	// The rows of s2 and s3 were read with s1's; s2 ends before its turn comes.
-	h.ingest(unsubscribe("unsub2", "s2"))
+	h.store.WaitState(context.Background(), h.ingest(unsubscribe("unsub2", "s2")))
 	h.eventually("second batch", func() bool { return len(sink.snapshot()) == 2 })
 	r := sink.snapshot()[1].rows[0]
 	if r.EventID != "sub2" || r.Status != schemas.StatusUnsubscribed {
-		t.Errorf("s2's Subscribe went out as %q (%s): a row read ahead outlived its age", r.Status, r.EventID)
+		t.Errorf("s2's Subscribe went out as %q (%s): a row read ahead outlived a state change", r.Status, r.EventID)
+	}
+}
+
+// Attempts the store cannot take at once (its write queue is full) are recorded later, not
+// lost: the history and the cursor catch up once the queue drains.
+func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
+	h := newHarness(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		once.Do(func() { close(entered); <-release })
+		return &Result{}, nil
+	}}
+	for i := range 3 {
+		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
+	}
+	h.store.WaitState(context.Background(), 3)
+	h.start(crm(sink))
+	<-entered // the batch is journaled and in the sink; now the writer stops and its queue fills
+	writerFree := make(chan struct{})
+	go h.store.Apply(context.Background(), func(ctx context.Context, tx *store.Tx) error { <-writerFree; return nil })
+	var fill sync.WaitGroup
+	refused := make(chan struct{}, 1)
+	for range 8192 + 64 { // the default queue bound, and more
+		fill.Add(1)
+		go func() {
+			defer fill.Done()
+			if err := h.store.Apply(context.Background(), func(context.Context, *store.Tx) error { return nil }); errors.Is(err, store.ErrQueueFull) {
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	<-refused
+	close(release)
+	// The sink took the batch, but its attempt cannot be recorded while the queue is full.
+	h.eventually("the record refused", func() bool {
+		st, err := h.eng.Status(context.Background())
+		return err == nil && strings.Contains(st[0].LastError, "queue")
+	})
+	close(writerFree)
+	fill.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.count("SELECT count(*) FROM delivery_rows WHERE outcome = 'delivered'") != 3 || h.cursor("crm") != 3 {
+		if time.Now().After(deadline) {
+			st, _ := h.eng.Status(context.Background())
+			t.Fatalf("attempts not recorded: %d delivered rows, cursor %d, status %+v", h.count("SELECT count(*) FROM delivery_rows WHERE outcome = 'delivered'"), h.cursor("crm"), st)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -38,6 +38,7 @@ type loop struct {
 	tickedUpTo  int64 // cron sinks take in new rows up to here
 	keys        map[string]*pendingKey
 	ahead       map[int64]aheadRow // rows read ahead of their batch, by seq (see readDue)
+	aheadState  int64              // the store's state seq they were read at
 	resume      map[int64]resumeInfo
 	// inflight holds the rows of the batch a crash interrupted (from sink_state):
 	// they go first, alone, so the re-send carries the same batch id. inflightHigh is the
@@ -115,8 +116,11 @@ func (l *loop) run(ctx context.Context) {
 		}
 		if !busy && len(l.unrecorded) > 0 {
 			// Nothing more to send at once (idle, backing off, paused, rate-limited): record
-			// the last attempts now rather than with the next batch.
-			l.record(ctx, nil, nil)
+			// the last attempts now rather than with the next batch, and try again in a
+			// second if the store could not take them.
+			if l.record(ctx, nil, nil) != nil && len(l.unrecorded) > 0 {
+				wait = min(wait, time.Second)
+			}
 		}
 		if busy {
 			select {
@@ -163,6 +167,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		recs = append(recs, l.poll(ctx)...)
 	}
 	fresh := map[int64]*schemas.Row{}
+	state := l.e.store.StateSeq() // what every row read in this step reflects at least
 	highBefore := l.high
 	more, err := l.intake(ctx, fresh)
 	if err != nil {
@@ -200,7 +205,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		l.record(ctx, recs, nil)
 		return false, w
 	}
-	if err := l.readDue(ctx, now, due, following, fresh); err != nil {
+	if err := l.readDue(ctx, now, state, due, following, fresh); err != nil {
 		l.noteError(err)
 		return false, time.Second
 	}
@@ -213,7 +218,8 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		}
 	}
 	l.unrecorded = append(l.unrecorded, recs...)
-	l.unrecorded = append(l.unrecorded, l.send(ctx, keys, batch)...)
+	sent := l.send(ctx, keys, batch) // records l.unrecorded with the new batch's journal
+	l.unrecorded = append(l.unrecorded, sent...)
 	return true, 0
 }
 
@@ -235,9 +241,17 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 	l.unrecorded = nil
 	cursor := l.computeCursor()
 	if err := l.persist(ctx, recs, cursor, next); err != nil {
-		// The rows were sent; if the process ends before a later record succeeds they are
-		// sent again, which the sinks' idempotent writes absorb.
 		l.noteError(err)
+		// The attempts are kept for the next record (a full write queue, a passing database
+		// error): nothing more is sent until a record succeeds, since the next batch's
+		// journal goes with it. When the loop is stopping (the transaction may still
+		// commit) they are let go: their rows are above the stored cursor, so they go again
+		// after the restart, which the sinks' idempotent writes absorb.
+		if ctx.Err() == nil {
+			l.unrecorded = recs
+		} else {
+			l.e.log.Warn("delivery: attempts not recorded at shutdown; their rows go again after the restart", "sink", l.name, "attempts", len(recs), "err", err)
+		}
 		return err
 	}
 	l.cursor = cursor
@@ -579,12 +593,17 @@ func (l *loop) rowRec(k *pendingKey, seq int64, outcome string, attempt, code in
 	return rowRecord{seq: seq, eventID: k.eventIDs[seq], attempt: attempt, outcome: outcome, statusCode: code, err: errText, first: k.first, replayID: k.replayOf[seq]}
 }
 
-// batchReplay names the replay an attempt belongs to: the first replay with a row among the
-// batch's keys (sent, or coalesced into the row sent). A replayed row is sent in whatever batch is due next, beside live rows of other
-// keys, so the attempt counts as the replay's as soon as it carries one of its rows.
+// batchReplay names the replay an attempt belongs to: the first replay with a row the batch
+// carries (sent, or coalesced into the row sent). A replayed row goes out in whatever batch
+// is due next, beside live rows of other keys, so the attempt counts as the replay's as soon
+// as it carries one of its rows.
 func (l *loop) batchReplay(keys []*pendingKey) string {
 	for _, k := range keys {
-		for _, seq := range k.seqs {
+		carried := k.seqs // coalesced into the row sent
+		if !l.opt.Coalesce {
+			carried = []int64{l.rep(k)} // the rest wait behind it
+		}
+		for _, seq := range carried {
 			if r := k.replayOf[seq]; r != "" {
 				return r
 			}

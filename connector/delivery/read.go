@@ -128,7 +128,9 @@ func (l *loop) readNew(ctx context.Context, after, upto int64, limit int) ([]sch
 // A backlog goes out batch by batch (a rate-limited CRM takes one every 100 ms or so), and
 // reading each batch's rows costs two queries whatever their number. So when the rows of a
 // batch must be read, those of the next aheadBatches-1 batches are read with them and kept
-// for at most aheadMaxAge: state read that recently is as current as the merge that feeds it.
+// while the store's subscription state stays where it was when they were read (any merge
+// drops them all, so a row never goes out with state older than the last merge), and for at
+// most aheadMaxAge.
 const (
 	aheadBatches = 4
 	aheadMaxAge  = 2 * time.Second
@@ -142,7 +144,13 @@ type aheadRow struct {
 
 // readDue puts into fresh the rows to send for the due keys: read at intake, read ahead, or
 // read now together with the rows of the following keys, which are kept for later batches.
-func (l *loop) readDue(ctx context.Context, now time.Time, due, following []*pendingKey, fresh map[int64]*schemas.Row) error {
+//
+// state is the store's state seq from before this step read anything.
+func (l *loop) readDue(ctx context.Context, now time.Time, state int64, due, following []*pendingKey, fresh map[int64]*schemas.Row) error {
+	if state != l.aheadState {
+		clear(l.ahead)
+		l.aheadState = state
+	}
 	for seq, a := range l.ahead {
 		if now.Sub(a.at) >= aheadMaxAge {
 			delete(l.ahead, seq)

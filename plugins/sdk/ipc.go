@@ -25,22 +25,43 @@ func EncodeRecord(rec arrow.RecordBatch) ([]byte, error) {
 }
 
 // EncodedSize estimates, from above, the bytes EncodeRecord writes for rec (its buffers,
-// padded, plus the schema and message headers) without encoding it.
+// padded, plus the schema and message headers) without encoding it. A slice counts only its
+// own values, not the parent's buffers it shares.
 func EncodedSize(rec arrow.RecordBatch) int {
 	n := 4096 + 256*int(rec.NumCols())
-	var add func(d arrow.ArrayData)
-	add = func(d arrow.ArrayData) {
+	for _, col := range rec.Columns() {
+		n += dataSize(col.Data(), col.Data().Offset(), col.Len())
+	}
+	return n
+}
+
+// dataSize estimates the IPC bytes of length values of d from offset on.
+func dataSize(d arrow.ArrayData, offset, length int) int {
+	pad := func(b int) int { return (b + 7) &^ 7 }
+	n := pad((length + 7) / 8) // validity
+	if length == 0 {
+		return n
+	}
+	offsets := func() []int32 { return arrow.Int32Traits.CastFromBytes(d.Buffers()[1].Bytes()) }
+	switch t := d.DataType().(type) {
+	case arrow.FixedWidthDataType:
+		n += pad((length*t.BitWidth() + 7) / 8)
+	case *arrow.StringType, *arrow.BinaryType:
+		offs := offsets()
+		n += pad(4*(length+1)) + pad(int(offs[offset+length]-offs[offset]))
+	case *arrow.ListType:
+		offs := offsets()
+		child := d.Children()[0]
+		n += pad(4*(length+1)) + dataSize(child, child.Offset()+int(offs[offset]), int(offs[offset+length]-offs[offset]))
+	default: // other layouts: every buffer whole
 		for _, b := range d.Buffers() {
 			if b != nil {
-				n += b.Len() + 8
+				n += pad(b.Len())
 			}
 		}
 		for _, c := range d.Children() {
-			add(c)
+			n += dataSize(c, c.Offset(), c.Len())
 		}
-	}
-	for _, col := range rec.Columns() {
-		add(col.Data())
 	}
 	return n
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -118,6 +119,25 @@ func TestDecodeRecordSlicesTheStream(t *testing.T) {
 	}
 	if est := EncodedSize(rec); est < len(payload) {
 		t.Errorf("EncodedSize %d is under the %d bytes written", est, len(payload))
+	}
+	// A slice is estimated by its own values, not by the buffers it shares with its parent.
+	big := make([]schemas.Row, 200)
+	for i := range big {
+		big[i] = schemas.Row{Seq: int64(i), EventID: fmt.Sprint(i), EventType: "Test", Raw: bytes.Repeat([]byte("x"), 10000), TagIDs: []string{"a", "b"}}
+	}
+	bigRec, err := schemas.BuildRecord(nil, schemas.DeliverySchema(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bigRec.Release()
+	part := bigRec.NewSlice(100, 102)
+	defer part.Release()
+	partPayload, err := EncodeRecord(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if est, whole := EncodedSize(part), EncodedSize(bigRec); est < len(partPayload) || est > whole/10 {
+		t.Errorf("a 2-row slice of a %d-byte record: estimated %d, written %d", whole, est, len(partPayload))
 	}
 	back, err := DecodeRecord(payload)
 	if err != nil {
