@@ -502,8 +502,12 @@ func (l *loop) lag(now time.Time) time.Duration {
 
 func (l *loop) updateGauges() {
 	pending := 0
+	var oldest time.Time
 	for _, k := range l.keys {
 		pending += len(k.seqs)
+		if oldest.IsZero() || k.received.Before(oldest) {
+			oldest = k.received
+		}
 	}
 	l.m.pending.Set(float64(pending))
 	state := 0.0
@@ -514,15 +518,14 @@ func (l *loop) updateGauges() {
 		state = 1
 	}
 	l.m.state.Set(state)
-	var oldest time.Time
-	for _, k := range l.keys {
-		if oldest.IsZero() || k.received.Before(oldest) {
-			oldest = k.received
-		}
-	}
 	if oldest.IsZero() {
 		l.m.lag.Set(0)
 	} else {
 		l.m.lag.Set(l.e.now().Sub(oldest).Seconds())
 	}
+	l.gaugesAt = l.e.now()
 }
+
+// gaugesEvery is how often a busy loop refreshes its gauges (each refresh walks every
+// pending key); an idle one refreshes them before it waits.
+const gaugesEvery = 250 * time.Millisecond

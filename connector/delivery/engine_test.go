@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -864,5 +865,27 @@ func interruptedBatch(t *testing.T, cron string) {
 	}
 	if n := h.count("SELECT count(*) FROM sink_state WHERE inflight_batch IS NOT NULL"); n != 0 {
 		t.Errorf("%d in-flight batches left after everything was recorded", n)
+	}
+}
+
+func TestOldestKeys(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 5, 20, 1000} {
+		keys := make([]*pendingKey, n)
+		for i := range keys {
+			keys[i] = &pendingKey{seqs: []int64{int64(rnd.IntN(100000))}}
+		}
+		want := slices.Clone(keys)
+		slices.SortFunc(want, func(a, b *pendingKey) int { return int(a.seqs[0] - b.seqs[0]) })
+		want = want[:min(n, 20)]
+		got := oldestKeys(slices.Clone(keys), 20)
+		if len(got) != len(want) {
+			t.Fatalf("n=%d: %d keys, want %d", n, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].seqs[0] != want[i].seqs[0] {
+				t.Fatalf("n=%d: key %d has first seq %d, want %d", n, i, got[i].seqs[0], want[i].seqs[0])
+			}
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"cmp"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -50,6 +52,7 @@ type loop struct {
 	// transaction that journals the next batch, or as soon as the loop has nothing to send at
 	// once, so a busy sink pays one writer transaction per request.
 	unrecorded []*attemptRecord
+	gaugesAt   time.Time // when the gauges were last refreshed
 
 	paused        bool
 	pausedReason  string
@@ -135,6 +138,7 @@ func (l *loop) run(ctx context.Context) {
 			}
 			continue
 		}
+		l.updateGauges() // what the loop leaves behind while it waits
 		var wake <-chan struct{}
 		if l.opt.Trigger.Realtime {
 			wake = watch
@@ -269,7 +273,9 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 			}
 		}
 	}
-	l.updateGauges()
+	if l.e.now().Sub(l.gaugesAt) >= gaugesEvery {
+		l.updateGauges()
+	}
 	return nil
 }
 
@@ -376,12 +382,47 @@ func (l *loop) dueKeys(now time.Time) (due, following []*pendingKey) {
 			due = append(due, k)
 		}
 	}
-	sort.Slice(due, func(i, j int) bool { return due[i].seqs[0] < due[j].seqs[0] })
+	due = oldestKeys(due, l.opt.BatchRows*aheadBatches)
 	if len(due) > l.opt.BatchRows {
 		following = due[l.opt.BatchRows:min(len(due), l.opt.BatchRows*aheadBatches)]
 		due = due[:l.opt.BatchRows]
 	}
 	return due, following
+}
+
+// oldestKeys returns the m keys of keys with the lowest first seq, in that order: a bounded
+// heap instead of sorting a backlog of thousands of keys for every batch.
+func oldestKeys(keys []*pendingKey, m int) []*pendingKey {
+	byFirst := func(a, b *pendingKey) int { return cmp.Compare(a.seqs[0], b.seqs[0]) }
+	if len(keys) > m {
+		h := make(keyHeap, 0, m)
+		for _, k := range keys {
+			switch {
+			case len(h) < m:
+				heap.Push(&h, k)
+			case k.seqs[0] < h[0].seqs[0]:
+				h[0] = k
+				heap.Fix(&h, 0)
+			}
+		}
+		keys = h
+	}
+	slices.SortFunc(keys, byFirst)
+	return keys
+}
+
+// keyHeap is a max-heap of keys by first seq: its top is the newest of the oldest kept.
+type keyHeap []*pendingKey
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i].seqs[0] > h[j].seqs[0] }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.(*pendingKey)) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	k := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return k
 }
 
 func (l *loop) untilNextDue(now time.Time) time.Duration {
