@@ -76,6 +76,18 @@ type LimitsConfig struct {
 	QueueBytes ByteSize `yaml:"queue_bytes"`
 	// ReadTimeout bounds reading one request (default 30s).
 	ReadTimeout Duration `yaml:"read_timeout"`
+	// GroupWait is how long the writer lets a commit group gather requests when it is not
+	// full (default 2ms; 0s commits at once): fewer, larger commits under a steady stream,
+	// for at most that much more per acknowledgement.
+	GroupWait *Duration `yaml:"group_wait"`
+}
+
+// GroupWaitOrDefault is GroupWait, or 2ms when the configuration leaves it out.
+func (l LimitsConfig) GroupWaitOrDefault() time.Duration {
+	if l.GroupWait == nil {
+		return 2 * time.Millisecond
+	}
+	return time.Duration(*l.GroupWait)
 }
 
 // DuckDBConfig tunes the database.
@@ -389,6 +401,7 @@ func (c *Config) applyDefaults() {
 	if c.Limits.ReadTimeout == 0 {
 		c.Limits.ReadTimeout = Duration(30 * time.Second)
 	}
+
 	if c.DuckDB.MemoryLimit == "" {
 		c.DuckDB.MemoryLimit = "1GB"
 	}
@@ -476,6 +489,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.QueueEvents < 1 {
 		c.problem(v, "limits.queue_events", "must be at least 1")
+	}
+	if w := c.Limits.GroupWaitOrDefault(); w < 0 || w > 100*time.Millisecond {
+		c.problem(v, "limits.group_wait", "must be between 0s and 100ms (every acknowledgement may wait that long)")
 	}
 	if len(c.Sources) == 0 {
 		c.problem(v, "sources", "at least one source is needed (e.g. name: rokt)")

@@ -84,6 +84,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"secret prefix", "sources:\n  - name: rokt\n    auth:\n      standard_webhooks:\n        secret: AAAA\n", nil,
 			[]string{"line 5", "whsec_"}},
 		{"bad size", "sources:\n  - name: rokt\n    max_body: lots\n", nil, []string{"line 3", "not a size"}},
+		{"group wait too long", "limits:\n  group_wait: 1s\nsources:\n  - name: rokt\n", nil, []string{"limits.group_wait", "100ms"}},
+		{"no group wait", "limits:\n  group_wait: 0s\nsources:\n  - name: rokt\n", nil, nil},
 		{"contact field", "sources:\n  - name: rokt\n    contact_fields:\n      shoe_size: [subscription.shoe]\n", nil,
 			[]string{"line 3", "shoe_size"}},
 		{"sink mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: hubspot\n    mapping:\n      emial: email\n", nil,

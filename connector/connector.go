@@ -88,6 +88,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		QueueEvents:        c.cfg.Limits.QueueEvents,
 		QueueBytes:         int64(c.cfg.Limits.QueueBytes),
 		MaxGroup:           c.opts.MaxGroup,
+		GroupWait:          c.cfg.Limits.GroupWaitOrDefault(),
 		MemoryLimit:        c.cfg.DuckDB.MemoryLimit,
 		Threads:            c.cfg.DuckDB.Threads,
 		CheckpointIdleWAL:  int64(c.cfg.DuckDB.CheckpointWAL),

@@ -666,3 +666,27 @@ func TestAppenderConstraintErrorIsNotFatal(t *testing.T) {
 		t.Errorf("after the refused row: %+v %v", st, ok)
 	}
 }
+
+// With GroupWait, requests that arrive a little apart share one commit.
+func TestGroupWaitGathersRequests(t *testing.T) {
+	s := openStore(t, Options{GroupWait: 300 * time.Millisecond})
+	commits := func() uint64 {
+		var m dto.Metric
+		s.metrics.commitSize.Write(&m)
+		return m.GetHistogram().GetSampleCount()
+	}
+	before := commits()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ingest(t, s, event(fmt.Sprintf("w%d", i), "Subscribe", fmt.Sprintf("s%d", i), "a@example.com"))
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if n := commits() - before; n != 1 {
+		t.Errorf("3 requests 20 ms apart took %d commits, want 1", n)
+	}
+}

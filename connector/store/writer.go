@@ -130,6 +130,7 @@ func (s *Store) writeLoop() {
 			continue
 		}
 		group = s.collect(group[:0], first)
+		group = s.linger(group)
 		s.commit(ctx, group)
 		lastWrite = time.Now()
 		if len(s.pending.order) > 0 && (s.opts.Now().Sub(s.pending.since) >= stateMergeInterval || len(s.pending.order) >= maxPendingDeltas) {
@@ -200,6 +201,24 @@ func (s *Store) flushState(ctx context.Context) error {
 	s.pending.reset()
 	s.notify(s.committed)
 	return nil
+}
+
+// linger waits up to GroupWait for more requests to join a group that is not full.
+func (s *Store) linger(group []*request) []*request {
+	if s.opts.GroupWait <= 0 || len(group) >= s.opts.MaxGroup {
+		return group
+	}
+	t := time.NewTimer(s.opts.GroupWait)
+	defer t.Stop()
+	for len(group) < s.opts.MaxGroup {
+		select {
+		case r := <-s.queue:
+			group = append(group, r)
+		case <-t.C:
+			return group
+		}
+	}
+	return group
 }
 
 // collect takes first and whatever else is already queued, up to MaxGroup.
