@@ -629,8 +629,13 @@ func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
 	h.store.WaitState(context.Background(), 3)
 	h.start(crm(sink))
 	<-entered // the batch is journaled and in the sink; now the writer stops and its queue fills
-	writerFree := make(chan struct{})
-	go h.store.Apply(context.Background(), func(ctx context.Context, tx *store.Tx) error { <-writerFree; return nil })
+	writerFree, writerStopped := make(chan struct{}), make(chan struct{})
+	go h.store.Apply(context.Background(), func(ctx context.Context, tx *store.Tx) error {
+		close(writerStopped)
+		<-writerFree
+		return nil
+	})
+	<-writerStopped // so every request from here on waits in the queue
 	var fill sync.WaitGroup
 	refused := make(chan struct{}, 1)
 	for range 8192 + 64 { // the default queue bound, and more
@@ -645,7 +650,12 @@ func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
 			}
 		}()
 	}
-	<-refused
+	select {
+	case <-refused:
+	case <-time.After(15 * time.Second):
+		close(writerFree)
+		t.Fatal("the write queue never filled up")
+	}
 	close(release)
 	// The sink took the batch, but its attempt cannot be recorded while the queue is full.
 	h.eventually("the record refused", func() bool {
