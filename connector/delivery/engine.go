@@ -434,17 +434,22 @@ type SinkStatus struct {
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
 	NextRetryAt   time.Time `json:"next_retry_at,omitzero"`
+	// AsOf is when the loop reported this: now, or up to statusEvery ago when the loop was
+	// in the middle of a batch and answered from its last report.
+	AsOf time.Time `json:"as_of"`
 }
+
+// statusWait is how long Status waits for a busy loop before it answers from the loop's last
+// report (refreshed at least every statusEvery while it works, and whenever it waits), so a
+// page or `hookbridge status` never waits behind a slow batch.
+const statusWait = 20 * time.Millisecond
 
 // Status reports every sink's state, lag and last error.
 func (e *Engine) Status(ctx context.Context) ([]SinkStatus, error) {
 	var out []SinkStatus
 	for _, name := range e.order {
-		var st SinkStatus
-		if err := e.do(ctx, name, func(l *loop) error {
-			st = l.status()
-			return nil
-		}); err != nil {
+		st, err := e.sinkStatus(ctx, name)
+		if err != nil {
 			return nil, err
 		}
 		var dead sql.NullInt64
@@ -456,13 +461,39 @@ func (e *Engine) Status(ctx context.Context) ([]SinkStatus, error) {
 	return out, nil
 }
 
+// sinkStatus asks the sink's loop, or takes its last report when the loop is busy.
+func (e *Engine) sinkStatus(ctx context.Context, name string) (SinkStatus, error) {
+	got := make(chan SinkStatus, 1) // the loop may answer after this call gave up
+	ask := func(ctx context.Context) error {
+		return e.do(ctx, name, func(l *loop) error {
+			got <- l.status()
+			return nil
+		})
+	}
+	wctx, cancel := context.WithTimeout(ctx, statusWait)
+	err := ask(wctx)
+	cancel()
+	if err == nil {
+		return <-got, nil
+	}
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		if st := e.loops[name].report.Load(); st != nil {
+			return *st, nil
+		}
+		if err = ask(ctx); err == nil { // no report yet: wait for the loop
+			return <-got, nil
+		}
+	}
+	return SinkStatus{}, err
+}
+
 // Sinks lists the configured sink names in configuration order.
 func (e *Engine) Sinks() []string { return append([]string(nil), e.order...) }
 
 func (l *loop) status() SinkStatus {
 	now := l.e.now()
 	st := SinkStatus{Name: l.name, Plugin: l.opt.Plugin, Trigger: l.opt.Trigger.Spec, State: "running", Cursor: l.cursor,
-		StoredSeq: l.e.store.StateSeq(), LastError: l.lastError, LastErrorAt: l.lastErrorAt, LastSuccessAt: l.lastSuccessAt}
+		StoredSeq: l.e.store.StateSeq(), LastError: l.lastError, LastErrorAt: l.lastErrorAt, LastSuccessAt: l.lastSuccessAt, AsOf: now}
 	switch {
 	case l.paused:
 		st.State, st.PausedReason = "paused", l.pausedReason
@@ -524,8 +555,18 @@ func (l *loop) updateGauges() {
 		l.m.lag.Set(l.e.now().Sub(oldest).Seconds())
 	}
 	l.gaugesAt = l.e.now()
+	l.publishStatus()
 }
 
-// gaugesEvery is how often a busy loop refreshes its gauges (each refresh walks every
-// pending key); an idle one refreshes them before it waits.
+// publishStatus keeps the loop's report for Status calls that arrive while it is busy.
+func (l *loop) publishStatus() {
+	st := l.status()
+	l.report.Store(&st)
+}
+
+// gaugesEvery is how often a busy loop refreshes its gauges and its status report (each
+// refresh walks every pending key); an idle one refreshes them before it waits.
 const gaugesEvery = 250 * time.Millisecond
+
+// statusEvery is how old a busy loop's report may be.
+const statusEvery = gaugesEvery

@@ -674,6 +674,34 @@ func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
 	}
 }
 
+// A loop stuck in a slow request still answers Status at once, from its last report.
+func TestStatusDoesNotWaitForABusyLoop(t *testing.T) {
+	h := newHarness(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		once.Do(func() { close(entered); <-release })
+		return &Result{}, nil
+	}}
+	h.start(crm(sink))
+	defer close(release)
+	if _, err := h.eng.Status(context.Background()); err != nil { // a report exists before the batch
+		t.Fatal(err)
+	}
+	h.ingest(subscribe("e1", "s1", "a@example.com"))
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	st, err := h.eng.Status(ctx)
+	if err != nil {
+		t.Fatalf("status while the sink holds a batch: %v", err)
+	}
+	if st[0].Name != "crm" || st[0].AsOf.After(start) {
+		t.Errorf("status %+v: want the report from before the batch", st[0])
+	}
+}
+
 func TestReplayNeverResurrects(t *testing.T) {
 	h := newHarness(t)
 	sink := &scriptSink{}

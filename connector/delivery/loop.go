@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -53,6 +54,9 @@ type loop struct {
 	// once, so a busy sink pays one writer transaction per request.
 	unrecorded []*attemptRecord
 	gaugesAt   time.Time // when the gauges were last refreshed
+	// report is the loop's status as of its last refresh, for Status calls that arrive
+	// while it is busy; the only field other goroutines read.
+	report atomic.Pointer[SinkStatus]
 
 	paused        bool
 	pausedReason  string
@@ -134,6 +138,7 @@ func (l *loop) run(ctx context.Context) {
 					l.record(ctx, nil, nil)
 				}
 				f()
+				l.publishStatus()
 			default:
 			}
 			continue
@@ -148,6 +153,7 @@ func (l *loop) run(ctx context.Context) {
 			return
 		case f := <-l.cmds:
 			f()
+			l.publishStatus()
 		case <-wake:
 		case <-ticks:
 			l.tickedUpTo = l.e.store.StateSeq()
