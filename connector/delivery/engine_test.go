@@ -189,6 +189,35 @@ func (h *harness) cursor(sink string) int64 {
 	return c
 }
 
+// gatedSink holds its first Write until release is closed; entered closes when it starts.
+func gatedSink() (sink *scriptSink, entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink = &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		once.Do(func() { close(entered); <-release })
+		return &Result{}, nil
+	}}
+	return sink, entered, release
+}
+
+// breakableSink fails, for good, the rows bad picks until fix is called.
+func breakableSink(bad func(schemas.Row) bool) (sink *scriptSink, fix func()) {
+	var mu sync.Mutex
+	broken := true
+	sink = &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res := &Result{}
+		for _, r := range rows {
+			if broken && bad(r) {
+				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Failed, Reason: "field zip missing"})
+			}
+		}
+		return res, nil
+	}}
+	return sink, func() { mu.Lock(); broken = false; mu.Unlock() }
+}
+
 func crm(s Sink) SinkOptions {
 	return SinkOptions{Name: "crm", Sink: s, Columns: []string{"email", "email_key", "subscription_id", "status", "unsubscribed_at"}, KeyColumn: "email_key", Coalesce: true}
 }
@@ -495,27 +524,13 @@ func TestRestartResumesRetriesAndCursor(t *testing.T) {
 
 func TestReplayDeadLettersAndProgress(t *testing.T) {
 	h := newHarness(t)
-	var mu sync.Mutex
-	broken := true
-	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		res := &Result{}
-		if broken {
-			for _, r := range rows {
-				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Failed, Reason: "field zip missing"})
-			}
-		}
-		return res, nil
-	}}
+	sink, fix := breakableSink(func(schemas.Row) bool { return true })
 	h.start(crm(sink))
 	for i := 0; i < 5; i++ {
 		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
 	}
 	h.eventually("five dead letters", func() bool { return h.count("SELECT count(*) FROM dead_letters") == 5 })
-	mu.Lock()
-	broken = false
-	mu.Unlock()
+	fix()
 	p, err := h.eng.Replay(context.Background(), "crm", Selection{DeadLetters: true})
 	if err != nil {
 		t.Fatal(err)
@@ -543,19 +558,7 @@ func TestReplayDeadLettersAndProgress(t *testing.T) {
 // attempt still counts as the replay's, so the history filtered to replays shows it.
 func TestReplayInABatchWithLiveRows(t *testing.T) {
 	h := newHarness(t)
-	var mu sync.Mutex
-	broken := true
-	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		res := &Result{}
-		for _, r := range rows {
-			if broken && r.EventID == "bad" {
-				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Failed, Reason: "field zip missing"})
-			}
-		}
-		return res, nil
-	}}
+	sink, fix := breakableSink(func(r schemas.Row) bool { return r.EventID == "bad" })
 	// One request per window: the live row and the replay requested after the dead letter
 	// wait for the same next request.
 	opts := crm(sink)
@@ -563,9 +566,7 @@ func TestReplayInABatchWithLiveRows(t *testing.T) {
 	h.start(opts)
 	h.ingest(subscribe("bad", "s1", "bad@example.com"))
 	h.eventually("dead letter", func() bool { return h.count("SELECT count(*) FROM dead_letters") == 1 })
-	mu.Lock()
-	broken = false
-	mu.Unlock()
+	fix()
 	h.ingest(subscribe("live", "s2", "live@example.com"))
 	p, err := h.eng.Replay(context.Background(), "crm", Selection{DeadLetters: true})
 	if err != nil {
@@ -617,12 +618,7 @@ func TestReadAheadRowsExpire(t *testing.T) {
 // lost: the history and the cursor catch up once the queue drains.
 func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
 	h := newHarness(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
-		once.Do(func() { close(entered); <-release })
-		return &Result{}, nil
-	}}
+	sink, entered, release := gatedSink()
 	for i := range 3 {
 		h.ingest(subscribe(fmt.Sprintf("e%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i)))
 	}
@@ -677,12 +673,7 @@ func TestAttemptsOutliveAFullWriteQueue(t *testing.T) {
 // A loop stuck in a slow request still answers Status at once, from its last report.
 func TestStatusDoesNotWaitForABusyLoop(t *testing.T) {
 	h := newHarness(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
-		once.Do(func() { close(entered); <-release })
-		return &Result{}, nil
-	}}
+	sink, entered, release := gatedSink()
 	h.start(crm(sink))
 	defer close(release)
 	if _, err := h.eng.Status(context.Background()); err != nil { // a report exists before the batch
