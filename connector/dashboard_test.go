@@ -249,6 +249,16 @@ sinks:
 		t.Errorf("search by email found: %s", rows)
 	}
 	shot("events-search")
+	// By event id (upper case: ids compare case-insensitively), and by subscription id: every
+	// event of the subscription, the Unsubscribes that carry no email included.
+	do("search by event id", chromedp.Navigate(base+"/events?q=DASH-47"), chromedp.WaitVisible(chromedp.CSS("tbody")))
+	if n := count(`tbody a[href^="/events/dash-"]`); n != 1 || count(`tbody a[href="/events/dash-47"]`) != 1 {
+		t.Errorf("search by event id found %d events: %s", n, text("tbody"))
+	}
+	do("search by subscription id", chromedp.Navigate(base+"/events?q=dash-sub-7"), chromedp.WaitVisible(chromedp.CSS("tbody")))
+	if count(`tbody a[href="/events/dash-7"]`) != 1 || count(`tbody a[href="/events/dash-47"]`) != 1 || count(`tbody a[href="/events/dash-8"]`) != 0 {
+		t.Errorf("search by subscription id found: %s", text("tbody"))
+	}
 	// Open the subscriber's first event from the results; its history shows the dead letter
 	// once the sink has given up on it.
 	do("open the event", chromedp.Click(chromedp.CSS(`tbody a[href="/events/dash-7"]`)), chromedp.WaitVisible(chromedp.CSS(".facts")))

@@ -135,16 +135,21 @@ type eventRow struct {
 	Flags      string
 }
 
+// eventsQuery selects the event browser's columns under lead's conditions and then conds (the
+// caller passes lead's arguments first).
+func eventsQuery(lead, conds []string) string {
+	q := "SELECT seq, received_at, event_type, event_id, email, calendar_code, array_to_string(flags, ' ') FROM events"
+	if all := append(append([]string(nil), lead...), conds...); len(all) > 0 {
+		q += " WHERE " + strings.Join(all, " AND ")
+	}
+	return q
+}
+
 func (d *dashboard) events(w http.ResponseWriter, r *http.Request, sess session) {
 	q := r.URL.Query()
 	search, typ, since, until := strings.TrimSpace(q.Get("q")), q.Get("type"), q.Get("since"), q.Get("until")
 	var conds []string
 	var args []any
-	if search != "" {
-		key := strings.ToLower(search)
-		conds = append(conds, "(event_id = ? OR email_key = ? OR subscription_id = ?)")
-		args = append(args, key, key, key)
-	}
 	if typ != "" {
 		conds = append(conds, "event_type = ?")
 		args = append(args, typ)
@@ -161,11 +166,21 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request, sess session)
 		conds = append(conds, "seq < ?")
 		args = append(args, after)
 	}
-	sqlText := "SELECT seq, received_at, event_type, event_id, email, calendar_code, array_to_string(flags, ' ') FROM events"
-	if len(conds) > 0 {
-		sqlText += " WHERE " + strings.Join(conds, " AND ")
+	// A search term is an email (it has an @) or an id: an event's (a key lookup) or a
+	// subscription's. Each is a filter on one column; an OR over all three read every event's
+	// three columns (a million events: ~90 ms against ~16 for the email alone).
+	sqlText, sqlArgs := eventsQuery(nil, conds), args
+	if search != "" {
+		key := strings.ToLower(search)
+		if strings.Contains(key, "@") {
+			sqlText, sqlArgs = eventsQuery([]string{"email_key = ?"}, conds), append([]any{key}, args...)
+		} else {
+			sqlText = eventsQuery([]string{"event_id = ?"}, conds) + " UNION ALL " +
+				eventsQuery([]string{"subscription_id = ?", "event_id <> ?"}, conds)
+			sqlArgs = append(append([]any{key}, args...), append([]any{key, key}, args...)...)
+		}
 	}
-	rows, err := d.query(r.Context(), sqlText+" ORDER BY seq DESC LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, args...)
+	rows, err := d.query(r.Context(), sqlText+" ORDER BY seq DESC LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, sqlArgs...)
 	if err != nil {
 		d.fail(w, err)
 		return
