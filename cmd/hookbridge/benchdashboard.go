@@ -162,7 +162,10 @@ sinks:
 	opts.Seed += 1000
 	gen := simulate.New(opts)
 	done := make(chan simReport, 1)
-	go func() { done <- sender.run(sctx, gen, 0, *rate, 32) }()
+	// Up to 256 requests in flight: the sender keeps to --rate even when acknowledgements slow
+	// down under the page load, as a webhook sender does (it sends as events happen), instead
+	// of backing off to what a few connections get through.
+	go func() { done <- sender.run(sctx, gen, 0, *rate, 256) }()
 	time.Sleep(3 * time.Second) // let the ingest and the sink settle into their pace
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

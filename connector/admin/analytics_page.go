@@ -15,7 +15,7 @@ import (
 // on a million events, more while ingest runs). They are kept for chartsMaxAge: an older set
 // is shown while one request recomputes it in the background, so only the first request for
 // a choice of days, calendar and zone waits for them, and the page says how old they are.
-// The mailing list's rows are read live, a page at a time; its total goes with the charts.
+// The mailing list's total and first page go with the charts; later pages are read live.
 const (
 	chartsMaxAge  = 30 * time.Second
 	chartsTimeout = 2 * time.Minute
@@ -37,6 +37,8 @@ type chartSet struct {
 	cells     []heatmapCell
 	bars      []bar
 	listTotal int64
+	list      []listRow // the mailing list's first page
+	listNext  string
 	at        time.Time
 }
 
@@ -143,9 +145,17 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	}
 	data.Heatmap = heatmapSVG(set.cells, "subscribes by weekday and hour, "+set.zone)
 	data.Bars = barsSVG(set.bars, "active subscriptions per tag and postcode, top 30")
-	if err := d.mailingListPage(ctx, q, &data); err != nil {
+	if q.Get("after") == "" {
+		data.List, data.ListNext = set.list, set.listNext
+		if data.ListNext != "" {
+			// The link keeps this request's other choices.
+			data.ListNext = nextListURL(q, set.listNext)
+		}
+	} else if err := d.mailingListPage(ctx, q.Get("after"), &data.List, &data.ListNext); err != nil {
 		d.fail(w, err)
 		return
+	} else if data.ListNext != "" {
+		data.ListNext = nextListURL(q, data.ListNext)
 	}
 	d.render(w, r, sess, "analytics", "Analytics", "analytics", data)
 }
@@ -212,21 +222,40 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 		return nil, err
 	}
 	set.listTotal = asInt(rows[0][0])
+	if err := d.mailingListPage(ctx, "", &set.list, &set.listNext); err != nil {
+		return nil, err
+	}
 	return set, nil
 }
 
-// mailingListPage reads one page of the mailing list, after the key the request names. The
-// view aggregates every subscription of a contact, so the page's contacts are chosen first
-// and only theirs are aggregated (the filter reaches below the view's grouping only as
+// nextListURL is this page's address with the mailing list continuing after key.
+func nextListURL(q url.Values, key string) string {
+	nq := url.Values{}
+	for k, v := range q {
+		nq[k] = v
+	}
+	nq.Set("after", key)
+	return "/analytics?" + nq.Encode() + "#mailing-list"
+}
+
+// mailingListPage reads one page of the mailing list, after the contact key after ("": from
+// the start), into list, and sets next to the key the following page starts after ("": none).
+// The view aggregates every subscription of a contact, so the page's contacts are chosen
+// first and only theirs are aggregated (the filter reaches below the view's grouping only as
 // literal values).
-func (d *dashboard) mailingListPage(ctx context.Context, q url.Values, data *analyticsData) error {
+func (d *dashboard) mailingListPage(ctx context.Context, after string, list *[]listRow, next *string) error {
 	keysQ, keysArgs := "SELECT DISTINCT email_key FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", []any{}
-	if after := q.Get("after"); after != "" {
+	if after != "" {
 		keysQ, keysArgs = keysQ+" AND email_key > ?", append(keysArgs, after)
 	}
 	keys, err := d.query(ctx, keysQ+" ORDER BY email_key LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, keysArgs...)
 	if err != nil || len(keys) == 0 {
 		return err
+	}
+	last := keys[min(len(keys), pageRows)-1][0]
+	if len(keys) > pageRows {
+		// A contact who unsubscribed between the two reads leaves a gap, not the link.
+		*next = asString(last)
 	}
 	args := make([]any, len(keys))
 	for i, k := range keys {
@@ -237,25 +266,15 @@ func (d *dashboard) mailingListPage(ctx context.Context, q url.Values, data *ana
 	if err != nil {
 		return err
 	}
-	if len(keys) > pageRows {
-		// The next page starts after this page's last contact, as chosen by the keys (a
-		// contact who unsubscribed between the two reads leaves a gap, not the link).
-		nq := url.Values{}
-		for k, v := range q {
-			nq[k] = v
-		}
-		nq.Set("after", asString(keys[pageRows-1][0]))
-		data.ListNext = "/analytics?" + nq.Encode() + "#mailing-list"
-	}
 	for _, row := range rows {
-		if asString(row[7]) > asString(keys[min(len(keys), pageRows)-1][0]) {
+		if asString(row[7]) > asString(last) {
 			break // the extra key only tells whether there is a next page
 		}
 		consent := "unknown"
 		if b, ok := row[4].(bool); ok {
 			consent = map[bool]string{true: "yes", false: "no"}[b]
 		}
-		data.List = append(data.List, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
+		*list = append(*list, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
 	}
 	return nil
 }
