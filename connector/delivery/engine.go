@@ -248,7 +248,7 @@ func (e *Engine) Pause(ctx context.Context, sink, reason string) error {
 			return err
 		}
 		l.paused, l.pausedReason = true, reason
-		l.updateGauges()
+		l.refreshStatus()
 		e.log.Info("delivery: sink paused", "sink", sink, "reason", reason)
 		return nil
 	})
@@ -262,7 +262,7 @@ func (e *Engine) Resume(ctx context.Context, sink string) error {
 		}
 		l.paused, l.pausedReason = false, ""
 		l.backoffUntil, l.sinkErrors = time.Time{}, 0
-		l.updateGauges()
+		l.refreshStatus()
 		e.log.Info("delivery: sink resumed", "sink", sink)
 		return nil
 	})
@@ -434,13 +434,13 @@ type SinkStatus struct {
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
 	NextRetryAt   time.Time `json:"next_retry_at,omitzero"`
-	// AsOf is when the loop reported this: now, or up to statusEvery ago when the loop was
+	// AsOf is when the loop reported this: now, or up to refreshEvery ago when the loop was
 	// in the middle of a batch and answered from its last report.
 	AsOf time.Time `json:"as_of"`
 }
 
 // statusWait is how long Status waits for a busy loop before it answers from the loop's last
-// report (refreshed at least every statusEvery while it works, and whenever it waits), so a
+// report (refreshed at least every refreshEvery while it works, and whenever it waits), so a
 // page or `hookbridge status` never waits behind a slow batch.
 const statusWait = 20 * time.Millisecond
 
@@ -531,42 +531,24 @@ func (l *loop) lag(now time.Time) time.Duration {
 	return now.Sub(oldest)
 }
 
-func (l *loop) updateGauges() {
-	pending := 0
-	var oldest time.Time
-	for _, k := range l.keys {
-		pending += len(k.seqs)
-		if oldest.IsZero() || k.received.Before(oldest) {
-			oldest = k.received
-		}
-	}
-	l.m.pending.Set(float64(pending))
-	state := 0.0
-	switch {
-	case l.paused:
-		state = 2
-	case l.e.now().Before(l.backoffUntil):
-		state = 1
-	}
-	l.m.state.Set(state)
-	if oldest.IsZero() {
-		l.m.lag.Set(0)
-	} else {
-		l.m.lag.Set(l.e.now().Sub(oldest).Seconds())
-	}
-	l.gaugesAt = l.e.now()
-	l.publishStatus()
-}
-
-// publishStatus keeps the loop's report for Status calls that arrive while it is busy.
-func (l *loop) publishStatus() {
+// refreshStatus takes the loop's status once and serves it twice: as the report Status
+// answers from while the loop is busy, and as the sink's gauges (pending rows, lag, state).
+func (l *loop) refreshStatus() {
 	st := l.status()
 	l.report.Store(&st)
+	l.m.pending.Set(float64(st.PendingRows))
+	l.m.lag.Set(st.LagSeconds)
+	state := 0.0 // running
+	switch st.State {
+	case "backing_off":
+		state = 1
+	case "paused":
+		state = 2
+	}
+	l.m.state.Set(state)
+	l.refreshedAt = st.AsOf
 }
 
-// gaugesEvery is how often a busy loop refreshes its gauges and its status report (each
-// refresh walks every pending key); an idle one refreshes them before it waits.
-const gaugesEvery = 250 * time.Millisecond
-
-// statusEvery is how old a busy loop's report may be.
-const statusEvery = gaugesEvery
+// refreshEvery is how often a busy loop refreshes its status report and gauges (each refresh
+// walks every pending key); an idle one refreshes them before it waits.
+const refreshEvery = 250 * time.Millisecond

@@ -52,8 +52,8 @@ type loop struct {
 	// unrecorded holds the attempts of the batch just sent: they are recorded in the same
 	// transaction that journals the next batch, or as soon as the loop has nothing to send at
 	// once, so a busy sink pays one writer transaction per request.
-	unrecorded []*attemptRecord
-	gaugesAt   time.Time // when the gauges were last refreshed
+	unrecorded  []*attemptRecord
+	refreshedAt time.Time // when the report and gauges were last refreshed (refreshStatus)
 	// report is the loop's status as of its last refresh, for Status calls that arrive
 	// while it is busy; the only field other goroutines read.
 	report atomic.Pointer[SinkStatus]
@@ -138,12 +138,12 @@ func (l *loop) run(ctx context.Context) {
 					l.record(ctx, nil, nil)
 				}
 				f()
-				l.publishStatus()
+				l.refreshStatus()
 			default:
 			}
 			continue
 		}
-		l.updateGauges() // what the loop leaves behind while it waits
+		l.refreshStatus() // what the loop leaves behind while it waits
 		var wake <-chan struct{}
 		if l.opt.Trigger.Realtime {
 			wake = watch
@@ -153,7 +153,7 @@ func (l *loop) run(ctx context.Context) {
 			return
 		case f := <-l.cmds:
 			f()
-			l.publishStatus()
+			l.refreshStatus()
 		case <-wake:
 		case <-ticks:
 			l.tickedUpTo = l.e.store.StateSeq()
@@ -279,8 +279,8 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 			}
 		}
 	}
-	if l.e.now().Sub(l.gaugesAt) >= gaugesEvery {
-		l.updateGauges()
+	if l.e.now().Sub(l.refreshedAt) >= refreshEvery {
+		l.refreshStatus()
 	}
 	return nil
 }
@@ -390,7 +390,7 @@ func (l *loop) dueKeys(now time.Time) (due, following []*pendingKey) {
 	}
 	due = oldestKeys(due, l.opt.BatchRows*aheadBatches)
 	if len(due) > l.opt.BatchRows {
-		following = due[l.opt.BatchRows:min(len(due), l.opt.BatchRows*aheadBatches)]
+		following = due[l.opt.BatchRows:] // oldestKeys kept aheadBatches batches at most
 		due = due[:l.opt.BatchRows]
 	}
 	return due, following

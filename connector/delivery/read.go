@@ -218,11 +218,7 @@ func typeFilterSQL(types []string) string {
 	if len(types) == 0 {
 		return ""
 	}
-	q := make([]string, len(types))
-	for i, t := range types {
-		q[i] = "'" + strings.ReplaceAll(t, "'", "''") + "'"
-	}
-	return " AND e.event_type IN (" + strings.Join(q, ", ") + ")"
+	return " AND " + inList("e.event_type", types)
 }
 
 // keyOf returns the row's destination key for ordering and coalescing: the key column's value,
