@@ -263,6 +263,11 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 		err := tx.InsertRecord(ctx, "subscriptions", rec)
 		rec.Release()
 		if err != nil {
+			// One taken for new may exist after all (the filter missed a write): relearn the
+			// ids from the table, so the retry of this merge sorts them right.
+			if lerr := s.loadSubscriptionIDs(ctx); lerr != nil {
+				s.log.Error("store: reload subscription ids", "err", lerr)
+			}
 			return fmt.Errorf("insert new subscriptions: %w", err)
 		}
 	}

@@ -186,12 +186,6 @@ func (s *Store) flushState(ctx context.Context) error {
 	})
 	if err != nil {
 		s.metrics.mergeFailures.Inc()
-		if msg := err.Error(); strings.Contains(msg, "Constraint Error") || strings.Contains(msg, "violates primary key") {
-			// A subscription taken for new already exists: relearn the ids before the retry.
-			if lerr := s.loadSubscriptionIDs(ctx); lerr != nil {
-				s.log.Error("store: reload subscription ids", "err", lerr)
-			}
-		}
 		if !s.fatal(ctx, err) {
 			s.log.Error("store: merging subscription changes failed; will retry", "pending", len(s.pending.order), "err", err)
 		}
