@@ -298,12 +298,10 @@ func (c *Client) Write(ctx context.Context, batchID string, attempt int, rec arr
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	return c.write(ctx, batchID, attempt, rec, int64(sdk.EncodedSize(rec)))
+	return c.write(ctx, batchID, attempt, rec)
 }
 
-// write sends rec, whose encoded size is estimated at about size bytes (a slice's buffers are
-// its parent's, so a half's estimate is half its parent's).
-func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arrow.RecordBatch, size int64) ([]sdk.RowResult, error) {
+func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arrow.RecordBatch) ([]sdk.RowResult, error) {
 	limit := int64(MaxMessageBytes)
 	if c.spec.MaxBatchBytes > 0 {
 		limit = min(limit, c.spec.MaxBatchBytes)
@@ -311,7 +309,7 @@ func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arr
 	// A batch whose estimate is over the limit is split before it is encoded; one that
 	// turns out over it once encoded is split then.
 	var payload []byte
-	if size <= limit || rec.NumRows() == 1 {
+	if int64(sdk.EncodedSize(rec)) <= limit || rec.NumRows() == 1 {
 		var err error
 		if payload, err = sdk.EncodeRecord(rec); err != nil {
 			return nil, err
@@ -322,11 +320,11 @@ func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arr
 		first, second := rec.NewSlice(0, half), rec.NewSlice(half, rec.NumRows())
 		defer first.Release()
 		defer second.Release()
-		a, err := c.write(ctx, batchID+".1", attempt, first, size/2)
+		a, err := c.write(ctx, batchID+".1", attempt, first)
 		if err != nil {
 			return nil, err
 		}
-		b, err := c.write(ctx, batchID+".2", attempt, second, size-size/2)
+		b, err := c.write(ctx, batchID+".2", attempt, second)
 		if err != nil {
 			return nil, err
 		}
