@@ -145,17 +145,16 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	}
 	data.Heatmap = heatmapSVG(set.cells, "subscribes by weekday and hour, "+set.zone)
 	data.Bars = barsSVG(set.bars, "active subscriptions per tag and postcode, top 30")
-	if q.Get("after") == "" {
-		data.List, data.ListNext = set.list, set.listNext
-		if data.ListNext != "" {
-			// The link keeps this request's other choices.
-			data.ListNext = nextListURL(q, set.listNext)
+	list, next := set.list, set.listNext
+	if after := q.Get("after"); after != "" {
+		if list, next, err = d.mailingListPage(ctx, after); err != nil {
+			d.fail(w, err)
+			return
 		}
-	} else if err := d.mailingListPage(ctx, q.Get("after"), &data.List, &data.ListNext); err != nil {
-		d.fail(w, err)
-		return
-	} else if data.ListNext != "" {
-		data.ListNext = nextListURL(q, data.ListNext)
+	}
+	data.List = list
+	if next != "" {
+		data.ListNext = nextListURL(q, next) // the link keeps this request's other choices
 	}
 	d.render(w, r, sess, "analytics", "Analytics", "analytics", data)
 }
@@ -222,7 +221,7 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 		return nil, err
 	}
 	set.listTotal = asInt(rows[0][0])
-	if err := d.mailingListPage(ctx, "", &set.list, &set.listNext); err != nil {
+	if set.list, set.listNext, err = d.mailingListPage(ctx, ""); err != nil {
 		return nil, err
 	}
 	return set, nil
@@ -239,23 +238,23 @@ func nextListURL(q url.Values, key string) string {
 }
 
 // mailingListPage reads one page of the mailing list, after the contact key after ("": from
-// the start), into list, and sets next to the key the following page starts after ("": none).
+// the start), and the key the following page starts after ("": none).
 // The view aggregates every subscription of a contact, so the page's contacts are chosen
 // first and only theirs are aggregated (the filter reaches below the view's grouping only as
 // literal values).
-func (d *dashboard) mailingListPage(ctx context.Context, after string, list *[]listRow, next *string) error {
+func (d *dashboard) mailingListPage(ctx context.Context, after string) (list []listRow, next string, err error) {
 	keysQ, keysArgs := "SELECT DISTINCT email_key FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", []any{}
 	if after != "" {
 		keysQ, keysArgs = keysQ+" AND email_key > ?", append(keysArgs, after)
 	}
 	keys, err := d.query(ctx, keysQ+" ORDER BY email_key LIMIT "+strconv.Itoa(pageRows+1), pageRows+1, keysArgs...)
 	if err != nil || len(keys) == 0 {
-		return err
+		return nil, "", err
 	}
 	last := keys[min(len(keys), pageRows)-1][0]
 	if len(keys) > pageRows {
 		// A contact who unsubscribed between the two reads leaves a gap, not the link.
-		*next = asString(last)
+		next = asString(last)
 	}
 	args := make([]any, len(keys))
 	for i, k := range keys {
@@ -264,7 +263,7 @@ func (d *dashboard) mailingListPage(ctx context.Context, after string, list *[]l
 	rows, err := d.query(ctx, `SELECT email, concat_ws(' ', first_name, last_name), postcode, array_to_string(calendars, ', '), marketing_consent, first_subscribed_at, last_change_at, email_key
 		FROM mailing_list WHERE email_key IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY email_key`, pageRows+1, args...)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	for _, row := range rows {
 		if asString(row[7]) > asString(last) {
@@ -274,7 +273,7 @@ func (d *dashboard) mailingListPage(ctx context.Context, after string, list *[]l
 		if b, ok := row[4].(bool); ok {
 			consent = map[bool]string{true: "yes", false: "no"}[b]
 		}
-		*list = append(*list, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
+		list = append(list, listRow{asString(row[0]), asString(row[1]), asString(row[2]), asString(row[3]), consent, asTime(row[5]), asTime(row[6])})
 	}
-	return nil
+	return list, next, nil
 }
