@@ -3,8 +3,11 @@ package schemas
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +183,95 @@ func TestRowValue(t *testing.T) {
 	}
 	if _, err := r.Value("nope"); err == nil {
 		t.Error("unknown column accepted")
+	}
+}
+
+// Every stored row gives back the typed event it was made from, through Arrow and back.
+func TestRowsGiveBackTheirTypedEvents(t *testing.T) {
+	dec := mustDecoder(t, nil)
+	rows := acceptedRows(t)
+	rec, err := BuildRecord(memory.NewGoAllocator(), Schema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	back, err := RowsFromRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range back {
+		want, err := dec.Decode(rows[i].Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := back[i].Event(dec)
+		if err != nil {
+			t.Fatalf("row %d (%s): %v", i, rows[i].EventID, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("row %d (%s): typed event differs:\n got %+v\nwant %+v", i, rows[i].EventID, got, want)
+		}
+		if got.Row(rows[i].Source, rows[i].ReceivedAt).EventID != rows[i].EventID {
+			t.Errorf("row %d: the event's row has another id", i)
+		}
+	}
+	partial := back[0]
+	partial.Raw = nil
+	if _, err := partial.Event(dec); !errors.Is(err, ErrNoRaw) {
+		t.Errorf("a row without raw: %v, want ErrNoRaw", err)
+	}
+}
+
+// The column set of every schema version is frozen in testdata/schema/vN.txt: a later version
+// may only add nullable columns, and the current version's file must match the code (run with
+// -update after adding a column and raising SchemaVersion).
+func TestSchemaVersionsOnlyAddNullableColumns(t *testing.T) {
+	describe := func(f arrow.Field) string { return fmt.Sprintf("%s %s nullable=%t", f.Name, f.Type, f.Nullable) }
+	current := DeliverySchema()
+	var lines []string
+	for _, f := range current.Fields() {
+		lines = append(lines, describe(f))
+	}
+	version, err := strconv.Atoi(SchemaVersion)
+	if err != nil || version < 1 {
+		t.Fatalf("SchemaVersion %q is not a positive number", SchemaVersion)
+	}
+	path := fmt.Sprintf("testdata/schema/v%d.txt", version)
+	if *update {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byName := map[string]arrow.Field{}
+	for _, f := range current.Fields() {
+		byName[f.Name] = f
+	}
+	first := map[string]bool{}
+	for v := 1; v <= version; v++ {
+		data, err := os.ReadFile(fmt.Sprintf("testdata/schema/v%d.txt", v))
+		if err != nil {
+			t.Fatalf("schema version %d is not frozen: %v (run go test -run %s -update)", v, err, t.Name())
+		}
+		frozen := strings.Split(strings.TrimSpace(string(data)), "\n")
+		for _, line := range frozen {
+			name, _, _ := strings.Cut(line, " ")
+			if v == 1 {
+				first[name] = true
+			}
+			f, ok := byName[name]
+			if !ok {
+				t.Errorf("column %s of schema version %d is gone", name, v)
+			} else if describe(f) != line {
+				t.Errorf("column %s changed since schema version %d: %q, was %q", name, v, describe(f), line)
+			}
+		}
+		if v == version && strings.Join(frozen, "\n") != strings.Join(lines, "\n") {
+			t.Errorf("the schema differs from %s: raise SchemaVersion and freeze the new version with -update", path)
+		}
+	}
+	for _, f := range current.Fields() {
+		if !first[f.Name] && !f.Nullable {
+			t.Errorf("column %s, added after version 1, is not nullable", f.Name)
+		}
 	}
 }

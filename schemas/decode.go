@@ -24,7 +24,7 @@ const (
 	RuleMissingEventID      Rule = "missing_event_id"      // eventId missing, null or empty
 	RuleInvalidEventID      Rule = "invalid_event_id"      // eventId is an object, array or boolean
 	RuleMissingEventType    Rule = "missing_event_type"    // eventType missing, null or empty
-	RuleInvalidEventType    Rule = "invalid_event_type"    // eventType is an object, array, number or boolean
+	RuleInvalidEventType    Rule = "invalid_event_type"    // eventType is an object, array or boolean
 	RuleMissingEventDetails Rule = "missing_event_details" // eventDetails missing or null
 	RuleInvalidEventDetails Rule = "invalid_event_details" // eventDetails is not an object
 )
@@ -124,11 +124,13 @@ func (s *decodeState) envelope(root *fastjson.Value) error {
 	}
 
 	var err error
-	if s.ev.ID, err = s.envelopeString(id, "eventId", RuleMissingEventID, RuleInvalidEventID, true); err != nil {
+	if s.ev.ID, err = s.envelopeString(id, "eventId", RuleMissingEventID, RuleInvalidEventID); err != nil {
 		return err
 	}
 	s.ev.ID = lowerASCII(s.ev.ID)
-	if s.ev.SentType, err = s.envelopeString(typ, "eventType", RuleMissingEventType, RuleInvalidEventType, false); err != nil {
+	// A number for eventType is what a .NET sender writes for an enum it forgot to name: it
+	// identifies the event well enough to keep it, as an unknown type flagged type_drift.
+	if s.ev.SentType, err = s.envelopeString(typ, "eventType", RuleMissingEventType, RuleInvalidEventType); err != nil {
 		return err
 	}
 	s.ev.Type = s.normaliseType(s.ev.SentType)
@@ -142,8 +144,8 @@ func (s *decodeState) envelope(root *fastjson.Value) error {
 	return nil
 }
 
-// envelopeString reads eventId or eventType. Numbers are accepted for ids (flagged as drift).
-func (s *decodeState) envelopeString(v *fastjson.Value, key string, missing, invalid Rule, numberOK bool) (string, error) {
+// envelopeString reads eventId or eventType. Numbers are accepted (flagged as drift).
+func (s *decodeState) envelopeString(v *fastjson.Value, key string, missing, invalid Rule) (string, error) {
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return "", refuse(missing, "%s is missing or null", key)
 	}
@@ -152,9 +154,6 @@ func (s *decodeState) envelopeString(v *fastjson.Value, key string, missing, inv
 	case fastjson.TypeString:
 		out = strings.TrimSpace(s.text(v))
 	case fastjson.TypeNumber:
-		if !numberOK {
-			return "", refuse(invalid, "%s is a number, not a string", key)
-		}
 		s.ev.Flags.Set(FlagTypeDrift)
 		out = string(v.MarshalTo(nil))
 	default:
@@ -239,9 +238,10 @@ func (s *decodeState) details(v *fastjson.Value) {
 	if sub != nil {
 		subObj = s.subscription(sub)
 	}
-	var evObj *SubscriptionEvent
+	var evObj *SubscriptionEventDetails
 	if subEvent != nil {
 		evObj = s.subscriptionEvent(subEvent)
+		s.ev.calendarEventRead = evObj
 	}
 	needSub := s.ev.Type != SubscriptionEventUpdated && s.ev.Type != SubscriptionEventDeleted
 	needEvent := s.ev.Type != Subscribe && s.ev.Type != Unsubscribe && s.ev.Type != SubscriptionDetailsUpdated
@@ -261,9 +261,9 @@ func (s *decodeState) details(v *fastjson.Value) {
 	case SubscriptionEventUpdated:
 		s.ev.Details = &SubscriptionEventUpdatedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj}
 	case SubscriptionEventRemoved:
-		s.ev.Details = &SubscriptionEventRemovedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj}
+		s.ev.Details = &SubscriptionEventRemovedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj.basic()}
 	case SubscriptionEventDeleted:
-		s.ev.Details = &SubscriptionEventDeletedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj}
+		s.ev.Details = &SubscriptionEventDeletedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj.basic()}
 	}
 
 	if inner := subObj.calendarSubscriptionID(); inner != "" && c.CalendarSubscriptionID != "" && inner != c.CalendarSubscriptionID {
@@ -408,10 +408,18 @@ func (s *decodeState) tags(v *fastjson.Value) []CalendarTag {
 	return out
 }
 
+// basic is the Subscription Event Basic part of what was read; nil when nothing was.
+func (e *SubscriptionEventDetails) basic() *SubscriptionEventBasic {
+	if e == nil {
+		return nil
+	}
+	return &e.SubscriptionEventBasic
+}
+
 var subscriptionEventKeys = []string{"eventId", "title", "location", "description"}
 
-func (s *decodeState) subscriptionEvent(v *fastjson.Value) *SubscriptionEvent {
-	e := &SubscriptionEvent{}
+func (s *decodeState) subscriptionEvent(v *fastjson.Value) *SubscriptionEventDetails {
+	e := &SubscriptionEventDetails{}
 	s.visit(v, "subscriptionEvent", subscriptionEventKeys, s.d.paths.extra["subscriptionevent"], func(i int, v *fastjson.Value) {
 		switch i {
 		case 0:

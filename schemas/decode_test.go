@@ -89,6 +89,22 @@ func TestTypedDetails(t *testing.T) {
 	if del.SubscriptionEvent == nil || del.SubscriptionEvent.CalendarEventID != "481207" {
 		t.Errorf("Subscription Event Basic: %+v", del.SubscriptionEvent)
 	}
+	removed := decodeFile(t, "fixture_subscription_event_removed.json").Details.(*SubscriptionEventRemovedDetails)
+	if removed.SubscriptionEvent == nil || removed.SubscriptionEvent.CalendarEventID != "tvrc-2025-h03" {
+		t.Errorf("Subscription Event Basic of a removal: %+v", removed.SubscriptionEvent)
+	}
+	// The Basic shape has only the id; a title a sender adds anyway still reaches the row.
+	extra := []byte(`{"eventId":"E1","eventType":"SubscriptionEventDeleted","eventDetails":{"subscriptionEvent":{"eventId":"77","title":"Grand final"}}}`)
+	ev, err := mustDecoder(t, nil).Decode(extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.Details.(*SubscriptionEventDeletedDetails).SubscriptionEvent; got == nil || got.CalendarEventID != "77" {
+		t.Errorf("Subscription Event Basic of a deletion: %+v", got)
+	}
+	if row := ev.Row("rokt", time.Now()); row.CalendarEventID != "77" || row.EventTitle != "Grand final" {
+		t.Errorf("row of a deletion with a title: id %q title %q", row.CalendarEventID, row.EventTitle)
+	}
 	added := decodeFile(t, "fixture_subscription_event_added.json").Details.(*SubscriptionEventAddedDetails)
 	if added.Subscription.CalendarCode != "scfl-2025-fixtures" || !strings.HasPrefix(added.SubscriptionEvent.Title, "Richmond Rovers") {
 		t.Errorf("EventAdded: %+v %+v", added.Subscription, added.SubscriptionEvent)
@@ -290,7 +306,8 @@ func TestRefusals(t *testing.T) {
 		{`{"eventId": "x", "eventDetails": {}}`, RuleMissingEventType},
 		{`{"eventId": "x", "eventType": "", "eventDetails": {}}`, RuleMissingEventType},
 		{`{"eventId": "x", "eventType": null, "eventDetails": {}}`, RuleMissingEventType},
-		{`{"eventId": "x", "eventType": 1, "eventDetails": {}}`, RuleInvalidEventType},
+		{`{"eventId": "x", "eventType": true, "eventDetails": {}}`, RuleInvalidEventType},
+		{`{"eventId": "x", "eventType": {"name": "Subscribe"}, "eventDetails": {}}`, RuleInvalidEventType},
 		{`{"eventId": "x", "eventType": "Test"}`, RuleMissingEventDetails},
 		{`{"eventId": "x", "eventType": "Test", "eventDetails": null}`, RuleMissingEventDetails},
 		{`{"eventId": "x", "eventType": "Test", "eventDetails": []}`, RuleInvalidEventDetails},
@@ -325,6 +342,14 @@ func TestAcceptsEmptyDetailsAndTolerableBodies(t *testing.T) {
 		if _, err := dec.Decode([]byte(body)); err != nil {
 			t.Errorf("%s: %v", body, err)
 		}
+	}
+	// An eventType sent as a number (an enum a .NET sender forgot to name) is an unknown type.
+	ev, err := dec.Decode([]byte(`{"eventId": "x", "eventType": 3, "eventDetails": {}}`))
+	if err != nil {
+		t.Fatalf("numeric eventType: %v", err)
+	}
+	if ev.SentType != "3" || ev.Type.Known() || !ev.Flags.Has(FlagUnknownType) || !ev.Flags.Has(FlagTypeDrift) {
+		t.Errorf("numeric eventType: sent %q type %q flags %v", ev.SentType, ev.Type, ev.Flags.Names())
 	}
 }
 

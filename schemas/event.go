@@ -73,6 +73,9 @@ type Event struct {
 	UnknownKeys []string
 	// Body is the request body byte for byte, as received (BOM and trailing commas included).
 	Body []byte
+
+	// calendarEventRead is the subscriptionEvent object as read, whatever its documented shape.
+	calendarEventRead *SubscriptionEventDetails
 }
 
 // Details is implemented by every typed eventDetails shape.
@@ -133,14 +136,21 @@ type RemovedSubscription struct {
 	RemovedAt *time.Time `json:"-"`
 }
 
-// SubscriptionEvent holds both calendar-event shapes: "Subscription Event Details" (title,
-// location, description, and times when present) and "Subscription Event Basic" (the
-// merchant's calendar-event id, which is not the envelope's eventId).
-type SubscriptionEvent struct {
+// SubscriptionEventBasic is the vendor's "Subscription Event Basic" object, carried by
+// SubscriptionEventRemoved and SubscriptionEventDeleted: the merchant's calendar-event id,
+// which is not a GUID and not the envelope's eventId.
+type SubscriptionEventBasic struct {
 	CalendarEventID string `json:"eventId,omitempty"`
-	Title           string `json:"title,omitempty"`
-	Location        string `json:"location,omitempty"`
-	Description     string `json:"description,omitempty"`
+}
+
+// SubscriptionEventDetails is the vendor's "Subscription Event Details" object, carried by
+// SubscriptionEventAdded and SubscriptionEventUpdated. Only title, location and description
+// are confirmed; the calendar-event id is read under the Basic object's key when sent.
+type SubscriptionEventDetails struct {
+	SubscriptionEventBasic
+	Title       string `json:"title,omitempty"`
+	Location    string `json:"location,omitempty"`
+	Description string `json:"description,omitempty"`
 
 	// Start and End are found through FieldPaths (no key names are confirmed).
 	Start    *EventTime `json:"-"`
@@ -180,15 +190,15 @@ type SubscriptionDetailsUpdatedDetails struct {
 // SubscriptionEventAddedDetails is eventDetails of a SubscriptionEventAdded event.
 type SubscriptionEventAddedDetails struct {
 	Common
-	Subscription      *SubscriptionBasic `json:"subscription"`
-	SubscriptionEvent *SubscriptionEvent `json:"subscriptionEvent"`
+	Subscription      *SubscriptionBasic        `json:"subscription"`
+	SubscriptionEvent *SubscriptionEventDetails `json:"subscriptionEvent"`
 }
 
 // SubscriptionEventUpdatedDetails is eventDetails of a SubscriptionEventUpdated event. The
 // vendor sends no subscription object with it.
 type SubscriptionEventUpdatedDetails struct {
 	Common
-	SubscriptionEvent *SubscriptionEvent `json:"subscriptionEvent"`
+	SubscriptionEvent *SubscriptionEventDetails `json:"subscriptionEvent"`
 	// Subscription is not documented for this type; it is read when a sender adds one.
 	Subscription *SubscriptionBasic `json:"subscription,omitempty"`
 }
@@ -196,15 +206,15 @@ type SubscriptionEventUpdatedDetails struct {
 // SubscriptionEventRemovedDetails is eventDetails of a SubscriptionEventRemoved event.
 type SubscriptionEventRemovedDetails struct {
 	Common
-	Subscription      *SubscriptionBasic `json:"subscription"`
-	SubscriptionEvent *SubscriptionEvent `json:"subscriptionEvent"`
+	Subscription      *SubscriptionBasic      `json:"subscription"`
+	SubscriptionEvent *SubscriptionEventBasic `json:"subscriptionEvent"`
 }
 
 // SubscriptionEventDeletedDetails is eventDetails of a SubscriptionEventDeleted event. The
 // vendor sends no subscription object with it.
 type SubscriptionEventDeletedDetails struct {
 	Common
-	SubscriptionEvent *SubscriptionEvent `json:"subscriptionEvent"`
+	SubscriptionEvent *SubscriptionEventBasic `json:"subscriptionEvent"`
 	// Subscription is not documented for this type; it is read when a sender adds one.
 	Subscription *SubscriptionBasic `json:"subscription,omitempty"`
 }
@@ -276,19 +286,17 @@ func (e *Event) subscription() (*SubscriptionBasic, []CalendarTag) {
 	return nil, nil
 }
 
-// calendarEvent returns the subscriptionEvent object of the event, if any.
-func (e *Event) calendarEvent() *SubscriptionEvent {
+// calendarEvent returns what the event's subscriptionEvent object held, if it had one: its
+// typed Details shape, or for the Basic shape everything the decoder read from it (a sender
+// adding a title to a removal keeps it in the row).
+func (e *Event) calendarEvent() *SubscriptionEventDetails {
 	switch d := e.Details.(type) {
 	case *SubscriptionEventAddedDetails:
 		return d.SubscriptionEvent
 	case *SubscriptionEventUpdatedDetails:
 		return d.SubscriptionEvent
-	case *SubscriptionEventRemovedDetails:
-		return d.SubscriptionEvent
-	case *SubscriptionEventDeletedDetails:
-		return d.SubscriptionEvent
 	}
-	return nil
+	return e.calendarEventRead
 }
 
 // removed returns the Removed Subscription Object of an Unsubscribe, if any.

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"errors"
 	"time"
 )
 
@@ -162,4 +163,19 @@ func wall(t time.Time) *time.Time {
 		return nil
 	}
 	return micro(&t)
+}
+
+// ErrNoRaw is returned by Row.Event for a row read without its raw column.
+var ErrNoRaw = errors.New("schemas: the row carries no raw body (its raw column was not sent)")
+
+// Event turns a stored row back into the typed event it was made from, by decoding its raw
+// body with d (use the decoder the row was stored with, so contact fields come out the same).
+// It is the inverse of Event.Row for sinks that want the vendor's typed eventDetails; the
+// row's own columns are usually all a sink needs. Rows sent without the raw column give
+// ErrNoRaw.
+func (r *Row) Event(d *Decoder) (*Event, error) {
+	if len(r.Raw) == 0 {
+		return nil, ErrNoRaw
+	}
+	return d.Decode(r.Raw)
 }
