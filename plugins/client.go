@@ -47,6 +47,9 @@ type Launch struct {
 	Args []string
 	// Env is added to the host's environment.
 	Env []string
+	// Stdout receives what the plugin writes to its standard output (a jsonl sink writing to
+	// "-"); nil discards it. Logs go to standard error and reach the host's logger.
+	Stdout io.Writer
 }
 
 // Client is one plugin, started and configured. Its methods are safe for concurrent use, but
@@ -118,6 +121,7 @@ func (c *Client) start(ctx context.Context) error {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newSlogAdapter(c.log.With("plugin", c.launch.Name)),
 		Stderr:           io.Discard,
+		SyncStdout:       c.launch.Stdout,
 		SkipHostEnv:      true,
 		StartTimeout:     30 * time.Second,
 		GRPCDialOptions:  sdk.TransportDialOptions(),

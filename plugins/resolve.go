@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,19 +32,21 @@ type Resolver struct {
 	Dir string
 	// Env is added to every plugin's environment.
 	Env []string
+	// Stdout receives every plugin's standard output; nil discards it.
+	Stdout io.Writer
 }
 
 // Resolve returns how to start the plugin called name.
 func (r Resolver) Resolve(name string) (Launch, error) {
 	if slices.Contains(r.Builtins, name) {
-		return Launch{Name: name, Path: r.Self, Args: []string{"plugin", "serve", name}, Env: r.Env}, nil
+		return Launch{Name: name, Path: r.Self, Args: []string{"plugin", "serve", name}, Env: r.Env, Stdout: r.Stdout}, nil
 	}
 	path := filepath.Join(r.Dir, ExternalPrefix+name)
 	fi, err := os.Stat(path)
 	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return Launch{}, fmt.Errorf("plugins: no plugin %q: not a built-in (%s) and no executable %s", name, strings.Join(r.Builtins, ", "), path)
 	}
-	return Launch{Name: name, Path: path, Env: r.Env}, nil
+	return Launch{Name: name, Path: path, Env: r.Env, Stdout: r.Stdout}, nil
 }
 
 // External lists the external plugins found in Dir.

@@ -42,6 +42,7 @@ type server struct {
 	cmd    *exec.Cmd
 	addr   string
 	stderr *syncBuffer
+	stdout *syncBuffer
 	exited chan struct{}
 }
 
@@ -59,10 +60,10 @@ func freeAddr(t *testing.T) string {
 // until it is ready.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
-	s := &server{addr: addr, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	s := &server{addr: addr, stderr: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(os.Args[0], append([]string{"serve", "--listen", addr}, args...)...)
 	s.cmd.Env = append(os.Environ(), asMainEnv+"=1")
-	s.cmd.Stderr = s.stderr
+	s.cmd.Stderr, s.cmd.Stdout = s.stderr, s.stdout
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,7 +152,40 @@ func splitLines(b []byte) []string {
 	return out
 }
 
-// TestWebhookGonePausesAcrossRestarts: a registered endpoint that answers 410 Gone pauses the
+// A jsonl sink given "-" as its path prints each row on the standard output of hookbridge
+// serve, although it runs in a plugin process of its own.
+func TestJSONLSinkWritesToServeStdout(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+data: %s
+sources: [{name: rokt}]
+sinks:
+  - name: tail
+    plugin: jsonl
+    mapping: {event_id: event_id, email: email}
+    settings: {path: "-"}
+`, filepath.Join(dir, "hb.duckdb"))), 0o644)
+	addr := freeAddr(t)
+	srv := startServer(t, addr, "--config", cfg)
+	for i := 0; i < 3; i++ {
+		if code := postEvent(addr, subscribeBody(fmt.Sprintf("out-%d", i), fmt.Sprintf("s%d", i), fmt.Sprintf("u%d@example.com", i))); code != 200 {
+			t.Fatalf("event %d answered %d", i, code)
+		}
+	}
+	waitFor(t, "three rows on stdout", func() bool { return strings.Count(srv.stdout.String(), "\n") >= 3 })
+	for i, line := range strings.Split(strings.TrimSpace(srv.stdout.String()), "\n") {
+		var row map[string]any
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("stdout line %d is not a JSON row: %q", i, line)
+		}
+		if row["event_id"] != fmt.Sprintf("out-%d", i) || row["email"] != fmt.Sprintf("u%d@example.com", i) {
+			t.Errorf("stdout line %d: %v", i, row)
+		}
+	}
+}
+
+// A registered endpoint that answers 410 Gone pauses the
 // webhook sink; the pause survives a restart and shows in status; events wait behind the
 // cursor and go out, signed, once an operator resumes the sink.
 func TestWebhookGonePausesAcrossRestarts(t *testing.T) {
