@@ -330,17 +330,20 @@ func TestNewColumnIsAdded(t *testing.T) {
 	}
 }
 
-// TestConnectionsKilledMidLoad terminates the sink's connections (pg_terminate_backend) again
-// and again while it loads; every failed load is retried like the engine does, and in the
-// end every event is there once.
+// TestConnectionsKilledMidLoad terminates the sink's connection (pg_terminate_backend) while
+// a statement of a load is running, several times; every failed load is retried like the
+// engine does, and in the end every event is there once. After each kill the killer waits
+// for a load to succeed, so the test does not depend on how fast a load is on this machine.
 func TestConnectionsKilledMidLoad(t *testing.T) {
 	dsn := testDSN(t)
 	schema, conn := testSchema(t, dsn)
 	ctx := context.Background()
 	app := "hookbridge-" + schema
 	s := open(t, settings(dsn, schema), schema)
+	const wantKills = 6
 	var kills atomic.Int64
 	stop := make(chan struct{})
+	loaded := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -351,33 +354,45 @@ func TestConnectionsKilledMidLoad(t *testing.T) {
 			return
 		}
 		defer killer.Close(ctx)
-		for {
+		for kills.Load() < wantKills {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Duration(20+rand.IntN(40)) * time.Millisecond):
+			case <-time.After(time.Duration(1+rand.IntN(4)) * time.Millisecond):
 			}
 			var n int64
-			killer.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n)
+			killer.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", app).Scan(&n)
+			if n == 0 {
+				continue
+			}
 			kills.Add(n)
+			select { // let the sink recover before the next kill
+			case <-loaded:
+			case <-stop:
+				return
+			}
 		}
 	}()
 	var failures, batches int
 	var all []schemas.Row
-	for b := 0; b < 400 && (b < 30 || kills.Load() < 5 || failures < 3); b++ {
+	for b := 0; b < 400 && (b < 30 || kills.Load() < wantKills); b++ {
 		rows := genRows(int64(b*500+1), 500)
 		all = append(all, rows...)
 		bt := batch(t, fmt.Sprint("b", b), rows, nil)
 		for attempt := 1; ; attempt++ {
 			err := s.Write(ctx, bt)
 			if err == nil {
+				select {
+				case loaded <- struct{}{}:
+				default:
+				}
 				break
 			}
 			failures++
 			if _, ok := sdk.AsSinkDown(err); !ok && !strings.Contains(err.Error(), "terminat") {
 				t.Fatalf("batch %d: %v (want a sink-down error: the warehouse is unreachable, not the rows at fault)", b, err)
 			}
-			if attempt > 200 {
+			if attempt > wantKills+1 {
 				t.Fatalf("batch %d never loaded: %v", b, err)
 			}
 		}
