@@ -127,6 +127,9 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 		if i == 1 && *cpuProfile != "" {
 			pprof.StopCPUProfile()
 		}
+		if i > 0 && err == nil {
+			res.writer = scrapeWriterStats(ctx, addr)
+		}
 		if serr := stop(); serr != nil && err == nil {
 			err = serr
 		}
@@ -147,6 +150,12 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 			r.rate()/base.rate(), float64(r.percentile(0.99))/float64(base.percentile(0.99)))
 	}
 	tw.Flush()
+	fmt.Fprintln(e.stdout)
+	for i, sc := range scenarios {
+		if w := results[i].writer; w != "" {
+			fmt.Fprintf(e.stdout, "%s writer: %s\n", sc.name[:2], w)
+		}
+	}
 	b := results[1]
 	if b.elapsed == 0 {
 		return nil
@@ -154,6 +163,44 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "\ntargets: events/s b÷a ≥ 0.50 (got %.2f), p99 b÷a ≤ 2.00 (got %.2f)\n",
 		b.rate()/base.rate(), float64(b.percentile(0.99))/float64(base.percentile(0.99)))
 	return nil
+}
+
+// scrapeWriterStats summarises the store writer's series from the server's /metrics, warm-up
+// included: how many requests each commit took and how long commits, merges and
+// checkpoints kept the writer busy.
+func scrapeWriterStats(ctx context.Context, addr string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return ""
+	}
+	v := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		var f float64
+		if _, err := fmt.Sscan(val, &f); err == nil {
+			v[name] = f
+		}
+	}
+	commits := v["hookbridge_store_commit_seconds_count"]
+	if commits == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f commits of %.1f requests on average, %.2f ms each; merges %.0f (%.1f ms each); checkpoints %.0f (%.0f ms in all)",
+		commits, v["hookbridge_store_commit_batch_size_sum"]/commits, 1000*v["hookbridge_store_commit_seconds_sum"]/commits,
+		v["hookbridge_store_state_merge_seconds_count"], 1000*v["hookbridge_store_state_merge_seconds_sum"]/max(1, v["hookbridge_store_state_merge_seconds_count"]),
+		v["hookbridge_store_checkpoint_seconds_count"], 1000*v["hookbridge_store_checkpoint_seconds_sum"])
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

@@ -21,6 +21,7 @@ type loadResult struct {
 	elapsed    time.Duration
 	latencies  []time.Duration // of successful requests
 	ackedIDs   []string        // event ids answered 2xx, when recorded
+	writer     string          // the server's writer statistics, when it has a store
 }
 
 func (r loadResult) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
