@@ -25,7 +25,7 @@ var testMapping = map[string]string{"email": "email", "first_name": "firstname",
 	"calendar_title": "rokt_calendar", "status": "rokt_subscription_status", "contact_calendars": "rokt_calendars"}
 
 func settingsFor(f *fakeHubSpot, token string, edit ...func(*Settings)) json.RawMessage {
-	set := Settings{Token: token, BaseURL: f.srv.URL, Timeout: "5s"}
+	set := Settings{Token: token, BaseURL: f.URL, Timeout: "5s"}
 	for _, e := range edit {
 		e(&set)
 	}
@@ -92,11 +92,11 @@ func fan(seq int64, email, eventType string, active, ended []string) schemas.Row
 func TestConformance(t *testing.T) {
 	f := newFakeHubSpot(t)
 	failing := newFakeHubSpot(t)
-	failing.bad["ann.smith@example.org"] = true
+	failing.Bad["ann.smith@example.org"] = true
 	rows := sinktest.DefaultRows()[:2] // the Test event has no contact; the spec does not take it
 	sinktest.Run(t, sinktest.Config{
 		New:      New,
-		Settings: settingsFor(f, f.token),
+		Settings: settingsFor(f, f.Token),
 		Mapping:  testMapping,
 		Rows:     rows,
 		BadSettings: map[string]json.RawMessage{
@@ -107,7 +107,7 @@ func TestConformance(t *testing.T) {
 			"portal":        json.RawMessage(`{"token": "x", "portal": 1}`),
 		},
 		Delivered: func(t *testing.T, rows []schemas.Row) {
-			got := f.snapshot()
+			got := f.Snapshot()
 			c := got["charlotte.nguyen+footy@example.com"]
 			if c["firstname"] != "Charlotte" || c["rokt_subscription_status"] != "subscribed" || c["zip"] != "3121" || c["rokt_calendars"] != "scfl-2025-fixtures" {
 				t.Errorf("Charlotte in HubSpot: %v", c)
@@ -119,7 +119,7 @@ func TestConformance(t *testing.T) {
 				t.Errorf("%d contacts in HubSpot, want 2", len(got))
 			}
 		},
-		Failing:     settingsFor(failing, failing.token),
+		Failing:     settingsFor(failing, failing.Token),
 		FailingRows: rows,
 		FailingSeqs: []int64{102},
 	})
@@ -159,7 +159,7 @@ func TestConfigure(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, ok := raw["base_url"]; !ok {
-				raw["base_url"] = f.srv.URL
+				raw["base_url"] = f.URL
 			}
 			set, _ := json.Marshal(raw)
 			var mp *schemas.Mapping
@@ -176,9 +176,9 @@ func TestConfigure(t *testing.T) {
 			}
 		})
 	}
-	f.with(func(f *fakeHubSpot) {
-		if f.requests != 0 {
-			t.Errorf("Configure made %d requests", f.requests)
+	f.With(func(f *fakeHubSpot) {
+		if f.Requests != 0 {
+			t.Errorf("Configure made %d requests", f.Requests)
 		}
 	})
 }
@@ -193,7 +193,7 @@ func TestPropertyValues(t *testing.T) {
 		"unsubscribed_at": "rokt_unsubscribed_at", "contact_active_subscriptions": "rokt_active_subscriptions",
 		"marketing_consent": "rokt_marketing_consent", "account_name": "rokt_account"}
 	f := newFakeHubSpot(t)
-	s := openSink(t, settingsFor(f, f.token), m, nil)
+	s := openSink(t, settingsFor(f, f.Token), m, nil)
 	const key = "charlotte@example.com"
 
 	subscribed := time.Date(2025, 9, 1, 21, 45, 12, 0, time.UTC)
@@ -222,7 +222,7 @@ func TestPropertyValues(t *testing.T) {
 		if err != nil || len(b.Results()) != 0 {
 			t.Fatalf("step %d: %v %+v", i+1, err, b.Results())
 		}
-		c, ok := f.snapshot()[key]
+		c, ok := f.Snapshot()[key]
 		if !ok {
 			t.Fatalf("step %d: the contact is not in HubSpot", i+1)
 		}
@@ -232,42 +232,42 @@ func TestPropertyValues(t *testing.T) {
 			}
 		}
 	}
-	f.with(func(f *fakeHubSpot) {
-		if f.deletes != 0 || !f.traceUsed {
-			t.Errorf("%d deletes; trace ids sent: %v", f.deletes, f.traceUsed)
+	f.With(func(f *fakeHubSpot) {
+		if f.Deletes != 0 || !f.TraceUsed {
+			t.Errorf("%d deletes; trace ids sent: %v", f.Deletes, f.TraceUsed)
 		}
 	})
 
 	t.Run("status values of an enumeration", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.props["rokt_subscription_status"] = fakeProp("rokt_subscription_status", "enumeration", "radio", "Subscribed", "Unsubscribed")
-		s := openSink(t, settingsFor(f, f.token, func(s *Settings) { s.StatusValues = &StatusValues{"Subscribed", "Unsubscribed"} }), testMapping, nil)
+		f.Props["rokt_subscription_status"] = fakeProp("rokt_subscription_status", "enumeration", "radio", "Subscribed", "Unsubscribed")
+		s := openSink(t, settingsFor(f, f.Token, func(s *Settings) { s.StatusValues = &StatusValues{"Subscribed", "Unsubscribed"} }), testMapping, nil)
 		if _, err := write(t, s, testMapping, "b", []schemas.Row{fan(1, "a@example.com", "Unsubscribe", nil, []string{"afl"})}); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.snapshot()["a@example.com"]["rokt_subscription_status"]; got != "Unsubscribed" {
+		if got := f.Snapshot()["a@example.com"]["rokt_subscription_status"]; got != "Unsubscribed" {
 			t.Errorf("status %q", got)
 		}
 	})
 	t.Run("status property named by setting", func(t *testing.T) {
 		f := newFakeHubSpot(t)
 		m := map[string]string{"email": "email"}
-		s := openSink(t, settingsFor(f, f.token, func(s *Settings) { s.StatusProperty = "rokt_subscription_status" }), m, nil)
+		s := openSink(t, settingsFor(f, f.Token, func(s *Settings) { s.StatusProperty = "rokt_subscription_status" }), m, nil)
 		if _, err := write(t, s, m, "b", []schemas.Row{fan(1, "a@example.com", "Unsubscribe", []string{"afl"}, []string{"scfl"})}); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.snapshot()["a@example.com"]["rokt_subscription_status"]; got != "subscribed" {
+		if got := f.Snapshot()["a@example.com"]["rokt_subscription_status"]; got != "subscribed" {
 			t.Errorf("status %q, want subscribed (still on afl)", got)
 		}
 	})
 	t.Run("token without the schema scope", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.schemaReadable = false
+		f.SchemaReadable = false
 		var logs bytes.Buffer
-		s := openSink(t, settingsFor(f, f.token), testMapping, slog.New(slog.NewTextHandler(&logs, nil)))
+		s := openSink(t, settingsFor(f, f.Token), testMapping, slog.New(slog.NewTextHandler(&logs, nil)))
 		b, err := write(t, s, testMapping, "b", []schemas.Row{fan(1, "a@example.com", "Subscribe", []string{"afl"}, nil)})
-		if err != nil || len(b.Results()) != 0 || f.snapshot()["a@example.com"]["rokt_calendars"] != "afl" {
-			t.Fatalf("%v %+v %v", err, b.Results(), f.snapshot())
+		if err != nil || len(b.Results()) != 0 || f.Snapshot()["a@example.com"]["rokt_calendars"] != "afl" {
+			t.Fatalf("%v %+v %v", err, b.Results(), f.Snapshot())
 		}
 		if !strings.Contains(logs.String(), "crm.schemas.contacts.read") {
 			t.Errorf("no warning about the scope: %s", logs.String())
@@ -324,13 +324,13 @@ func contactHistory(n int, seed uint64) ([]schemas.Row, map[string]map[string]st
 // contact is deleted, and sending everything again changes nothing.
 func TestRunWithInjectedFailures(t *testing.T) {
 	f := newFakeHubSpot(t)
-	f.max, f.window = 100, 200*time.Millisecond // HubSpot's 100 per 10 s, 50 times faster
-	f.fail5xx, f.throttle, f.inputErr = 0.3, 0.1, 0.02
+	f.Max, f.Window = 100, 200*time.Millisecond // HubSpot's 100 per 10 s, 50 times faster
+	f.Fail5xx, f.Throttle, f.InputErr = 0.3, 0.1, 0.02
 	rows, want := contactHistory(3000, 42)
 	badSeq, bad := rows[1234].Seq, rows[1234].EmailKey
-	f.bad[bad] = true
+	f.Bad[bad] = true
 	var logs bytes.Buffer
-	s := openSink(t, settingsFor(f, f.token), testMapping, slog.New(slog.NewTextHandler(&logs, nil)))
+	s := openSink(t, settingsFor(f, f.Token), testMapping, slog.New(slog.NewTextHandler(&logs, nil)))
 
 	out := sinktest.Drive(t, s, testMapping, rows, time.Second)
 	if r, ok := out.Failed[badSeq]; len(out.Failed) != 1 || !ok || !strings.Contains(r.Reason, "INVALID_EMAIL") || !strings.Contains(r.Reason, "Email address "+rows[1234].Email+" is invalid") {
@@ -339,7 +339,7 @@ func TestRunWithInjectedFailures(t *testing.T) {
 	if len(out.Delivered) != len(rows)-1 {
 		t.Errorf("%d rows delivered, want %d", len(out.Delivered), len(rows)-1)
 	}
-	got := f.snapshot()
+	got := f.Snapshot()
 	kinds := map[string]int{}
 	for key, w := range want {
 		if key == bad {
@@ -361,8 +361,8 @@ func TestRunWithInjectedFailures(t *testing.T) {
 		t.Errorf("the history misses a case: %v", kinds)
 	}
 	var injected, deletes, maxInputs, provoked int
-	f.with(func(f *fakeHubSpot) {
-		injected, deletes, maxInputs, provoked = f.injected, f.deletes, f.maxInputs, f.provoked
+	f.With(func(f *fakeHubSpot) {
+		injected, deletes, maxInputs, provoked = f.Injected, f.Deletes, f.MaxInputs, f.Provoked
 	})
 	if injected == 0 || out.SinkDowns == 0 || out.Retries == 0 {
 		t.Errorf("the run met no failure (%d injected, %d sink-downs, %d rows retried): it proves nothing", injected, out.SinkDowns, out.Retries)
@@ -370,17 +370,17 @@ func TestRunWithInjectedFailures(t *testing.T) {
 	if deletes != 0 || maxInputs > MaxInputs || provoked != 0 {
 		t.Errorf("%d deletes, %d inputs in one request, %d 429s provoked", deletes, maxInputs, provoked)
 	}
-	if strings.Contains(logs.String(), f.token) {
+	if strings.Contains(logs.String(), f.Token) {
 		t.Error("the token is in the log")
 	}
 	t.Logf("%d writes, %d sink-downs, %d rows retried, %d failures injected", out.Writes, out.SinkDowns, out.Retries, injected)
 
-	f.with(func(f *fakeHubSpot) { f.fail5xx, f.throttle, f.inputErr = 0, 0, 0 })
+	f.With(func(f *fakeHubSpot) { f.Fail5xx, f.Throttle, f.InputErr = 0, 0, 0 })
 	again := sinktest.Drive(t, s, testMapping, rows, time.Second)
 	if len(again.Failed) != 1 || len(again.Delivered) != len(rows)-1 {
 		t.Errorf("sent again: %d failed, %d delivered", len(again.Failed), len(again.Delivered))
 	}
-	if after := f.snapshot(); fmt.Sprint(after) != fmt.Sprint(got) {
+	if after := f.Snapshot(); fmt.Sprint(after) != fmt.Sprint(got) {
 		t.Error("sending everything again changed HubSpot's state")
 	}
 }
@@ -415,34 +415,34 @@ func TestAnswers(t *testing.T) {
 		f := newFakeHubSpot(t)
 		b, err := run(t, f, "pat-na1-not-the-right-secret", three())
 		sinkDown(t, err, 401)
-		if len(b.Results()) != 0 || len(f.snapshot()) != 0 {
+		if len(b.Results()) != 0 || len(f.Snapshot()) != 0 {
 			t.Errorf("rows charged: %+v", b.Results())
 		}
 	})
 	t.Run("403 missing write scope", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.writeScope = false
-		_, err := run(t, f, f.token, three())
+		f.WriteScope = false
+		_, err := run(t, f, f.Token, three())
 		if sd := sinkDown(t, err, 403); !strings.Contains(sd.Error(), "MISSING_SCOPES") {
 			t.Errorf("error without HubSpot's category: %v", sd)
 		}
 	})
 	t.Run("429 rolling window with Retry-After", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.throttle, f.retryAfter = 1, "3"
-		_, err := run(t, f, f.token, three())
+		f.Throttle, f.RetryAfter = 1, "3"
+		_, err := run(t, f, f.Token, three())
 		if sd := sinkDown(t, err, 429); sd.RetryAfter != 3*time.Second {
 			t.Errorf("wait %v, want Retry-After's 3s", sd.RetryAfter)
 		}
 	})
 	t.Run("429 rolling window without Retry-After", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.window = 250 * time.Millisecond
-		s := openSink(t, settingsFor(f, f.token), testMapping, log)
+		f.Window = 250 * time.Millisecond
+		s := openSink(t, settingsFor(f, f.Token), testMapping, log)
 		if _, err := write(t, s, testMapping, "b0", three()[:1]); err != nil {
 			t.Fatal(err)
 		}
-		f.with(func(f *fakeHubSpot) { f.throttle = 1 })
+		f.With(func(f *fakeHubSpot) { f.Throttle = 1 })
 		_, err := write(t, s, testMapping, "b1", three())
 		if sd := sinkDown(t, err, 429); sd.RetryAfter != 250*time.Millisecond {
 			t.Errorf("wait %v, want the window's interval from the headers", sd.RetryAfter)
@@ -450,19 +450,19 @@ func TestAnswers(t *testing.T) {
 	})
 	t.Run("429 daily limit", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.dailyUsed = f.daily
-		_, err := run(t, f, f.token, three())
+		f.DailyUsed = f.Daily
+		_, err := run(t, f, f.Token, three())
 		if sd := sinkDown(t, err, 429); sd.RetryAfter <= 0 || sd.RetryAfter > 61*time.Minute {
 			t.Errorf("wait %v, want until the next whole hour", sd.RetryAfter)
 		}
 	})
 	t.Run("5xx retries the rows", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		s := openSink(t, settingsFor(f, f.token), testMapping, log)
+		s := openSink(t, settingsFor(f, f.Token), testMapping, log)
 		if err := s.Check(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		f.with(func(f *fakeHubSpot) { f.fail5xx = 1 })
+		f.With(func(f *fakeHubSpot) { f.Fail5xx = 1 })
 		b, err := write(t, s, testMapping, "b1", three())
 		if err != nil {
 			t.Fatal(err)
@@ -478,32 +478,32 @@ func TestAnswers(t *testing.T) {
 		f := newFakeHubSpot(t)
 		rows := three()
 		rows[1] = fan(2, "b@example", "Subscribe", []string{"afl"}, nil)
-		b, err := run(t, f, f.token, rows)
+		b, err := run(t, f, f.Token, rows)
 		got := marks(b)
 		if err != nil || len(got) != 1 || got[2].Outcome != sdk.Failed || got[2].StatusCode != 207 || !strings.Contains(got[2].Reason, "Email address b@example is invalid") {
 			t.Fatalf("%v %+v", err, got)
 		}
-		if c := f.snapshot(); len(c) != 2 || c["c@example.com"]["rokt_subscription_status"] != "unsubscribed" {
+		if c := f.Snapshot(); len(c) != 2 || c["c@example.com"]["rokt_subscription_status"] != "unsubscribed" {
 			t.Errorf("HubSpot: %v", c)
 		}
 	})
 	t.Run("400 naming one input fails it and sends the others", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.multiStatus = false
-		f.bad["b@example.com"] = true
-		b, err := run(t, f, f.token, three())
+		f.MultiStatus = false
+		f.Bad["b@example.com"] = true
+		b, err := run(t, f, f.Token, three())
 		got := marks(b)
 		if err != nil || len(got) != 1 || got[2].Outcome != sdk.Failed || got[2].StatusCode != 400 || !strings.Contains(got[2].Reason, "INVALID_EMAIL") {
 			t.Fatalf("%v %+v", err, got)
 		}
-		if c := f.snapshot(); len(c) != 2 || f.upserts != 2 {
-			t.Errorf("HubSpot after %d upserts: %v", f.upserts, c)
+		if c := f.Snapshot(); len(c) != 2 || f.Upserts != 2 {
+			t.Errorf("HubSpot after %d upserts: %v", f.Upserts, c)
 		}
 	})
 	t.Run("409 naming no input retries the rows", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.conflict = true
-		b, err := run(t, f, f.token, three())
+		f.Conflict = true
+		b, err := run(t, f, f.Token, three())
 		got := marks(b)
 		if err != nil || len(got) != 3 || got[1].Outcome != sdk.Retry || got[1].StatusCode != 409 || !strings.Contains(got[1].Reason, "CONFLICT") {
 			t.Fatalf("%v %+v", err, got)
@@ -511,37 +511,37 @@ func TestAnswers(t *testing.T) {
 	})
 	t.Run("400 naming no input lets the host split", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.multiStatus, f.nameBadInput = false, false
-		f.bad["b@example.com"] = true
-		_, err := run(t, f, f.token, three())
+		f.MultiStatus, f.NameBadInput = false, false
+		f.Bad["b@example.com"] = true
+		_, err := run(t, f, f.Token, three())
 		if br, ok := sdk.AsRejected(err); !ok || br.StatusCode != 400 || !strings.Contains(br.Reason, "INVALID_EMAIL") {
 			t.Fatalf("got %v, want the batch rejected with HubSpot's reason", err)
 		}
 	})
 	t.Run("missing property pauses before sending", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		delete(f.props, "rokt_calendars")
-		_, err := run(t, f, f.token, three())
+		delete(f.Props, "rokt_calendars")
+		_, err := run(t, f, f.Token, three())
 		if sd, ok := sdk.AsSinkDown(err); !ok || !sd.Pause || !strings.Contains(err.Error(), "rokt_calendars") {
 			t.Fatalf("got %v, want a pause naming rokt_calendars", err)
 		}
-		if f.upserts != 0 {
-			t.Errorf("%d upserts sent", f.upserts)
+		if f.Upserts != 0 {
+			t.Errorf("%d upserts sent", f.Upserts)
 		}
 	})
 	t.Run("missing property refused by HubSpot pauses", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.schemaReadable = false
-		delete(f.props, "rokt_calendars")
-		_, err := run(t, f, f.token, three())
+		f.SchemaReadable = false
+		delete(f.Props, "rokt_calendars")
+		_, err := run(t, f, f.Token, three())
 		if sd, ok := sdk.AsSinkDown(err); !ok || !sd.Pause || sd.StatusCode != 400 || !strings.Contains(err.Error(), "PROPERTY_DOESNT_EXIST") {
 			t.Fatalf("got %v, want a pause with HubSpot's reason", err)
 		}
 	})
 	t.Run("status value not an option pauses", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.props["rokt_subscription_status"] = fakeProp("rokt_subscription_status", "enumeration", "select", "Subscribed", "Unsubscribed")
-		_, err := run(t, f, f.token, three())
+		f.Props["rokt_subscription_status"] = fakeProp("rokt_subscription_status", "enumeration", "select", "Subscribed", "Unsubscribed")
+		_, err := run(t, f, f.Token, three())
 		if sd, ok := sdk.AsSinkDown(err); !ok || !sd.Pause || !strings.Contains(err.Error(), "status_values") {
 			t.Fatalf("got %v, want a pause pointing at status_values", err)
 		}
@@ -552,16 +552,16 @@ func TestAnswers(t *testing.T) {
 		for i := range 250 {
 			rows = append(rows, fan(int64(i+1), fmt.Sprintf("fan%d@example.com", i), "Subscribe", []string{"afl"}, nil))
 		}
-		b, err := run(t, f, f.token, rows)
-		if err != nil || len(b.Results()) != 0 || len(f.snapshot()) != 250 || f.maxInputs != MaxInputs || f.upserts != 3 {
-			t.Fatalf("%v %+v: %d contacts, %d upserts, at most %d inputs", err, b.Results(), len(f.snapshot()), f.upserts, f.maxInputs)
+		b, err := run(t, f, f.Token, rows)
+		if err != nil || len(b.Results()) != 0 || len(f.Snapshot()) != 250 || f.MaxInputs != MaxInputs || f.Upserts != 3 {
+			t.Fatalf("%v %+v: %d contacts, %d upserts, at most %d inputs", err, b.Results(), len(f.Snapshot()), f.Upserts, f.MaxInputs)
 		}
 	})
 	t.Run("row without email", func(t *testing.T) {
 		f := newFakeHubSpot(t)
 		rows := three()
 		rows[0].Email, rows[0].EmailKey = "", ""
-		b, err := run(t, f, f.token, rows)
+		b, err := run(t, f, f.Token, rows)
 		if got := marks(b); err != nil || len(got) != 1 || got[1].Outcome != sdk.Failed {
 			t.Fatalf("%v %+v", err, got)
 		}
@@ -579,39 +579,39 @@ func TestPacing(t *testing.T) {
 	}
 	t.Run("own window", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.max, f.window = 10, 300*time.Millisecond
-		s := openSink(t, settingsFor(f, f.token), testMapping, nil)
+		f.Max, f.Window = 10, 300*time.Millisecond
+		s := openSink(t, settingsFor(f, f.Token), testMapping, nil)
 		for i := range 35 {
 			if _, err := write(t, s, testMapping, fmt.Sprint("b", i), single(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		f.with(func(f *fakeHubSpot) {
-			if f.provoked != 0 || f.upserts != 35 || len(f.contacts) != 35 {
-				t.Errorf("%d upserts, %d contacts, %d 429s provoked", f.upserts, len(f.contacts), f.provoked)
+		f.With(func(f *fakeHubSpot) {
+			if f.Provoked != 0 || f.Upserts != 35 || len(f.Contacts) != 35 {
+				t.Errorf("%d upserts, %d contacts, %d 429s provoked", f.Upserts, len(f.Contacts), f.Provoked)
 			}
 		})
 	})
 	t.Run("another client in the window", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.max, f.window = 10, 300*time.Millisecond
-		f.others(6)
-		s := openSink(t, settingsFor(f, f.token), testMapping, nil)
+		f.Max, f.Window = 10, 300*time.Millisecond
+		f.Others(6)
+		s := openSink(t, settingsFor(f, f.Token), testMapping, nil)
 		for i := range 20 {
 			if _, err := write(t, s, testMapping, fmt.Sprint("b", i), single(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		f.with(func(f *fakeHubSpot) {
-			if f.provoked != 0 || f.upserts != 20 {
-				t.Errorf("%d upserts, %d 429s provoked", f.upserts, f.provoked)
+		f.With(func(f *fakeHubSpot) {
+			if f.Provoked != 0 || f.Upserts != 20 {
+				t.Errorf("%d upserts, %d 429s provoked", f.Upserts, f.Provoked)
 			}
 		})
 	})
 	t.Run("daily limit", func(t *testing.T) {
 		f := newFakeHubSpot(t)
-		f.daily = 6 // the schema read and five upserts
-		s := openSink(t, settingsFor(f, f.token), testMapping, nil)
+		f.Daily = 6 // the schema read and five upserts
+		s := openSink(t, settingsFor(f, f.Token), testMapping, nil)
 		for i := range 5 {
 			if _, err := write(t, s, testMapping, fmt.Sprint("b", i), single(i)); err != nil {
 				t.Fatal(err)
@@ -622,9 +622,9 @@ func TestPacing(t *testing.T) {
 		if !ok || sd.StatusCode != 0 || sd.RetryAfter <= 0 || sd.RetryAfter > 61*time.Minute {
 			t.Fatalf("got %v, want SinkDown until the next whole hour", err)
 		}
-		f.with(func(f *fakeHubSpot) {
-			if f.requests != 6 || f.daily429 != 0 {
-				t.Errorf("%d requests, %d daily 429s", f.requests, f.daily429)
+		f.With(func(f *fakeHubSpot) {
+			if f.Requests != 6 || f.Daily429 != 0 {
+				t.Errorf("%d requests, %d daily 429s", f.Requests, f.Daily429)
 			}
 		})
 	})
@@ -699,7 +699,7 @@ func TestCheck(t *testing.T) {
 	check := func(token string, m map[string]string, edit ...func(*Settings)) error {
 		return openSink(t, settingsFor(f, token, edit...), m, nil).Check(context.Background())
 	}
-	if err := check(f.token, testMapping); err != nil {
+	if err := check(f.Token, testMapping); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -709,11 +709,11 @@ func TestCheck(t *testing.T) {
 		edit    func(*Settings)
 		want    string
 	}{
-		{"missing properties", f.token, map[string]string{"email": "email", "postcode": "postal_code", "calendar_title": "rokt_calendar_name", "status": "rokt_subscription_status"},
+		{"missing properties", f.Token, map[string]string{"email": "email", "postcode": "postal_code", "calendar_title": "rokt_calendar_name", "status": "rokt_subscription_status"},
 			nil, "missing on contacts: postal_code, rokt_calendar_name (create them in HubSpot first)"},
-		{"missing status property", f.token, map[string]string{"email": "email"}, func(s *Settings) { s.StatusProperty = "rokt_status" }, "rokt_status"},
-		{"read-only property", f.token, map[string]string{"email": "email", "received_at": "createdate", "status": "rokt_subscription_status"}, nil, "read-only in HubSpot: createdate"},
-		{"status values not options", f.token, testMapping, func(s *Settings) { s.StatusValues = &StatusValues{"yes", "no"} }, `has no option "yes", "no"`},
+		{"missing status property", f.Token, map[string]string{"email": "email"}, func(s *Settings) { s.StatusProperty = "rokt_status" }, "rokt_status"},
+		{"read-only property", f.Token, map[string]string{"email": "email", "received_at": "createdate", "status": "rokt_subscription_status"}, nil, "read-only in HubSpot: createdate"},
+		{"status values not options", f.Token, testMapping, func(s *Settings) { s.StatusValues = &StatusValues{"yes", "no"} }, `has no option "yes", "no"`},
 		{"refused token", "pat-na1-not-the-right-secret", testMapping, nil, "refused the token (401 INVALID_AUTHENTICATION)"},
 	}
 	for _, c := range cases {
@@ -730,8 +730,8 @@ func TestCheck(t *testing.T) {
 	}
 	t.Run("missing scope", func(t *testing.T) {
 		g := newFakeHubSpot(t)
-		g.schemaReadable = false
-		err := openSink(t, settingsFor(g, g.token), testMapping, nil).Check(context.Background())
+		g.SchemaReadable = false
+		err := openSink(t, settingsFor(g, g.Token), testMapping, nil).Check(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "MISSING_SCOPES") || !strings.Contains(err.Error(), "crm.schemas.contacts.read") {
 			t.Errorf("got %v", err)
 		}
@@ -742,10 +742,10 @@ func TestCheck(t *testing.T) {
 // the other tests stand on them.
 func TestFakeFollowsTheDocs(t *testing.T) {
 	f := newFakeHubSpot(t)
-	f.max, f.window, f.daily = 3, time.Hour, 5
+	f.Max, f.Window, f.Daily = 3, time.Hour, 5
 	post := func(token string, inputs []fakeInput) (*http.Response, map[string]any) {
 		body, _ := json.Marshal(map[string]any{"inputs": inputs})
-		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/crm/v3/objects/contacts/batch/upsert", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, f.URL+"/crm/v3/objects/contacts/batch/upsert", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -768,26 +768,26 @@ func TestFakeFollowsTheDocs(t *testing.T) {
 	for i := range 101 {
 		many = append(many, in(fmt.Sprintf("f%d@example.com", i), ""))
 	}
-	if resp, m := post(f.token, many); resp.StatusCode != 400 || m["category"] != "VALIDATION_ERROR" || m["correlationId"] == nil {
+	if resp, m := post(f.Token, many); resp.StatusCode != 400 || m["category"] != "VALIDATION_ERROR" || m["correlationId"] == nil {
 		t.Errorf("101 inputs: %d %v", resp.StatusCode, m)
 	}
-	resp, m := post(f.token, []fakeInput{in("a@example.com", "1"), in("b@example", "2")})
+	resp, m := post(f.Token, []fakeInput{in("a@example.com", "1"), in("b@example", "2")})
 	errs, _ := m["errors"].([]any)
 	if resp.StatusCode != 207 || len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]), "objectWriteTraceId:[2]") || resp.Header.Get(headerRemaining) != "1" {
 		t.Errorf("invalid email with trace ids: %d %v %v", resp.StatusCode, m, resp.Header)
 	}
-	if resp, m := post(f.token, []fakeInput{in("a@example.com", ""), in("b@example", "")}); resp.StatusCode != 400 || !strings.Contains(fmt.Sprint(m["context"]), "ids:[b@example]") {
+	if resp, m := post(f.Token, []fakeInput{in("a@example.com", ""), in("b@example", "")}); resp.StatusCode != 400 || !strings.Contains(fmt.Sprint(m["context"]), "ids:[b@example]") {
 		t.Errorf("invalid email without trace ids: %d %v", resp.StatusCode, m)
 	}
-	resp, m = post(f.token, []fakeInput{in("c@example.com", "")})
+	resp, m = post(f.Token, []fakeInput{in("c@example.com", "")})
 	if resp.StatusCode != 429 || m["policyName"] != "TEN_SECONDLY_ROLLING" || m["errorType"] != "RATE_LIMIT" || resp.Header.Get(headerRemaining) != "0" || resp.Header.Get(headerInterval) != "3600000" {
 		t.Errorf("over the window: %d %v %v", resp.StatusCode, m, resp.Header)
 	}
-	f.with(func(f *fakeHubSpot) { f.max, f.dailyUsed = 100, 5 })
-	if resp, m := post(f.token, []fakeInput{in("c@example.com", "")}); resp.StatusCode != 429 || m["policyName"] != "DAILY" || resp.Header.Get(headerDailyRemaining) != "0" {
+	f.With(func(f *fakeHubSpot) { f.Max, f.DailyUsed = 100, 5 })
+	if resp, m := post(f.Token, []fakeInput{in("c@example.com", "")}); resp.StatusCode != 429 || m["policyName"] != "DAILY" || resp.Header.Get(headerDailyRemaining) != "0" {
 		t.Errorf("over the day: %d %v", resp.StatusCode, m)
 	}
-	if c := f.snapshot(); len(c) != 1 || c["a@example.com"]["firstname"] != "A" {
+	if c := f.Snapshot(); len(c) != 1 || c["a@example.com"]["firstname"] != "A" {
 		t.Errorf("contacts: %v", c)
 	}
 }
@@ -803,8 +803,8 @@ func TestFakeFollowsTheDocs(t *testing.T) {
 func BenchmarkPacing(b *testing.B) {
 	const limit, window = 10, time.Second
 	f := newFakeHubSpot(b)
-	f.max, f.window = limit, window
-	s := openSink(b, settingsFor(f, f.token), testMapping, nil)
+	f.Max, f.Window = limit, window
+	s := openSink(b, settingsFor(f, f.Token), testMapping, nil)
 	rows, _ := contactHistory(b.N, 7)
 	b.ResetTimer()
 	for i, r := range rows {
@@ -815,20 +815,20 @@ func BenchmarkPacing(b *testing.B) {
 	b.StopTimer()
 	var n, provoked int
 	var took time.Duration
-	f.with(func(f *fakeHubSpot) {
-		n, provoked = len(f.accepted), f.provoked
-		took = f.accepted[n-1].Sub(f.accepted[0])
+	f.With(func(f *fakeHubSpot) {
+		n, provoked = len(f.Accepted), f.Provoked
+		took = f.Accepted[n-1].Sub(f.Accepted[0])
 	})
 	ideal := time.Duration((n-1)/limit) * window
 	b.ReportMetric(ideal.Seconds()/max(took.Seconds(), 1e-9), "achieved/allowed")
 	b.ReportMetric(float64(provoked), "429s")
 
 	base := newFakeHubSpot(b)
-	base.max, base.window = limit, window
+	base.Max, base.Window = limit, window
 	client := &http.Client{}
 	for range n {
-		req, _ := http.NewRequest(http.MethodPost, base.srv.URL+upsertPath, strings.NewReader(`{"inputs":[]}`))
-		req.Header.Set("Authorization", "Bearer "+base.token)
+		req, _ := http.NewRequest(http.MethodPost, base.URL+upsertPath, strings.NewReader(`{"inputs":[]}`))
+		req.Header.Set("Authorization", "Bearer "+base.Token)
 		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)
@@ -836,5 +836,5 @@ func BenchmarkPacing(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	base.with(func(f *fakeHubSpot) { b.ReportMetric(float64(f.provoked), "unpaced-429s") })
+	base.With(func(f *fakeHubSpot) { b.ReportMetric(float64(f.Provoked), "unpaced-429s") })
 }
