@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -46,13 +48,16 @@ type Settings struct {
 	BaseURL string `json:"base_url,omitempty"`
 	// DoubleOptIn makes consenting subscribers pending (Mailchimp sends a confirmation).
 	DoubleOptIn bool `json:"double_opt_in,omitempty"`
-	// ConsentColumn is the boolean column that carries marketing consent.
+	// ConsentColumn is the column that carries marketing consent: a boolean column, or a
+	// text column read as consent when it says true, yes, y, 1 or on (any case). Default
+	// marketing_consent.
 	ConsentColumn string `json:"consent_column,omitempty"`
 	// WithoutConsent is what a subscriber without consent becomes: pending (default), skip
 	// (not sent) or transactional.
 	WithoutConsent string `json:"without_consent,omitempty"`
 	// TagsFrom names the columns that become tags (calendar_code: one tag per subscribed
-	// calendar; postcode: one per postcode; …).
+	// calendar; postcode: one per postcode; …). The mapping can name them too (postcode:
+	// tags, or postcode: "tags:zip-" for another prefix).
 	TagsFrom []string `json:"tags_from,omitempty"`
 	// MaxConnections caps simultaneous requests (at most 10, Mailchimp's limit).
 	MaxConnections int `json:"max_connections,omitempty"`
@@ -70,7 +75,7 @@ const settingsSchema = `{
     "list_id": {"type": "string", "description": "audience id"},
     "base_url": {"type": "string"},
     "double_opt_in": {"type": "boolean", "default": false},
-    "consent_column": {"type": "string", "default": "marketing_consent"},
+    "consent_column": {"type": "string", "default": "marketing_consent", "description": "column carrying marketing consent: boolean, or text read as consent when true, yes, y, 1 or on"},
     "without_consent": {"enum": ["pending", "skip", "transactional"], "default": "pending"},
     "tags_from": {"type": "array", "items": {"enum": ["calendar_code", "postcode", "account_code", "country_code", "subscription_method"]}},
     "max_connections": {"type": "integer", "minimum": 1, "maximum": 10, "default": 10},
@@ -78,8 +83,71 @@ const settingsSchema = `{
   }
 }`
 
-// tagColumns are the columns tags_from may name; the sink always asks for them.
+// tagColumns are the columns tags_from (or a tags entry of the mapping) may name; the sink
+// always asks for them.
 var tagColumns = []string{"calendar_code", "postcode", "account_code", "country_code", "subscription_method"}
+
+// tagSource is a column that gives tags, and the prefix of their names.
+type tagSource struct {
+	column, prefix string
+}
+
+// tagsField is the mapping's field for a column that gives tags rather than a merge field:
+// "tags" (the default prefix) or "tags:PREFIX".
+const tagsField = "tags"
+
+// notConsent lists the text columns that cannot carry marketing consent, and why.
+var notConsent = func() map[string]string {
+	m := map[string]string{}
+	for _, c := range []string{"event_id", "event_type", "event_type_sent", "source", "account_id", "subscription_id", "calendar_id", "calendar_event_id", "email", "email_original", "email_key"} {
+		m[c] = "identifies the event, the contact or the calendar"
+	}
+	for _, c := range []string{"status", "contact_status"} {
+		m[c] = "is the calendar subscription's status, and a calendar subscription is not marketing consent"
+	}
+	for _, c := range []string{"account_name", "calendar_title", "event_title", "event_location", "event_description", "unsubscribe_reason", "user_agent"} {
+		m[c] = "is free text, not a flag"
+	}
+	return m
+}()
+
+// consentProblem says why col cannot be the consent column ("" when it can): it must be a
+// boolean column, or a text column that is not listed in notConsent.
+func consentProblem(col string) string {
+	c, ok := schemas.LookupColumn(col)
+	switch {
+	case !ok:
+		return fmt.Sprintf("%q is not a column of the normalised schema", col)
+	case c.Type.ID() == arrow.BOOL:
+		return ""
+	case c.Type.ID() != arrow.STRING:
+		return fmt.Sprintf("%q is a %s column: want a boolean column, or a text column reading true/yes/y/1/on", col, c.Type)
+	case notConsent[col] != "":
+		return fmt.Sprintf("%q %s: want a boolean column, or a text column reading true/yes/y/1/on", col, notConsent[col])
+	}
+	return ""
+}
+
+// consentColumns are the columns consent_column may name; the sink asks the host for all of
+// them, because its spec is read before its settings.
+var consentColumns = func() []string {
+	var out []string
+	for _, c := range schemas.Columns() {
+		if consentProblem(c.Name) == "" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}()
+
+// truthy reads a text consent value: true, yes, y, 1 or on, in any case.
+func truthy(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "y", "1", "on":
+		return true
+	}
+	return false
+}
 
 // tagPrefix names the tags made from a column.
 func tagPrefix(col string) string {
@@ -104,6 +172,7 @@ type Sink struct {
 	base   string
 	client *http.Client
 	merge  []schemas.MappingPair
+	tags   []tagSource
 }
 
 // New returns an unconfigured sink.
@@ -114,7 +183,19 @@ func (s *Sink) Spec() sdk.Spec {
 	return sdk.Spec{Name: "mailchimp", Version: Version, Description: "upserts Mailchimp audience members (batch subscribe/update) with merge fields and tags",
 		Settings: json.RawMessage(settingsSchema), EventTypes: []string{"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"},
 		MaxBatchRows: MaxMembers, KeyColumn: "email_key",
-		Columns: append([]string{"email", "marketing_consent", "contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}, tagColumns...)}
+		Columns: specColumns()}
+}
+
+// specColumns are the columns the sink reads besides its mapping: the contact's state, the
+// tag columns and every column that may carry consent.
+func specColumns() []string {
+	out := []string{"email", "contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}
+	for _, c := range append(append([]string{}, tagColumns...), consentColumns...) {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Configure implements sdk.Sink; it makes no network call.
@@ -142,8 +223,8 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	if set.ConsentColumn == "" {
 		set.ConsentColumn = "marketing_consent"
 	}
-	if c, ok := schemas.LookupColumn(set.ConsentColumn); !ok || c.Name != "marketing_consent" {
-		return &sdk.SettingsError{Field: "consent_column", Message: fmt.Sprintf("%q is not a boolean consent column (marketing_consent)", set.ConsentColumn)}
+	if why := consentProblem(set.ConsentColumn); why != "" {
+		return &sdk.SettingsError{Field: "consent_column", Message: why}
 	}
 	switch set.WithoutConsent {
 	case "":
@@ -152,10 +233,15 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	default:
 		return &sdk.SettingsError{Field: "without_consent", Message: fmt.Sprintf("%q: use pending, skip or transactional", set.WithoutConsent)}
 	}
+	var tags []tagSource
 	for _, c := range set.TagsFrom {
 		if !slices.Contains(tagColumns, c) {
 			return &sdk.SettingsError{Field: "tags_from", Message: fmt.Sprintf("%q: tags come from %s", c, strings.Join(tagColumns, ", "))}
 		}
+		if slices.ContainsFunc(tags, func(t tagSource) bool { return t.column == c }) {
+			return &sdk.SettingsError{Field: "tags_from", Message: fmt.Sprintf("%q is named twice", c)}
+		}
+		tags = append(tags, tagSource{c, tagPrefix(c)})
 	}
 	if set.MaxConnections == 0 {
 		set.MaxConnections = MaxConnections
@@ -173,6 +259,20 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 			if p.Column == "email" || p.Column == "email_key" {
 				continue // the member's address, not a merge field
 			}
+			if prefix, ok := strings.CutPrefix(p.Field, tagsField); ok && (prefix == "" || prefix[0] == ':') {
+				switch {
+				case !slices.Contains(tagColumns, p.Column):
+					return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%s: %s: tags come from %s", p.Column, p.Field, strings.Join(tagColumns, ", "))}
+				case slices.ContainsFunc(tags, func(t tagSource) bool { return t.column == p.Column }):
+					return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%s: %s: the column gives tags through tags_from already", p.Column, p.Field)}
+				case prefix == "":
+					prefix = tagPrefix(p.Column)
+				default:
+					prefix = prefix[1:]
+				}
+				tags = append(tags, tagSource{p.Column, prefix})
+				continue
+			}
 			if !mergeTagRE.MatchString(p.Field) {
 				return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%s: Mailchimp merge tags are up to 10 capitals, digits or _ (FNAME, LNAME, ZIP)", p.Field)}
 			}
@@ -181,7 +281,7 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cfg, s.set, s.base, s.merge = cfg, set, base, merge
+	s.cfg, s.set, s.base, s.merge, s.tags = cfg, set, base, merge, tags
 	s.client = &http.Client{Timeout: timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, MaxConnsPerHost: set.MaxConnections, MaxIdleConnsPerHost: set.MaxConnections}}
@@ -220,7 +320,13 @@ func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
 	// Without the contact columns, the event itself says (an Unsubscribe ends, else subscribed).
 	st := r.ContactState()
 	active := st == schemas.StatusSubscribed || (st == "" && r.EventType != string(schemas.Unsubscribe))
-	consent := r.MarketingConsent != nil && *r.MarketingConsent
+	consent := false
+	switch v, _ := r.Value(s.set.ConsentColumn); x := v.(type) {
+	case bool:
+		consent = x
+	case string:
+		consent = truthy(x)
+	}
 	switch {
 	case !active:
 		p.member.Status = "unsubscribed"
@@ -244,30 +350,33 @@ func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
 		p.member.MergeFields[m.Field] = mergeValue(v)
 	}
 	on := map[string]bool{}
-	for _, col := range s.set.TagsFrom {
-		if col == "calendar_code" {
+	var ended []string
+	for _, ts := range s.tags {
+		if ts.column == "calendar_code" {
 			// One tag per calendar subscribed now; ended calendars lose theirs.
 			for _, c := range r.ContactCalendars {
-				on["calendar:"+c] = true
+				on[ts.prefix+c] = true
 			}
 			if r.ContactCalendars == nil && active && r.CalendarCode != "" {
-				on["calendar:"+r.CalendarCode] = true
+				on[ts.prefix+r.CalendarCode] = true
+			}
+			for _, c := range r.ContactEndedCalendars {
+				ended = append(ended, ts.prefix+c)
 			}
 			continue
 		}
-		if v, err := r.Value(col); err == nil && v != nil && fmt.Sprint(v) != "" {
-			on[tagPrefix(col)+fmt.Sprint(v)] = true
+		if v, err := r.Value(ts.column); err == nil && v != nil && fmt.Sprint(v) != "" {
+			on[ts.prefix+fmt.Sprint(v)] = true
 		}
 	}
 	for t := range on {
 		p.member.Tags = append(p.member.Tags, t)
 		p.tags = append(p.tags, tagChange{t, "active"})
 	}
-	if slices.Contains(s.set.TagsFrom, "calendar_code") {
-		for _, c := range r.ContactEndedCalendars {
-			if !on["calendar:"+c] {
-				p.tags = append(p.tags, tagChange{"calendar:" + c, "inactive"})
-			}
+	for _, t := range ended {
+		if !on[t] {
+			on[t] = true // once, should two sources name it
+			p.tags = append(p.tags, tagChange{t, "inactive"})
 		}
 	}
 	sort.Strings(p.member.Tags)
@@ -292,9 +401,13 @@ func mergeValue(v any) string {
 // confirmation email, no downgrade), and gets its merge fields by PATCH instead. Tags of
 // existing members, and removals, go through the tags endpoint.
 func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
+	if b.Record != nil && len(b.Record.Schema().FieldIndices(s.set.ConsentColumn)) == 0 {
+		// Every row would read as no consent: stop rather than make subscribers pending.
+		return sdk.Pause(fmt.Errorf("mailchimp: the rows lack consent_column %s; the host sends the columns the sink's spec asks for, so it is older than the sink", s.set.ConsentColumn), 0)
+	}
 	rows, err := b.Rows()
 	if err != nil {
-		return err
+		return fmt.Errorf("mailchimp: read batch: %w", err)
 	}
 	var hard, soft []*plan
 	for i := range rows {
@@ -462,8 +575,8 @@ func (s *Sink) followUp(ctx context.Context, b *sdk.Batch, todo []memberJob) err
 					}
 				}
 				mu.Unlock()
-				if code == 400 {
-					b.Fail(j.p.seq, j.what+": "+err.Error(), code)
+				if br, ok := sdk.AsRejected(err); ok {
+					b.Fail(j.p.seq, j.what+": "+br.Reason, code) // this member's request, not the batch
 				} else {
 					b.Retry(j.p.seq, wait, j.what+": "+err.Error(), code)
 				}
