@@ -57,9 +57,10 @@ func SchemaFor(names []string) (*arrow.Schema, error) {
 // Builder appends Rows to an Arrow record of a schema made of normalised columns. It is not
 // safe for concurrent use.
 type Builder struct {
-	schema *arrow.Schema
-	rb     *array.RecordBuilder
-	cols   []*Column
+	schema  *arrow.Schema
+	rb      *array.RecordBuilder
+	cols    []*Column
+	dataLen []int // per column, the bytes of values the last record held
 }
 
 // NewBuilder returns a Builder for schema, whose fields must all be normalised columns (a
@@ -100,7 +101,38 @@ func (b *Builder) Len() int {
 
 // NewRecord returns the rows appended so far as a record and resets the builder. The caller
 // releases the record.
-func (b *Builder) NewRecord() arrow.RecordBatch { return b.rb.NewRecordBatch() }
+//
+// The next record is likely about the size of this one (a commit group, a delivery batch), so
+// the builder reserves room for as many rows and value bytes at once instead of growing every
+// buffer by doubling from empty again; records over reserveAtMost rows reserve nothing, so an
+// import's one large record does not leave its size reserved.
+func (b *Builder) NewRecord() arrow.RecordBatch {
+	n := b.Len()
+	if b.dataLen == nil {
+		b.dataLen = make([]int, len(b.cols))
+	}
+	for i := range b.cols {
+		b.dataLen[i] = 0
+		if d, ok := b.rb.Field(i).(interface{ DataLen() int }); ok {
+			b.dataLen[i] = d.DataLen()
+		}
+	}
+	rec := b.rb.NewRecordBatch()
+	if n == 0 || n > reserveAtMost {
+		return rec
+	}
+	for i := range b.cols {
+		f := b.rb.Field(i)
+		f.Reserve(n)
+		if d, ok := f.(interface{ ReserveData(int) }); ok && b.dataLen[i] > 0 {
+			d.ReserveData(b.dataLen[i])
+		}
+	}
+	return rec
+}
+
+// reserveAtMost bounds the rows NewRecord reserves room for.
+const reserveAtMost = 4096
 
 // Schema returns the builder's schema.
 func (b *Builder) Schema() *arrow.Schema { return b.schema }
