@@ -100,6 +100,16 @@ type Sink struct {
 
 	schema           map[string]*property // contact properties, read before the first upsert
 	schemaUnreadable bool                 // the token may not read them (403)
+
+	now func() time.Time // the clock of the waits a 429 asks for; nil is time.Now (tests pin it)
+}
+
+// clock returns the time by s.now, or time.Now.
+func (s *Sink) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // New returns an unconfigured sink.
@@ -398,7 +408,7 @@ func (s *Sink) upsert(ctx context.Context, b *sdk.Batch, cs []*contact) error {
 // HubSpot sends one.
 func (s *Sink) throttled(a *answer) error {
 	e := a.hubspotError()
-	now := time.Now()
+	now := s.clock()
 	wait := sdk.RetryAfter(a.header.Get("Retry-After"), now)
 	if wait == 0 {
 		switch e.PolicyName {

@@ -355,6 +355,9 @@ func TestRunWithInjectedFailures(t *testing.T) {
 		}
 		kinds[w["rokt_subscription_status"]+"/"+fmt.Sprint(w["firstname"] == "")]++
 	}
+	if len(got) != len(want)-1 {
+		t.Errorf("HubSpot holds %d contacts, want %d: no contact but the good subscribers", len(got), len(want)-1)
+	}
 	// The history holds every case: subscribed, unsubscribed from everything, and
 	// unsubscribed from one calendar while still on another.
 	if kinds["subscribed/false"] == 0 || kinds["unsubscribed/true"] == 0 || kinds["subscribed/true"] == 0 {
@@ -454,6 +457,42 @@ func TestAnswers(t *testing.T) {
 		_, err := run(t, f, f.Token, three())
 		if sd := sinkDown(t, err, 429); sd.RetryAfter <= 0 || sd.RetryAfter > 61*time.Minute {
 			t.Errorf("wait %v, want until the next whole hour", sd.RetryAfter)
+		}
+	})
+	t.Run("429 by policy", func(t *testing.T) {
+		// Each policyName branch on its own: the 429s are injected with room left in the day
+		// and the window, so the pacer learns nothing from the headers and the wait is
+		// throttled's alone. The clock is pinned at 10:20 UTC.
+		t0 := time.Date(2025, 9, 1, 10, 20, 0, 0, time.UTC)
+		for _, c := range []struct {
+			policy, retryAfter string
+			want               time.Duration
+		}{
+			{"TEN_SECONDLY_ROLLING", "", 250 * time.Millisecond}, // one window, from the headers
+			{"SECONDLY", "", time.Second},
+			{"DAILY", "", 41 * time.Minute}, // until 11:01, the next whole hour and a minute
+			{"TEN_SECONDLY_ROLLING", "3", 3 * time.Second},
+			{"SECONDLY", "3", 3 * time.Second},
+			{"DAILY", "3", 3 * time.Second}, // Retry-After wins
+		} {
+			t.Run(c.policy+" Retry-After "+c.retryAfter, func(t *testing.T) {
+				f := newFakeHubSpot(t)
+				f.Window, f.Throttle, f.ThrottlePolicy, f.RetryAfter = 250*time.Millisecond, 1, c.policy, c.retryAfter
+				s := openSink(t, settingsFor(f, f.Token), testMapping, log)
+				s.now = func() time.Time { return t0 }
+				_, err := write(t, s, testMapping, "b1", three())
+				if sd := sinkDown(t, err, 429); sd.RetryAfter != c.want || !strings.Contains(err.Error(), c.policy) {
+					t.Errorf("got %v waiting %v, want %v", err, sd.RetryAfter, c.want)
+				}
+				if !s.pace.blocked.Equal(t0.Add(c.want)) {
+					t.Errorf("the pacer holds requests until %v, want %v", s.pace.blocked, t0.Add(c.want))
+				}
+				f.With(func(f *fakeHubSpot) {
+					if f.Requests != 1 || f.Injected != 1 {
+						t.Errorf("%d requests (%d 429s), want the one refused", f.Requests, f.Injected)
+					}
+				})
+			})
 		}
 	})
 	t.Run("5xx retries the rows", func(t *testing.T) {
