@@ -829,6 +829,17 @@ func TestFakeFollowsTheDocs(t *testing.T) {
 	if c := f.Snapshot(); len(c) != 1 || c["a@example.com"]["firstname"] != "A" {
 		t.Errorf("contacts: %v", c)
 	}
+	// Scripted failures answer the next requests in order, then the fake answers as before.
+	f.With(func(f *fakeHubSpot) { f.DailyUsed, f.FailNext, f.ThrottlePolicy = 0, []int{503, 429}, "SECONDLY" })
+	if resp, m := post(f.Token, []fakeInput{in("d@example.com", "")}); resp.StatusCode != 503 || m["category"] != "INTERNAL_ERROR" {
+		t.Errorf("scripted 503: %d %v", resp.StatusCode, m)
+	}
+	if resp, m := post(f.Token, []fakeInput{in("d@example.com", "")}); resp.StatusCode != 429 || m["policyName"] != "SECONDLY" {
+		t.Errorf("scripted 429: %d %v", resp.StatusCode, m)
+	}
+	if resp, _ := post(f.Token, []fakeInput{in("d@example.com", "")}); resp.StatusCode != 200 || f.Snapshot()["d@example.com"] == nil {
+		t.Errorf("after the script: %d", resp.StatusCode)
+	}
 }
 
 // BenchmarkPacing measures how close the sink's own header-driven pacing comes to HubSpot's

@@ -98,6 +98,7 @@ type Server struct {
 	Throttle       float64         // share of requests answered 429 as if another app had used the limit
 	ThrottlePolicy string          // policyName of the injected 429s: TEN_SECONDLY_ROLLING (""), SECONDLY or DAILY
 	InputErr       float64         // share of inputs refused with a transient error in a 207
+	FailNext       []int           // statuses for the next requests (429 under ThrottlePolicy, or a 5xx), in order
 	Bad            map[string]bool // lower-cased emails refused as INVALID_EMAIL
 	Conflict       bool            // answer the next upsert 409, as a race between two writes of one contact does
 	Contacts       map[string]map[string]string
@@ -224,7 +225,17 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		f.Provoked++
 		f.tooMany(w, "TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.")
 		return
-	case f.RNG.Float64() < f.Throttle:
+	case len(f.FailNext) > 0 && f.FailNext[0] != http.StatusTooManyRequests:
+		status := f.FailNext[0]
+		f.FailNext = f.FailNext[1:]
+		f.Injected++
+		f.limitHeaders(w)
+		f.fail(w, status, "INTERNAL_ERROR", "The server encountered an error, please try again.", nil)
+		return
+	case len(f.FailNext) > 0 || f.RNG.Float64() < f.Throttle:
+		if len(f.FailNext) > 0 {
+			f.FailNext = f.FailNext[1:]
+		}
 		f.Injected++
 		switch f.ThrottlePolicy {
 		case "DAILY":
