@@ -99,7 +99,7 @@ const tagsField = "tags"
 // notConsent lists the text columns that cannot carry marketing consent, and why.
 var notConsent = func() map[string]string {
 	m := map[string]string{}
-	for _, c := range []string{"event_id", "event_type", "event_type_sent", "source", "account_id", "subscription_id", "calendar_id", "calendar_event_id", "email", "email_original", "email_key"} {
+	for _, c := range []string{"event_id", "event_type", "event_type_sent", "source", "account_id", "subscription_id", "calendar_id", "calendar_event_id", "calendar_code", "account_code", "email", "email_original", "email_key"} {
 		m[c] = "identifies the event, the contact or the calendar"
 	}
 	for _, c := range []string{"status", "contact_status"} {

@@ -82,39 +82,39 @@ type Server struct {
 	srv *httptest.Server
 
 	mu             sync.Mutex
-	Token          string
-	Max            int
-	Window         time.Duration
-	Daily          int
-	RetryAfter     string // Retry-After on 429s; "" sends none (HubSpot documents it only for workflows)
-	MultiStatus    bool
-	NameBadInput   bool
-	SchemaReadable bool
-	WriteScope     bool
-	Props          map[string]*Property
+	Token          string               // the private app token it accepts
+	Max            int                  // requests per rolling Window
+	Window         time.Duration        // the rolling window
+	Daily          int                  // requests a day
+	RetryAfter     string               // Retry-After on 429s; "" sends none (HubSpot documents it only for workflows)
+	MultiStatus    bool                 // answer 207 naming refused inputs (when every input has a trace id)
+	NameBadInput   bool                 // a 400 names the refused input in context.ids
+	SchemaReadable bool                 // the token may read the contact properties
+	WriteScope     bool                 // the token may write contacts
+	Props          map[string]*Property // the contact properties, by name
 
 	RNG            *rand.Rand
-	Fail5xx        float64         // share of requests answered 502, 503 or 504
-	Throttle       float64         // share of requests answered 429 as if another app had used the limit
-	ThrottlePolicy string          // policyName of the injected 429s: TEN_SECONDLY_ROLLING (""), SECONDLY or DAILY
-	InputErr       float64         // share of inputs refused with a transient error in a 207
-	FailNext       []int           // statuses for the next requests (429 under ThrottlePolicy, or a 5xx), in order
-	Bad            map[string]bool // lower-cased emails refused as INVALID_EMAIL
-	Conflict       bool            // answer the next upsert 409, as a race between two writes of one contact does
-	Contacts       map[string]map[string]string
-	IDs            map[string]string
-	InWindow       []time.Time // accepted requests (ours and others') in the rolling window
-	Accepted       []time.Time // every accepted request of the sink, in order
+	Fail5xx        float64                      // share of requests answered 502, 503 or 504
+	Throttle       float64                      // share of requests answered 429 as if another app had used the limit
+	ThrottlePolicy string                       // policyName of the injected 429s: TEN_SECONDLY_ROLLING (""), SECONDLY or DAILY
+	InputErr       float64                      // share of inputs refused with a transient error in a 207
+	FailNext       []int                        // statuses for the next requests (429 under ThrottlePolicy, or a 5xx), in order
+	Bad            map[string]bool              // lower-cased emails refused as INVALID_EMAIL
+	Conflict       bool                         // answer the next upsert 409, as a race between two writes of one contact does
+	Contacts       map[string]map[string]string // lower-cased email -> property -> value
+	IDs            map[string]string            // lower-cased email -> contact id
+	InWindow       []time.Time                  // accepted requests (ours and others') in the rolling window
+	Accepted       []time.Time                  // every accepted request of the sink, in order
 	DailyUsed      int
-	Requests       int // every authenticated request
-	Upserts        int // upsert requests accepted by the limits
-	Provoked       int // 429s the client provoked by exceeding a limit
-	Daily429       int
-	Injected       int // injected 429s and 5xx
-	Deletes        int
-	MaxInputs      int
-	TraceUsed      bool
-	LastInputs     int
+	Requests       int  // every authenticated request
+	Upserts        int  // upsert requests accepted by the limits
+	Provoked       int  // 429s the client provoked by exceeding a limit
+	Daily429       int  // 429s for the daily limit
+	Injected       int  // injected 429s and 5xx
+	Deletes        int  // delete, archive and GDPR-delete requests
+	MaxInputs      int  // most inputs in one upsert request
+	TraceUsed      bool // an upsert carried objectWriteTraceId on every input
+	LastInputs     int  // inputs in the last upsert request
 }
 
 // New starts a fake HubSpot with the Free/Starter limits (100 per 10 s, 250,000 a day), the

@@ -87,13 +87,13 @@ type Server struct {
 	srv *httptest.Server
 
 	mu      sync.Mutex
-	Key     string
-	List    string
-	Fields  []string      // the audience's merge tags
-	Delay   time.Duration // service time of each request
-	Script  []Answer      // answers for the next write requests, taken in order
-	RNG     *rand.Rand    // nil: no random failures
-	Members map[string]*Member
+	Key     string             // the API key it accepts (as the basic-auth password)
+	List    string             // the audience id
+	Fields  []string           // the audience's merge tags
+	Delay   time.Duration      // service time of each request
+	Script  []Answer           // answers for the next write requests, taken in order
+	RNG     *rand.Rand         // nil: no random failures
+	Members map[string]*Member // by subscriber hash
 
 	FailRate     float64         // share of writes answered 500
 	AppliedShare float64         // share of the injected 500s answered after the request was applied
@@ -103,10 +103,10 @@ type Server struct {
 	RetryAfter   string          // Retry-After on 429s (injected ones and the eleventh connection); "" sends none
 	Bad          map[string]bool // lower-cased addresses refused as "looks fake or invalid"
 
-	Active     int // requests in progress
-	MaxActive  int // most requests in progress at once
-	Over       int // requests refused for a connection beyond the tenth
-	Requests   int
+	Active     int            // requests in progress
+	MaxActive  int            // most requests in progress at once
+	Over       int            // requests refused for a connection beyond the tenth
+	Requests   int            // every request, refused ones too
 	Injected   int            // injected failures: 500s, 429s, 403s, member errors and scripted answers
 	InjectedOn map[string]int // injected failures by kind: batch, tags, patch, member (member errors)
 	Applied    int            // injected failures answered after the request was applied
