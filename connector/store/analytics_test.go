@@ -176,24 +176,35 @@ func TestSubscribesByWeekdayHourInTwoZones(t *testing.T) {
 }
 
 func TestQueryRefusesWhatIsNotAReadOfTheDatabase(t *testing.T) {
-	s := openStore(t, Options{})
+	exports := t.TempDir()
+	s := openStore(t, Options{AllowedDirectories: []string{exports}})
+	leak := filepath.Join(exports, "leak.csv")
 	for q, want := range map[string]string{
-		"COPY events TO '/tmp/hookbridge-leak.csv'":            "disabled by configuration",
-		"SELECT * FROM read_csv('/etc/passwd')":                "disabled by configuration",
-		"ATTACH '/tmp/other.duckdb' AS o":                      "only read statements",
-		"DELETE FROM events":                                   "only read statements",
-		"INSERT INTO rejected (source) VALUES ('x')":           "only read statements",
-		"SET enable_external_access = true":                    "only read statements",
-		"SELECT nextval('delivery_id')":                        "read-only",
-		"SELECT 1; DELETE FROM events":                         "one statement",
-		"CREATE TABLE x AS SELECT 1":                           "only read statements",
-		"SELECT * FROM read_parquet('/root/anything.parquet')": "disabled by configuration",
-		"PRAGMA enable_profiling":                              "only read statements",
+		// EXPLAIN ANALYZE runs what it explains, even in a folder external access allows.
+		"EXPLAIN ANALYZE COPY (SELECT 1) TO '" + leak + "'":                        "only read statements",
+		"explain analyse copy events to '" + leak + "'":                            "only read statements",
+		"/* why */ EXPLAIN ANALYZE CHECKPOINT":                                     "only read statements",
+		"EXPLAIN ANALYZE DELETE FROM events":                                       "only read statements",
+		"EXPLAIN (FORMAT json) ANALYZE INSERT INTO rejected (source) VALUES ('x')": "",
+		"COPY events TO '/tmp/hookbridge-leak.csv'":                                "disabled by configuration",
+		"SELECT * FROM read_csv('/etc/passwd')":                                    "disabled by configuration",
+		"ATTACH '/tmp/other.duckdb' AS o":                                          "only read statements",
+		"DELETE FROM events":                                                       "only read statements",
+		"INSERT INTO rejected (source) VALUES ('x')":                               "only read statements",
+		"SET enable_external_access = true":                                        "only read statements",
+		"SELECT nextval('delivery_id')":                                            "read-only",
+		"SELECT 1; DELETE FROM events":                                             "one statement",
+		"CREATE TABLE x AS SELECT 1":                                               "only read statements",
+		"SELECT * FROM read_parquet('/root/anything.parquet')":                     "disabled by configuration",
+		"PRAGMA enable_profiling":                                                  "only read statements",
 	} {
 		_, err := s.Query(context.Background(), q, 10, 5*time.Second)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v (want an error containing %q)", q, err, want)
 		}
+	}
+	if _, err := os.Stat(leak); err == nil {
+		t.Error("an EXPLAIN ANALYZE wrote a file")
 	}
 	if _, err := s.Query(context.Background(), "DROP TABLE events", 10, time.Second); !errors.Is(err, ErrNotReadOnly) {
 		t.Errorf("DROP: %v", err)
@@ -205,7 +216,8 @@ func TestQueryRefusesWhatIsNotAReadOfTheDatabase(t *testing.T) {
 	if _, err := s.Query(context.Background(), "SELECT count(*) FROM range(1000000000000) a", 0, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "time limit") {
 		t.Errorf("time limit: %v", err)
 	}
-	for _, q := range []string{"SHOW TABLES", "DESCRIBE events", "EXPLAIN SELECT * FROM events", "WITH x AS (SELECT 1 AS a) SELECT * FROM x", "SUMMARIZE events"} {
+	for _, q := range []string{"SHOW TABLES", "DESCRIBE events", "EXPLAIN SELECT * FROM events", "EXPLAIN ANALYZE SELECT count(*) FROM events",
+		"-- the plan\nEXPLAIN (FORMAT json) SELECT 1", "WITH x AS (SELECT 1 AS a) SELECT * FROM x", "SUMMARIZE events"} {
 		if _, err := s.Query(context.Background(), q, 10, 5*time.Second); err != nil {
 			t.Errorf("%s: %v", q, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -104,7 +105,12 @@ func (s *Store) readOnly(ctx context.Context, q string, fn func(driver.Conn, *du
 		if err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
-		if typ != duckdb.STATEMENT_TYPE_SELECT && typ != duckdb.STATEMENT_TYPE_EXPLAIN {
+		if typ == duckdb.STATEMENT_TYPE_EXPLAIN {
+			// EXPLAIN ANALYZE runs the statement it explains: that one must read only too.
+			if err := explainsARead(c, q); err != nil {
+				return err
+			}
+		} else if typ != duckdb.STATEMENT_TYPE_SELECT {
 			return ErrNotReadOnly
 		}
 		ex := c.(driver.ExecerContext)
@@ -114,6 +120,31 @@ func (s *Store) readOnly(ctx context.Context, q string, fn func(driver.Conn, *du
 		defer ex.ExecContext(context.Background(), "ROLLBACK", nil)
 		return fn(c, stmt)
 	})
+}
+
+// explainPrefix matches what comes before the statement an EXPLAIN explains: comments, the
+// keyword, ANALYZE and a parenthesised option list.
+var explainPrefix = regexp.MustCompile(`(?is)^(\s+|--[^\n]*\n?|/\*.*?\*/)*EXPLAIN(\s+ANALY[SZ]E)?(\s*\([^)]*\))?\s`)
+
+// explainsARead reports ErrNotReadOnly unless the statement q explains is a read.
+func explainsARead(c driver.Conn, q string) error {
+	m := explainPrefix.FindStringIndex(q)
+	if m == nil {
+		return ErrNotReadOnly
+	}
+	st, err := c.Prepare(q[m[1]:])
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer st.Close()
+	typ, err := st.(*duckdb.Stmt).StatementType()
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if typ != duckdb.STATEMENT_TYPE_SELECT {
+		return ErrNotReadOnly
+	}
+	return nil
 }
 
 // plainValue turns driver values into JSON-friendly ones.
