@@ -92,7 +92,8 @@ func (l LimitsConfig) GroupWaitOrDefault() time.Duration {
 
 // DuckDBConfig tunes the database.
 type DuckDBConfig struct {
-	// MemoryLimit is DuckDB's memory_limit (default 1GB).
+	// MemoryLimit is DuckDB's memory_limit (default: a quarter of the machine's memory, at
+	// least 1GB).
 	MemoryLimit string `yaml:"memory_limit"`
 	// Threads is DuckDB's threads setting (default 2).
 	Threads int `yaml:"threads"`
@@ -403,7 +404,7 @@ func (c *Config) applyDefaults() {
 	}
 
 	if c.DuckDB.MemoryLimit == "" {
-		c.DuckDB.MemoryLimit = "1GB"
+		c.DuckDB.MemoryLimit = defaultMemoryLimit()
 	}
 	if c.DuckDB.Threads == 0 {
 		c.DuckDB.Threads = 2
@@ -631,4 +632,23 @@ func (c *Config) SourceNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// defaultMemoryLimit is a quarter of the machine's memory, at least 1GB: enough for the
+// analytics views over tens of millions of events (the mailing list aggregates lists, which
+// DuckDB cannot spill to disk), while leaving most of the machine to everything else.
+func defaultMemoryLimit() string {
+	const gib = 1 << 30
+	limit := int64(gib)
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
+					limit = max(limit, kb<<10/4)
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%dMB", limit>>20)
 }

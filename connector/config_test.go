@@ -131,3 +131,24 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 		t.Error("Reveal lost the value")
 	}
 }
+
+// Without a memory_limit the store gets a quarter of the machine's memory, never under 1GB.
+func TestDefaultMemoryLimit(t *testing.T) {
+	var mb int64
+	if _, err := fmt.Sscanf(defaultMemoryLimit(), "%dMB", &mb); err != nil || mb < 1024 {
+		t.Fatalf("default memory limit %q", defaultMemoryLimit())
+	}
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip("no /proc/meminfo here")
+	}
+	var totalKB int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &totalKB)
+		}
+	}
+	if want := max(1024, totalKB/4>>10); mb != want {
+		t.Errorf("default memory limit %d MB, want %d MB (a quarter of %d kB)", mb, want, totalKB)
+	}
+}

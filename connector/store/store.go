@@ -49,7 +49,8 @@ type Options struct {
 	// halves the commits and cuts the server's CPU by a quarter, for at most 2 ms more per
 	// acknowledgement.
 	GroupWait time.Duration
-	// MemoryLimit is DuckDB's memory_limit, e.g. "1GB" (default: 25% of RAM, at least 512MB).
+	// MemoryLimit is DuckDB's memory_limit, e.g. "1GB" (default: DuckDB's, 80% of RAM; the
+	// server's configuration sets a quarter of it).
 	MemoryLimit string
 	// Threads is DuckDB's thread count (default 2).
 	Threads int
