@@ -20,7 +20,9 @@ import (
 
 // question is one of the four analytics questions, asked of the store's views and, as the
 // baseline, of the raw JSON lines through DuckDB's read_json. Both queries return the same
-// small summary, so the answers can be compared.
+// small summary, so the answers can be compared. The store's query computes every column of
+// its view (a hash of each whole row is taken), as a client reading the full answer would
+// make it; a count alone lets DuckDB skip the columns nobody reads.
 type question struct {
 	name, store, raw string
 }
@@ -69,7 +71,7 @@ func analyticsQuestions(file string, first, last time.Time) []question {
 	window := fmt.Sprintf("DATE '%s' AND DATE '%s'", from.Format("2006-01-02"), to.Format("2006-01-02"))
 	return []question{
 		{"1. mailing list (contacts, active subscriptions)",
-			`SELECT count(*), sum(active_subscriptions) FROM mailing_list`,
+			`SELECT count(*), sum(active_subscriptions) FROM mailing_list m WHERE hash(m) IS NOT NULL`,
 			pre + `SELECT count(DISTINCT email_key), count(*) FROM subs WHERE NOT ended AND email_key IS NOT NULL`},
 		{"2. campaign window ±7 days (subscribes, unsubscribes)",
 			fmt.Sprintf(`SELECT sum(subscribes), sum(unsubscribes) FROM campaign_days(DATE '%s', DATE '%s', 7)`, first.Format("2006-01-02"), last.Format("2006-01-02")),
@@ -78,11 +80,11 @@ func analyticsQuestions(file string, first, last time.Time) []question {
 		{"2b. the same through subscriptions_daily WHERE day BETWEEN (reads every event)",
 			`SELECT sum(subscribes), sum(unsubscribes) FROM subscriptions_daily WHERE day BETWEEN ` + window, ""},
 		{"3. tag popularity by postcode (pairs, subscriptions)",
-			`SELECT count(*), sum(subscriptions) FROM tag_popularity_by_postcode`,
+			`SELECT count(*), sum(subscriptions) FROM tag_popularity_by_postcode t WHERE hash(t) IS NOT NULL`,
 			pre + `SELECT count(*), sum(n) FROM (SELECT postcode, tag_id, count(*) AS n FROM (SELECT postcode, unnest(tag_ids) AS tag_id FROM subs
 				WHERE NOT ended AND postcode IS NOT NULL AND tag_ids IS NOT NULL) GROUP BY ALL)`},
 		{"4. subscribes by weekday and hour (cells, busiest cell)",
-			`SELECT count(*), max(subscribes) FROM subscribes_by_weekday_hour WHERE zone = 'UTC'`,
+			`SELECT count(*), max(subscribes) FROM subscribes_by_weekday_hour w WHERE zone = 'UTC' AND hash(w) IS NOT NULL`,
 			pre + `SELECT count(*), max(n) FROM (SELECT isodow(occurred_at), hour(occurred_at), count(*) AS n FROM ev WHERE event_type = 'Subscribe' GROUP BY ALL)`},
 	}
 }
