@@ -165,7 +165,7 @@ sinks:
 	// Up to 256 requests in flight: the sender keeps to --rate even when acknowledgements slow
 	// down under the page load, as a webhook sender does (it sends as events happen), instead
 	// of backing off to what a few connections get through.
-	go func() { done <- sender.run(sctx, gen, 0, *rate, 256) }()
+	go func() { done <- sender.run(sctx, sctx, gen, 0, *rate, 256) }()
 	time.Sleep(3 * time.Second) // let the ingest and the sink settle into their pace
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

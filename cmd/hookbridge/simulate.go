@@ -90,15 +90,17 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 			return usageError{"--signing-secret: want whsec_ followed by base64"}
 		}
 	}
+	// --duration stops the sending; requests already out still get their answer.
+	sending := ctx
 	if *duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		sending, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
 	s := &webhookSender{url: u.String(), key: key, client: &http.Client{Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     &http.Transport{MaxIdleConnsPerHost: *conc}}, failed: map[string]int{}}
-	rep := s.run(ctx, g, *count, *rate, *conc)
+	rep := s.run(ctx, sending, g, *count, *rate, *conc)
 	rep.print(e.stdout)
 	if rep.acked == 0 && rep.sent > 0 {
 		return fmt.Errorf("simulate: no event was acknowledged by %s", *target)
@@ -161,7 +163,9 @@ type simReport struct {
 	p50, p99                              time.Duration
 }
 
-func (s *webhookSender) run(ctx context.Context, g *simulate.Generator, count int, rate float64, conc int) simReport {
+// run sends until count events went out or sending is done, then waits for the answers to
+// what is in flight (bounded by ctx).
+func (s *webhookSender) run(ctx, sending context.Context, g *simulate.Generator, count int, rate float64, conc int) simReport {
 	jobs := make(chan simulate.Event)
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
@@ -184,14 +188,14 @@ loop:
 			due := start.Add(time.Duration(i) * interval)
 			if d := time.Until(due); d > 0 {
 				select {
-				case <-ctx.Done():
+				case <-sending.Done():
 					break loop
 				case <-time.After(d):
 				}
 			}
 		}
 		select {
-		case <-ctx.Done():
+		case <-sending.Done():
 			break loop
 		case jobs <- g.Next():
 		}

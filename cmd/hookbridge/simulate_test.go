@@ -37,6 +37,11 @@ func TestSimulate(t *testing.T) {
 	if err != nil || !strings.Contains(out, "sent 300 events") || !strings.Contains(out, "300 acknowledged") || !strings.Contains(out, "0 failed") {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
+	// --duration stops sending; what is in flight at the deadline is answered, not failed.
+	out, _, err = runCmd(t, nil, "simulate", "--url", "http://"+addr+"/webhooks/rokt", "--duration", "1500ms", "--rate", "300", "--seed", "10")
+	if err != nil || !strings.Contains(out, " 0 failed") || strings.Contains(out, "without an answer") {
+		t.Fatalf("simulate --duration: %v\n%s", err, out)
+	}
 	out, _, err = runCmd(t, server, "query", "--format", "csv", "SELECT count(*) FROM events WHERE received_at > now() - INTERVAL 1 HOUR")
 	if err != nil || strings.Contains(out, "\n0\n") {
 		t.Errorf("live events not stored: %v %s", err, out)
