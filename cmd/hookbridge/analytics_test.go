@@ -52,8 +52,16 @@ func TestAnalyticsCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"n": 120`) || !strings.Contains(out, "2025-09-01T08:00:00") {
 		t.Fatalf("query: %v\n%s", err, out)
 	}
-	if _, _, err := runCmd(t, server, "query", "COPY events TO '/tmp/hookbridge-leak.csv'"); err == nil {
-		t.Error("COPY through the query API")
+	// JSON keeps the SELECT's column order; csv and json say on stderr that rows were cut.
+	out, stderr, err := runCmd(t, server, "query", "--format", "json", "--limit", "3", "SELECT range AS zeta, 'a' AS alpha FROM range(10)")
+	if err != nil || !strings.Contains(out, "\"zeta\": 0,\n    \"alpha\"") || !strings.Contains(stderr, "only the first 3 rows") {
+		t.Fatalf("query json with a limit: %v\n%s\n%s", err, out, stderr)
+	}
+	for _, q := range []string{"COPY events TO '/tmp/hookbridge-leak.csv'", "ATTACH '/tmp/other.duckdb' AS o", "SET threads = 1",
+		"EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/hookbridge-leak.csv'"} {
+		if _, stderr, err := runCmd(t, server, "query", q); err == nil || !strings.Contains(stderr+err.Error(), "only read statements") && !strings.Contains(stderr+err.Error(), "disabled") {
+			t.Errorf("%s through the query API: %v %s", q, err, stderr)
+		}
 	}
 	if _, _, err := runCmd(t, server, "query", "SELECT * FROM read_csv('/etc/passwd')"); err == nil {
 		t.Error("read_csv through the query API")

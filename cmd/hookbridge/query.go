@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -95,7 +96,14 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printResult(e.stdout, &res, *format)
+	if err := printResult(e.stdout, &res, *format); err != nil {
+		return err
+	}
+	if res.Truncated && *format != "table" {
+		// csv and json carry no footer: say it where a pipe does not read it.
+		fmt.Fprintf(e.stderr, "hookbridge query: only the first %d rows are printed; raise --limit (a server gives at most 100000) or use hookbridge export\n", len(res.Rows))
+	}
+	return nil
 }
 
 // reorder moves flags after the SQL text to the front, so `query "SQL" --format csv` works.
@@ -119,13 +127,26 @@ func reorder(args []string) []string {
 func printResult(w io.Writer, res *store.QueryResult, format string) error {
 	switch format {
 	case "json":
-		out := make([]map[string]any, len(res.Rows))
+		// Each row is an object whose keys keep the order of the SELECT.
+		out := make([]json.RawMessage, len(res.Rows))
 		for i, r := range res.Rows {
-			m := map[string]any{}
+			var b bytes.Buffer
+			b.WriteByte('{')
 			for j, c := range res.Columns {
-				m[c.Name] = r[j]
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				k, _ := json.Marshal(c.Name)
+				v, err := json.Marshal(r[j])
+				if err != nil {
+					return fmt.Errorf("query: column %s: %w", c.Name, err)
+				}
+				b.Write(k)
+				b.WriteByte(':')
+				b.Write(v)
 			}
-			out[i] = m
+			b.WriteByte('}')
+			out[i] = b.Bytes()
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
