@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -145,6 +146,37 @@ type progressBar struct {
 
 func newProgressBar(w io.Writer, label string) *progressBar {
 	return &progressBar{w: w, label: label, start: time.Now()}
+}
+
+// elapsedLine shows "label … Ns" on w, redrawn every second from the second second on, until
+// the returned stop is called (for work whose size is not known in advance, such as the
+// server writing an export before the download starts). stop may be called more than once.
+func elapsedLine(w io.Writer, label string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		shown := false
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				if shown {
+					fmt.Fprintf(w, "\r%s … %s\n", label, time.Since(start).Round(time.Second))
+				}
+				return
+			case <-t.C:
+				shown = true
+				fmt.Fprintf(w, "\r%s … %s", label, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done); <-finished })
+	}
 }
 
 // update redraws the bar; it draws at most 10 times a second, and always the final state.

@@ -146,3 +146,19 @@ func countIn(t *testing.T, path, q string) int {
 	}
 	return n
 }
+
+// Work of unknown size shows its elapsed time once it lasts a second, and ends its line.
+func TestElapsedLine(t *testing.T) {
+	var quick, slow syncBuffer
+	elapsedLine(&quick, "writing a.parquet")()
+	stop := elapsedLine(&slow, "writing b.parquet")
+	time.Sleep(1100 * time.Millisecond)
+	stop()
+	stop()
+	if quick.String() != "" {
+		t.Errorf("a quick export printed %q", quick.String())
+	}
+	if out := slow.String(); !strings.Contains(out, "\rwriting b.parquet … ") || !strings.HasSuffix(out, "\n") {
+		t.Errorf("a slow export printed %q", out)
+	}
+}

@@ -257,14 +257,18 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// Writing the file comes before any byte of it arrives: say how long it has taken.
+	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
 	resp, err := af.client(e).send(ctx, "POST", path, body)
 	if errors.Is(err, errServerDown) {
 		st, _, lerr := lf.openLocal(ctx, e, readOnly, dir)
 		if lerr != nil {
+			stop()
 			return lerr
 		}
 		made, merr := local(st, dir)
 		st.Close()
+		stop()
 		if merr != nil {
 			return merr
 		}
@@ -274,6 +278,7 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 		fmt.Fprintf(e.stdout, "wrote %s (from the file directly: no server runs)\n", out)
 		return nil
 	}
+	stop()
 	if err != nil {
 		return err
 	}
