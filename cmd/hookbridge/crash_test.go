@@ -46,6 +46,18 @@ type server struct {
 	exited chan struct{}
 }
 
+// writeConfig writes dir/hookbridge.yaml: the data file in dir, the rokt source, then rest
+// (a sinks: block, say). It returns the file's path.
+func writeConfig(t *testing.T, dir, rest string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	body := fmt.Sprintf("data: %s\nsources: [{name: rokt}]\n%s", filepath.Join(dir, "hb.duckdb"), rest)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -58,11 +56,7 @@ func TestCRMSinksThroughTheDeliveryEngine(t *testing.T) {
 	})
 
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-sources: [{name: rokt}]
-sinks:
+	cfg := writeConfig(t, dir, fmt.Sprintf(`sinks:
   - name: crm
     plugin: hubspot
     start: earliest
@@ -75,7 +69,7 @@ sinks:
     retry: {schedule: [50ms, 100ms, 200ms], max_attempts: 100}
     mapping: {email: email, first_name: FNAME}
     settings: {api_key: %s, list_id: %s, base_url: %q, tags_from: [calendar_code], timeout: 5s}
-`, filepath.Join(dir, "hb.duckdb"), hs.Token, hs.URL, mc.Key, mc.List, mc.URL)), 0o644)
+`, hs.Token, hs.URL, mc.Key, mc.List, mc.URL))
 	addr := freeAddr(t)
 	srv := startServer(t, addr, "--config", cfg)
 

@@ -42,11 +42,7 @@ func TestBuiltinSinksEndToEnd(t *testing.T) {
 	t.Cleanup(func() { pg.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); pg.Close(ctx) })
 
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-sources: [{name: rokt}]
-sinks:
+	cfg := writeConfig(t, dir, fmt.Sprintf(`sinks:
   - name: warehouse
     plugin: postgres
     start: earliest
@@ -62,7 +58,7 @@ sinks:
     start: earliest
     trigger: "@every 1s"
     settings: {path: %s}
-`, filepath.Join(dir, "hb.duckdb"), schema, filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "lake"))), 0o644)
+`, schema, filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "lake")))
 	t.Setenv("TEST_WAREHOUSE_DSN", dsn)
 	addr := freeAddr(t)
 	srv := startServer(t, addr, "--config", cfg)
@@ -156,16 +152,12 @@ func splitLines(b []byte) []string {
 // serve, although it runs in a plugin process of its own.
 func TestJSONLSinkWritesToServeStdout(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-sources: [{name: rokt}]
-sinks:
+	cfg := writeConfig(t, dir, `sinks:
   - name: tail
     plugin: jsonl
     mapping: {event_id: event_id, email: email}
     settings: {path: "-"}
-`, filepath.Join(dir, "hb.duckdb"))), 0o644)
+`)
 	addr := freeAddr(t)
 	srv := startServer(t, addr, "--config", cfg)
 	for i := 0; i < 3; i++ {
@@ -209,16 +201,12 @@ func TestWebhookGonePausesAcrossRestarts(t *testing.T) {
 	}))
 	defer endpoint.Close()
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-sources: [{name: rokt}]
-sinks:
+	cfg := writeConfig(t, dir, fmt.Sprintf(`sinks:
   - name: partner
     plugin: webhook
     trigger: realtime
     settings: {url: %q, secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
-`, filepath.Join(dir, "hb.duckdb"), endpoint.URL+"/hooks")), 0o644)
+`, endpoint.URL+"/hooks"))
 	addr := freeAddr(t)
 	srv := startServer(t, addr, "--config", cfg)
 	server := map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr}
