@@ -148,8 +148,9 @@ func newProgressBar(w io.Writer, label string) *progressBar {
 	return &progressBar{w: w, label: label, start: time.Now()}
 }
 
-// elapsedLine shows "label … Ns" on w, redrawn every second from the second second on, until
-// the returned stop is called (for work whose size is not known in advance, such as the
+// elapsedLine shows "label … Ns" on w, redrawn every second once a second has passed, until
+// the returned stop is called, which ends the line (nothing is shown for work that took less
+// than a second) (for work whose size is not known in advance, such as the
 // server writing an export before the download starts). stop may be called more than once.
 func elapsedLine(w io.Writer, label string) (stop func()) {
 	done := make(chan struct{})
@@ -163,7 +164,7 @@ func elapsedLine(w io.Writer, label string) (stop func()) {
 		for {
 			select {
 			case <-done:
-				if shown {
+				if shown || time.Since(start) >= time.Second {
 					fmt.Fprintf(w, "\r%s … %s\n", label, time.Since(start).Round(time.Second))
 				}
 				return

@@ -58,10 +58,14 @@ func TestAnalyticsCommands(t *testing.T) {
 		t.Fatalf("query json with a limit: %v\n%s\n%s", err, out, stderr)
 	}
 	for _, q := range []string{"COPY events TO '/tmp/hookbridge-leak.csv'", "ATTACH '/tmp/other.duckdb' AS o", "SET threads = 1",
-		"EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/hookbridge-leak.csv'"} {
+		"EXPLAIN ANALYZE COPY (SELECT 1) TO '" + filepath.Join(dir, "hookbridge-exports", "leak.csv") + "'", "SELECT * FROM checkpoint()"} {
 		if _, stderr, err := runCmd(t, server, "query", q); err == nil || !strings.Contains(stderr+err.Error(), "only read statements") && !strings.Contains(stderr+err.Error(), "disabled") {
 			t.Errorf("%s through the query API: %v %s", q, err, stderr)
 		}
+	}
+	// The export folder is the one place SQL may write to: no statement of the query API did.
+	if _, err := os.Stat(filepath.Join(dir, "hookbridge-exports", "leak.csv")); err == nil {
+		t.Error("a query wrote into the export folder")
 	}
 	if _, _, err := runCmd(t, server, "query", "SELECT * FROM read_csv('/etc/passwd')"); err == nil {
 		t.Error("read_csv through the query API")
