@@ -634,21 +634,34 @@ func (c *Config) SourceNames() []string {
 	return out
 }
 
-// defaultMemoryLimit is a quarter of the machine's memory, at least 1GB: enough for the
-// analytics views over tens of millions of events (the mailing list aggregates lists, which
-// DuckDB cannot spill to disk), while leaving most of the machine to everything else.
+// defaultMemoryLimit is a quarter of the memory this process may use (the machine's, or its
+// container's limit when lower), at least 1GB: enough for the analytics views over tens of
+// millions of events (the mailing list aggregates lists, which DuckDB cannot spill to disk),
+// while leaving most of it to everything else.
 func defaultMemoryLimit() string {
+	meminfo, _ := os.ReadFile("/proc/meminfo")
+	cgroup, err := os.ReadFile("/sys/fs/cgroup/memory.max") // cgroup v2
+	if err != nil {
+		cgroup, _ = os.ReadFile("/sys/fs/cgroup/memory/memory.limit_in_bytes") // cgroup v1
+	}
+	return memoryLimitFrom(string(meminfo), string(cgroup))
+}
+
+// memoryLimitFrom is defaultMemoryLimit on the texts of /proc/meminfo and the cgroup's memory
+// limit ("max" or a byte count; either may be empty).
+func memoryLimitFrom(meminfo, cgroupMax string) string {
 	const gib = 1 << 30
-	limit := int64(gib)
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				var kb int64
-				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
-					limit = max(limit, kb<<10/4)
-				}
+	var total int64
+	for _, line := range strings.Split(meminfo, "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
+				total = kb << 10
 			}
 		}
 	}
-	return fmt.Sprintf("%dMB", limit>>20)
+	if n, err := strconv.ParseInt(strings.TrimSpace(cgroupMax), 10, 64); err == nil && n > 0 && (total == 0 || n < total) {
+		total = n
+	}
+	return fmt.Sprintf("%dMB", max(gib, total/4)>>20)
 }

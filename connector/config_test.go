@@ -132,23 +132,24 @@ func TestSecretsAreNotPrinted(t *testing.T) {
 	}
 }
 
-// Without a memory_limit the store gets a quarter of the machine's memory, never under 1GB.
+// Without a memory_limit the store gets a quarter of the memory it may use (the machine's,
+// or a lower container limit), never under 1GB.
 func TestDefaultMemoryLimit(t *testing.T) {
-	var mb int64
-	if _, err := fmt.Sscanf(defaultMemoryLimit(), "%dMB", &mb); err != nil || mb < 1024 {
-		t.Fatalf("default memory limit %q", defaultMemoryLimit())
-	}
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		t.Skip("no /proc/meminfo here")
-	}
-	var totalKB int64
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &totalKB)
+	meminfo := "MemTotal:       24576000 kB\nMemFree:  1000 kB\n"
+	for _, tt := range []struct{ meminfo, cgroup, want string }{
+		{meminfo, "", "6000MB"},
+		{meminfo, "max\n", "6000MB"},
+		{meminfo, "8589934592\n", "2048MB"},     // an 8 GiB container
+		{meminfo, "2147483648\n", "1024MB"},     // 2 GiB: the floor
+		{meminfo, "99999999999999\n", "6000MB"}, // v1's "no limit" is a huge number
+		{"", "", "1024MB"},
+		{"", "17179869184", "4096MB"},
+	} {
+		if got := memoryLimitFrom(tt.meminfo, tt.cgroup); got != tt.want {
+			t.Errorf("meminfo %q, cgroup %q: %s, want %s", tt.meminfo, tt.cgroup, got, tt.want)
 		}
 	}
-	if want := max(1024, totalKB/4>>10); mb != want {
-		t.Errorf("default memory limit %d MB, want %d MB (a quarter of %d kB)", mb, want, totalKB)
+	if _, err := fmt.Sscanf(defaultMemoryLimit(), "%dMB", new(int)); err != nil {
+		t.Errorf("default memory limit %q", defaultMemoryLimit())
 	}
 }
