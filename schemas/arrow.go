@@ -60,6 +60,7 @@ type Builder struct {
 	schema  *arrow.Schema
 	rb      *array.RecordBuilder
 	cols    []*Column
+	reuse   bool
 	dataLen []int // per column, the bytes of values the last record held
 }
 
@@ -101,24 +102,24 @@ func (b *Builder) Len() int {
 
 // NewRecord returns the rows appended so far as a record and resets the builder. The caller
 // releases the record.
-//
-// The next record is likely about the size of this one (a commit group, a delivery batch), so
-// the builder reserves room for as many rows and value bytes at once instead of growing every
-// buffer by doubling from empty again; records over reserveAtMost rows reserve nothing, so an
-// import's one large record does not leave its size reserved.
 func (b *Builder) NewRecord() arrow.RecordBatch {
+	if !b.reuse {
+		return b.rb.NewRecordBatch()
+	}
 	n := b.Len()
 	if b.dataLen == nil {
 		b.dataLen = make([]int, len(b.cols))
 	}
+	total := 0
 	for i := range b.cols {
 		b.dataLen[i] = 0
 		if d, ok := b.rb.Field(i).(interface{ DataLen() int }); ok {
 			b.dataLen[i] = d.DataLen()
+			total += b.dataLen[i]
 		}
 	}
 	rec := b.rb.NewRecordBatch()
-	if n == 0 || n > reserveAtMost {
+	if n == 0 || n > reserveRows || total > reserveBytes {
 		return rec
 	}
 	for i := range b.cols {
@@ -131,8 +132,17 @@ func (b *Builder) NewRecord() arrow.RecordBatch {
 	return rec
 }
 
-// reserveAtMost bounds the rows NewRecord reserves room for.
-const reserveAtMost = 4096
+// ReuseCapacity makes every NewRecord reserve room for as many rows and string bytes as the
+// record it returns, for a builder that makes records of about the same size again and again
+// (the store's commit groups): its buffers then do not grow by doubling from empty each time.
+// Records over reserveRows rows or reserveBytes bytes of strings reserve nothing, so an
+// import's large record does not leave its size reserved.
+func (b *Builder) ReuseCapacity() { b.reuse = true }
+
+const (
+	reserveRows  = 4096
+	reserveBytes = 8 << 20
+)
 
 // Schema returns the builder's schema.
 func (b *Builder) Schema() *arrow.Schema { return b.schema }

@@ -62,6 +62,7 @@ func benchDecodeAppend(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	bld.ReuseCapacity() // as the store's builder does
 	defer bld.Release()
 	now := time.Now()
 	b.ReportAllocs()
@@ -96,6 +97,7 @@ func BenchmarkDecode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		bld.ReuseCapacity()
 		defer bld.Release()
 		now := time.Now()
 		var base, ours time.Duration

@@ -392,6 +392,7 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	b.ReuseCapacity() // commit groups come in similar sizes
 	s.builder = b
 	s.lastSeq = merged
 	if merged < maxSeq {
