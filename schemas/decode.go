@@ -241,7 +241,6 @@ func (s *decodeState) details(v *fastjson.Value) {
 	var evObj *SubscriptionEventDetails
 	if subEvent != nil {
 		evObj = s.subscriptionEvent(subEvent)
-		s.ev.calendarEventRead = evObj
 	}
 	needSub := s.ev.Type != SubscriptionEventUpdated && s.ev.Type != SubscriptionEventDeleted
 	needEvent := s.ev.Type != Subscribe && s.ev.Type != Unsubscribe && s.ev.Type != SubscriptionDetailsUpdated
@@ -262,8 +261,10 @@ func (s *decodeState) details(v *fastjson.Value) {
 		s.ev.Details = &SubscriptionEventUpdatedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj}
 	case SubscriptionEventRemoved:
 		s.ev.Details = &SubscriptionEventRemovedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj.basic()}
+		s.ev.calendarEventRead = evObj
 	case SubscriptionEventDeleted:
 		s.ev.Details = &SubscriptionEventDeletedDetails{Common: c, Subscription: subObj.basic(), SubscriptionEvent: evObj.basic()}
+		s.ev.calendarEventRead = evObj
 	}
 
 	if inner := subObj.calendarSubscriptionID(); inner != "" && c.CalendarSubscriptionID != "" && inner != c.CalendarSubscriptionID {

@@ -105,6 +105,11 @@ func TestTypedDetails(t *testing.T) {
 	if row := ev.Row("rokt", time.Now()); row.CalendarEventID != "77" || row.EventTitle != "Grand final" {
 		t.Errorf("row of a deletion with a title: id %q title %q", row.CalendarEventID, row.EventTitle)
 	}
+	// An event built by hand, not by the decoder, gives its Basic object's id to the row.
+	byHand := &Event{ID: "h1", Type: SubscriptionEventRemoved, Details: &SubscriptionEventRemovedDetails{SubscriptionEvent: &SubscriptionEventBasic{CalendarEventID: "88"}}}
+	if row := byHand.Row("rokt", time.Now()); row.CalendarEventID != "88" {
+		t.Errorf("row of a removal built by hand: calendar event id %q", row.CalendarEventID)
+	}
 	added := decodeFile(t, "fixture_subscription_event_added.json").Details.(*SubscriptionEventAddedDetails)
 	if added.Subscription.CalendarCode != "scfl-2025-fixtures" || !strings.HasPrefix(added.SubscriptionEvent.Title, "Richmond Rovers") {
 		t.Errorf("EventAdded: %+v %+v", added.Subscription, added.SubscriptionEvent)

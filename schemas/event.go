@@ -74,7 +74,8 @@ type Event struct {
 	// Body is the request body byte for byte, as received (BOM and trailing commas included).
 	Body []byte
 
-	// calendarEventRead is the subscriptionEvent object as read, whatever its documented shape.
+	// calendarEventRead is the subscriptionEvent object of a Removed or Deleted event as read,
+	// with whatever the Basic shape leaves out.
 	calendarEventRead *SubscriptionEventDetails
 }
 
@@ -286,17 +287,31 @@ func (e *Event) subscription() (*SubscriptionBasic, []CalendarTag) {
 	return nil, nil
 }
 
-// calendarEvent returns what the event's subscriptionEvent object held, if it had one: its
-// typed Details shape, or for the Basic shape everything the decoder read from it (a sender
-// adding a title to a removal keeps it in the row).
+// calendarEvent returns the event's calendar event: the Subscription Event Details of an
+// Added or Updated event; for a Removed or Deleted event, everything the decoder read from its
+// subscriptionEvent object (a sender adding a title to a removal keeps it in the row), or its
+// Basic object when the event was not made by the decoder.
 func (e *Event) calendarEvent() *SubscriptionEventDetails {
+	var basic *SubscriptionEventBasic
 	switch d := e.Details.(type) {
 	case *SubscriptionEventAddedDetails:
 		return d.SubscriptionEvent
 	case *SubscriptionEventUpdatedDetails:
 		return d.SubscriptionEvent
+	case *SubscriptionEventRemovedDetails:
+		basic = d.SubscriptionEvent
+	case *SubscriptionEventDeletedDetails:
+		basic = d.SubscriptionEvent
+	default:
+		return nil
 	}
-	return e.calendarEventRead
+	if e.calendarEventRead != nil {
+		return e.calendarEventRead
+	}
+	if basic == nil {
+		return nil
+	}
+	return &SubscriptionEventDetails{SubscriptionEventBasic: *basic}
 }
 
 // removed returns the Removed Subscription Object of an Unsubscribe, if any.
