@@ -90,12 +90,15 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 			return usageError{"--signing-secret: want whsec_ followed by base64"}
 		}
 	}
-	// --duration stops the sending; requests already out still get their answer.
+	// --duration stops the sending; requests already out still get their answer, within a
+	// grace period, and are not retried.
 	sending := ctx
 	if *duration > 0 {
-		var cancel context.CancelFunc
+		var cancel, cancelDrain context.CancelFunc
 		sending, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
+		ctx, cancelDrain = context.WithTimeout(ctx, *duration+drainGrace)
+		defer cancelDrain()
 	}
 	s := &webhookSender{url: u.String(), key: key, client: &http.Client{Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -144,6 +147,9 @@ func simulateToFile(e *env, g *simulate.Generator, path string, count int, sourc
 	return nil
 }
 
+// drainGrace bounds how long simulate --duration waits for answers after its deadline.
+const drainGrace = 30 * time.Second
+
 // webhookSender posts generated events like Rokt would, retrying what a webhook sender retries.
 type webhookSender struct {
 	url    string
@@ -173,7 +179,7 @@ func (s *webhookSender) run(ctx, sending context.Context, g *simulate.Generator,
 		go func() {
 			defer wg.Done()
 			for ev := range jobs {
-				s.post(ctx, ev)
+				s.post(ctx, sending, ev)
 			}
 		}()
 	}
@@ -213,8 +219,8 @@ loop:
 }
 
 // post sends one event; 429, 503 and transport errors are retried up to three times,
-// honouring Retry-After, as a webhook sender does.
-func (s *webhookSender) post(ctx context.Context, ev simulate.Event) {
+// honouring Retry-After, as a webhook sender does, until sending is done.
+func (s *webhookSender) post(ctx, sending context.Context, ev simulate.Event) {
 	for attempt := 1; ; attempt++ {
 		t0 := time.Now()
 		code, body, retryAfter, err := s.once(ctx, ev)
@@ -222,7 +228,7 @@ func (s *webhookSender) post(ctx context.Context, ev simulate.Event) {
 		if attempt == 1 {
 			s.sent++
 		}
-		retry := attempt <= 3 && ctx.Err() == nil && (err != nil || code == 429 || code >= 500)
+		retry := attempt <= 3 && sending.Err() == nil && (err != nil || code == 429 || code >= 500)
 		switch {
 		case err == nil && code/100 == 2:
 			s.acked++
@@ -246,7 +252,7 @@ func (s *webhookSender) post(ctx context.Context, ev simulate.Event) {
 			wait = time.Duration(attempt*attempt) * 100 * time.Millisecond
 		}
 		select {
-		case <-ctx.Done():
+		case <-sending.Done():
 			return
 		case <-time.After(wait):
 		}
