@@ -48,8 +48,9 @@ type Launch struct {
 	// Env is added to the host's environment.
 	Env []string
 	// Stdout receives what the plugin writes to its standard output (a jsonl sink writing to
-	// "-"); nil discards it. Logs go to standard error and reach the host's logger.
-	Stdout io.Writer
+	// "-"), line by line; nil discards it. Logs go to standard error and reach the host's
+	// logger.
+	Stdout *Output
 }
 
 // Client is one plugin, started and configured. Its methods are safe for concurrent use, but
@@ -93,6 +94,14 @@ func (c *Client) removeSockDir() {
 	}
 }
 
+// stdout is where go-plugin copies this start's standard output to.
+func (c *Client) stdout() io.Writer {
+	if c.launch.Stdout == nil {
+		return io.Discard
+	}
+	return &lineWriter{out: c.launch.Stdout}
+}
+
 // start launches the process, handshakes and reads the spec (c.mu held).
 func (c *Client) start(ctx context.Context) error {
 	cmd := exec.Command(c.launch.Path, c.launch.Args...)
@@ -121,7 +130,7 @@ func (c *Client) start(ctx context.Context) error {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newSlogAdapter(c.log.With("plugin", c.launch.Name)),
 		Stderr:           io.Discard,
-		SyncStdout:       c.launch.Stdout,
+		SyncStdout:       c.stdout(),
 		SkipHostEnv:      true,
 		StartTimeout:     30 * time.Second,
 		GRPCDialOptions:  sdk.TransportDialOptions(),

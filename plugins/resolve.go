@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +32,7 @@ type Resolver struct {
 	// Env is added to every plugin's environment.
 	Env []string
 	// Stdout receives every plugin's standard output; nil discards it.
-	Stdout io.Writer
+	Stdout *Output
 }
 
 // Resolve returns how to start the plugin called name.

@@ -29,7 +29,7 @@ func resolver(e *env, dir string) (plugins.Resolver, error) {
 	if err != nil {
 		return plugins.Resolver{}, err
 	}
-	return plugins.Resolver{Self: self, Builtins: builtin.Names(), Dir: dir, Stdout: e.stdout}, nil
+	return plugins.Resolver{Self: self, Builtins: builtin.Names(), Dir: dir, Stdout: plugins.NewOutput(e.stdout)}, nil
 }
 
 func cmdPlugins(ctx context.Context, e *env, args []string) error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/hookbridge/hookbridge/connector"
 )
@@ -22,6 +24,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments (got %q)", fs.Args())}
 	}
+	// A reader of serve's standard output (a jsonl sink on "-") that goes away must not stop
+	// the server: writes to the closed pipe fail instead.
+	signal.Ignore(syscall.SIGPIPE)
 	log, err := newLogger(e, *logLevel, *logFormat)
 	if err != nil {
 		return err
