@@ -48,6 +48,9 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 	log := NewLogger(os.Stderr, slog.LevelDebug)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(PluginGCPercent)
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(PluginMemoryLimit)
+		}
 	}
 	go exitWithParent(log)
 	plugin.Serve(&plugin.ServeConfig{
@@ -93,6 +96,12 @@ const (
 // after nearly every batch: at 10,000-row batches that halved its throughput. Letting the
 // heap grow to five times the live data costs a few tens of megabytes.
 const PluginGCPercent = 400
+
+// PluginMemoryLimit is the soft memory limit that comes with PluginGCPercent unless the
+// GOMEMLIMIT environment variable sets one: a plugin whose live data is large (a file sink
+// holding a schedule window) collects more often as it nears it instead of growing to five
+// times its live data.
+const PluginMemoryLimit = 1 << 30
 
 // exitWithParent ends the plugin when the host process is gone, even when the host could not
 // ask (SIGKILL): the host also sets a parent-death signal on Linux; this covers the rest.
