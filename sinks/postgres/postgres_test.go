@@ -360,8 +360,15 @@ func TestConnectionsKilledMidLoad(t *testing.T) {
 				return
 			case <-time.After(time.Duration(1+rand.IntN(4)) * time.Millisecond):
 			}
+			select { // a load that succeeded before this kill does not count after it
+			case <-loaded:
+			default:
+			}
 			var n int64
-			killer.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", app).Scan(&n)
+			if err := killer.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", app).Scan(&n); err != nil {
+				t.Errorf("the killer's query: %v", err)
+				return
+			}
 			if n == 0 {
 				continue
 			}

@@ -93,7 +93,7 @@ type Server struct {
 	WriteScope     bool                 // the token may write contacts
 	Props          map[string]*Property // the contact properties, by name
 
-	RNG            *rand.Rand
+	RNG            *rand.Rand                   // the dice of the injected failures and of new contact ids
 	Fail5xx        float64                      // share of requests answered 502, 503 or 504
 	Throttle       float64                      // share of requests answered 429 as if another app had used the limit
 	ThrottlePolicy string                       // policyName of the injected 429s: TEN_SECONDLY_ROLLING (""), SECONDLY or DAILY
@@ -105,7 +105,7 @@ type Server struct {
 	IDs            map[string]string            // lower-cased email -> contact id
 	InWindow       []time.Time                  // accepted requests (ours and others') in the rolling window
 	Accepted       []time.Time                  // every accepted request of the sink, in order
-	DailyUsed      int
+	DailyUsed      int                          // requests counted against the daily limit today
 	Requests       int  // every authenticated request
 	Upserts        int  // upsert requests accepted by the limits
 	Provoked       int  // 429s the client provoked by exceeding a limit
