@@ -106,15 +106,15 @@ type Server struct {
 	InWindow       []time.Time                  // accepted requests (ours and others') in the rolling window
 	Accepted       []time.Time                  // every accepted request of the sink, in order
 	DailyUsed      int                          // requests counted against the daily limit today
-	Requests       int  // every authenticated request
-	Upserts        int  // upsert requests accepted by the limits
-	Provoked       int  // 429s the client provoked by exceeding a limit
-	Daily429       int  // 429s for the daily limit
-	Injected       int  // injected 429s and 5xx
-	Deletes        int  // delete, archive and GDPR-delete requests
-	MaxInputs      int  // most inputs in one upsert request
-	TraceUsed      bool // an upsert carried objectWriteTraceId on every input
-	LastInputs     int  // inputs in the last upsert request
+	Requests       int                          // every authenticated request
+	Upserts        int                          // upsert requests accepted by the limits
+	Provoked       int                          // 429s the client provoked by exceeding a limit
+	Daily429       int                          // 429s for the daily limit
+	Injected       int                          // injected 429s and 5xx
+	Deletes        int                          // delete, archive and GDPR-delete requests
+	MaxInputs      int                          // most inputs in one upsert request
+	TraceUsed      bool                         // an upsert carried objectWriteTraceId on every input
+	LastInputs     int                          // inputs in the last upsert request
 }
 
 // New starts a fake HubSpot with the Free/Starter limits (100 per 10 s, 250,000 a day), the
