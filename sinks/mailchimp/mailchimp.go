@@ -108,6 +108,9 @@ var notConsent = func() map[string]string {
 	for _, c := range []string{"account_name", "calendar_title", "event_title", "event_location", "event_description", "unsubscribe_reason", "user_agent"} {
 		m[c] = "is free text, not a flag"
 	}
+	for _, c := range []string{"first_name", "last_name", "phone", "postcode", "country_code", "remote_ip", "geo_country", "event_timezone", "subscription_method"} {
+		m[c] = "describes the contact or the event, it is not a flag"
+	}
 	return m
 }()
 

@@ -512,9 +512,15 @@ func TestConsentColumn(t *testing.T) {
 	}
 	// The spec asks the host for every column consent_column accepts, since the host reads
 	// the spec before the settings.
-	for _, c := range []string{"marketing_consent", "action_type", "phone"} {
+	for _, c := range []string{"marketing_consent", "action_type"} {
 		if !slices.Contains(s.Spec().Columns, c) {
 			t.Errorf("the spec does not ask for %s", c)
+		}
+	}
+	// Personal data is no consent flag, and is not sent for the sake of one.
+	for _, c := range []string{"first_name", "phone", "remote_ip", "geo_country"} {
+		if consentProblem(c) == "" || slices.Contains(s.Spec().Columns, c) {
+			t.Errorf("%s accepted as a consent column, or asked for in the spec (%v)", c, s.Spec().Columns)
 		}
 	}
 	// A record without the column (a host that does not send it) pauses the sink rather
