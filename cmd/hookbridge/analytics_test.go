@@ -53,8 +53,8 @@ func TestAnalyticsCommands(t *testing.T) {
 		t.Fatalf("query: %v\n%s", err, out)
 	}
 	// JSON keeps the SELECT's column order; csv and json say on stderr that rows were cut.
-	out, stderr, err := runCmd(t, server, "query", "--format", "json", "--limit", "3", "SELECT range AS zeta, 'a' AS alpha FROM range(10)")
-	if err != nil || !strings.Contains(out, "\"zeta\": 0,\n    \"alpha\"") || !strings.Contains(stderr, "only the first 3 rows") {
+	out, stderr, err := runCmd(t, server, "query", "--format", "json", "--limit", "3", "SELECT range AS zeta, 'a' AS alpha, 'b' AS alpha FROM range(10)")
+	if err != nil || !strings.Contains(out, "\"zeta\": 0,\n    \"alpha\": \"a\",\n    \"alpha_2\": \"b\"") || !strings.Contains(stderr, "only the first 3 rows") {
 		t.Fatalf("query json with a limit: %v\n%s\n%s", err, out, stderr)
 	}
 	for _, q := range []string{"COPY events TO '/tmp/hookbridge-leak.csv'", "ATTACH '/tmp/other.duckdb' AS o", "SET threads = 1",

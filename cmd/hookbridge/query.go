@@ -127,7 +127,17 @@ func reorder(args []string) []string {
 func printResult(w io.Writer, res *store.QueryResult, format string) error {
 	switch format {
 	case "json":
-		// Each row is an object whose keys keep the order of the SELECT.
+		// Each row is an object whose keys keep the order of the SELECT; a name the SELECT
+		// gives twice (a.id, b.id) is numbered the second time (id_2), so no value is lost.
+		keys := make([][]byte, len(res.Columns))
+		seen := map[string]int{}
+		for j, c := range res.Columns {
+			name := c.Name
+			if seen[c.Name]++; seen[c.Name] > 1 {
+				name = fmt.Sprintf("%s_%d", c.Name, seen[c.Name])
+			}
+			keys[j], _ = json.Marshal(name)
+		}
 		out := make([]json.RawMessage, len(res.Rows))
 		for i, r := range res.Rows {
 			var b bytes.Buffer
@@ -136,12 +146,11 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 				if j > 0 {
 					b.WriteByte(',')
 				}
-				k, _ := json.Marshal(c.Name)
 				v, err := json.Marshal(r[j])
 				if err != nil {
 					return fmt.Errorf("query: column %s: %w", c.Name, err)
 				}
-				b.Write(k)
+				b.Write(keys[j])
 				b.WriteByte(':')
 				b.Write(v)
 			}
