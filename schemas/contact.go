@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -103,10 +104,19 @@ func NormalizeEmail(s string) (email, key string, ok bool) {
 }
 
 // NormalizePostcode trims s, upper-cases it and collapses inner runs of white space to one
-// space ("sw1a  1aa " becomes "SW1A 1AA").
+// space ("sw1a  1aa " becomes "SW1A 1AA"). A full UK postcode written without its space gets
+// it back ("B334TC" becomes "B33 4TC"), so one postcode is one value whichever way it was
+// typed; the UK shape (1–2 letters, a digit, an optional letter or digit, then a digit and two
+// letters) is no other country's.
 func NormalizePostcode(s string) string {
-	return strings.ToUpper(strings.Join(strings.Fields(s), " "))
+	p := strings.ToUpper(strings.Join(strings.Fields(s), " "))
+	if ukPostcodeNoSpace.MatchString(p) {
+		p = p[:len(p)-3] + " " + p[len(p)-3:]
+	}
+	return p
 }
+
+var ukPostcodeNoSpace = regexp.MustCompile(`^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$`)
 
 // compiledPaths is FieldPaths split into key segments once, for the decoder's hot path.
 type compiledPaths struct {

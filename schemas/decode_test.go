@@ -406,6 +406,11 @@ func TestNormalizeEmail(t *testing.T) {
 	if got := NormalizePostcode("  2000 "); got != "2000" {
 		t.Errorf("postcode %q", got)
 	}
+	for in, want := range map[string]string{"b334tc": "B33 4TC", "SW1A1AA": "SW1A 1AA", "M17CD": "M1 7CD", "K1A0B1": "K1A0B1", "90210": "90210", "1012AB": "1012AB", "D02X285": "D02X285"} {
+		if got := NormalizePostcode(in); got != want {
+			t.Errorf("NormalizePostcode(%q) = %q, want %q", in, got, want)
+		}
+	}
 	if got := NormalizePostcode("ec1a\t1bb"); got != "EC1A 1BB" {
 		t.Errorf("postcode %q", got)
 	}

@@ -34,14 +34,14 @@ const rawEvents = `
 WITH raw AS (
 	SELECT received_at, body::JSON AS j
 	FROM read_json('%s', format = 'newline_delimited', columns = {received_at: 'TIMESTAMPTZ', source: 'VARCHAR', body: 'VARCHAR'})
-), ev AS (
+), ev_sent AS (
 	SELECT DISTINCT ON (lower((j->>'$.eventId')))
 		lower((j->>'$.eventId')) AS event_id,
 		CASE (j->>'$.eventType') WHEN 'SubscriptionDetailsUpdate' THEN 'SubscriptionDetailsUpdated' ELSE (j->>'$.eventType') END AS event_type,
 		lower(coalesce((j->>'$.eventDetails.calendarSubscriptionId'), (j->>'$.eventDetails.subscription.calendarSubscriptionId'))) AS subscription_id,
 		lower(trim(coalesce((j->>'$.eventDetails.subscription.subscriberEmail'), (j->>'$.eventDetails.subscription.emailAddress'), (j->>'$.eventDetails.subscription.email')))) AS email_key,
 		upper(regexp_replace(trim(coalesce((j->>'$.eventDetails.subscription.postcode'), (j->>'$.eventDetails.subscription.zip'), (j->>'$.eventDetails.subscription.zipCode'),
-			(j->>'$.eventDetails.subscription.postalCode'), (j->>'$.eventDetails.subscription.channelFinderZipCode'))), '\s+', ' ', 'g')) AS postcode,
+			(j->>'$.eventDetails.subscription.postalCode'), (j->>'$.eventDetails.subscription.channelFinderZipCode'))), '\s+', ' ', 'g')) AS postcode_sent,
 		list_transform(json_extract_string(j, '$.eventDetails.subscription.calendarTags[*].tagId'), x -> lower(x)) AS tag_ids,
 		(j->>'$.eventDetails.subscription.calendarCode') AS calendar_code,
 		CASE WHEN (j->>'$.eventType') = 'Unsubscribe' AND (j->>'$.eventDetails.subscription.removedDateTimeUtc') IS NOT NULL
@@ -50,6 +50,11 @@ WITH raw AS (
 		received_at
 	FROM raw
 	ORDER BY lower((j->>'$.eventId')), received_at
+), ev AS (
+	-- a UK postcode typed without its space gets it back, as the decoder does
+	SELECT * EXCLUDE (postcode_sent), CASE WHEN regexp_full_match(postcode_sent, '[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}')
+		THEN postcode_sent[1:length(postcode_sent)-3] || ' ' || postcode_sent[length(postcode_sent)-2:] ELSE postcode_sent END AS postcode
+	FROM ev_sent
 ), subs AS (
 	SELECT subscription_id,
 		bool_or(event_type = 'Unsubscribe') AS ended,
