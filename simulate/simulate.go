@@ -125,6 +125,7 @@ type calendar struct {
 
 type person struct {
 	first, last, email, emailKey, postcode, phone string
+	country                                       string // the person's, from their postcode
 	consent                                       bool
 	subs                                          int
 }
@@ -397,7 +398,7 @@ func (g *Generator) details(b []byte, s *subscription, action string, full bool)
 		b = append(b, `":`...)
 		b = appendString(b, w.postcode)
 		b = append(b, `,"countryCode":"`...)
-		b = append(b, s.cal.acc.country...)
+		b = append(b, w.country...)
 		b = append(b, `","marketingAllowed":`...)
 		b = strconv.AppendBool(b, w.consent)
 		if w.phone != "" {
@@ -457,10 +458,10 @@ func (g *Generator) unsubscribe(b []byte) []byte {
 	}
 	b = append(b, `,"remoteIpAddress":"`...)
 	b = append(b, fmt.Sprintf("203.0.%d.%d", g.rng.IntN(256), 1+g.rng.IntN(254))...)
-	b = append(b, `","countryCode":"`...)
-	b = append(b, s.cal.acc.country...)
+	b = append(b, `","countryCode":"`...) // where the request came from: the person's country
+	b = append(b, s.who.country...)
 	b = append(b, `","geoCountry":"`...)
-	b = append(b, geo[s.cal.acc.country]...)
+	b = append(b, geo[s.who.country]...)
 	b = append(b, `","userAgent":`...)
 	b = appendString(b, userAgents[g.rng.IntN(len(userAgents))])
 	return append(b, "}}"...)

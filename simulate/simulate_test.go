@@ -2,6 +2,9 @@ package simulate
 
 import (
 	"bytes"
+	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +147,52 @@ func TestCampaignsSpikeSubscribes(t *testing.T) {
 	inPerDay, outPerDay := float64(in)/days, float64(out)/(60-days)
 	if inPerDay < 3*outPerDay {
 		t.Errorf("campaign on %s: %.1f subscribes a day inside, %.1f outside", cp.Calendar, inPerDay, outPerDay)
+	}
+}
+
+// A subscriber's postcode, country code and phone number agree: AU four digits and +61, GB
+// outward and inward codes and +44, US ZIP (or ZIP+4) and +1.
+func TestContactsAgreeWithTheirCountry(t *testing.T) {
+	g := New(Options{Seed: 5, Count: 3000})
+	formats := map[string]struct {
+		postcode *regexp.Regexp
+		phone    string
+	}{
+		"AU": {regexp.MustCompile(`^[0-9]{4}$`), "+61 4"},
+		"GB": {regexp.MustCompile(`^(?i)[A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2}$`), "+44 7"},
+		"US": {regexp.MustCompile(`^[0-9]{5}(-[0-9]{4})?$`), "+1 ("},
+	}
+	seen := map[string]int{}
+	for i := 0; i < 3000; i++ {
+		ev := g.Next()
+		if ev.Type != "Subscribe" {
+			continue
+		}
+		var body struct {
+			EventDetails struct {
+				Subscription map[string]any `json:"subscription"`
+			} `json:"eventDetails"`
+		}
+		if err := json.Unmarshal(ev.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		sub := body.EventDetails.Subscription
+		country, _ := sub["countryCode"].(string)
+		f, ok := formats[country]
+		if !ok {
+			t.Fatalf("country code %q", country)
+		}
+		seen[country]++
+		for _, key := range []string{"postcode", "zip", "zipCode", "postalCode", "channelFinderZipCode"} {
+			if pc, ok := sub[key].(string); ok && !f.postcode.MatchString(strings.TrimSpace(pc)) {
+				t.Errorf("%s postcode %q", country, pc)
+			}
+		}
+		if phone, ok := sub["phoneNumber"].(string); ok && !strings.HasPrefix(phone, f.phone) {
+			t.Errorf("%s phone %q", country, phone)
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("countries seen: %v", seen)
 	}
 }

@@ -108,8 +108,10 @@ func (g *Generator) person(i int) *person {
 	p.emailKey = strings.ToLower(strings.TrimSpace(email))
 	switch g.rng.IntN(3) {
 	case 0: // AU: four digits
+		p.country = "AU"
 		p.postcode = fmt.Sprintf("%04d", []int{3000, 3121, 3181, 2000, 2127, 2150, 4000, 5000, 6000, 7000}[g.rng.IntN(10)]+g.rng.IntN(3))
 	case 1: // GB: outward and inward codes, spelt loosely sometimes
+		p.country = "GB"
 		out := []string{"SW1A", "OX4", "RG1", "M1", "EC1A", "B33", "CR2", "LS1", "W1A"}[g.rng.IntN(9)]
 		in := fmt.Sprintf("%d%c%c", g.rng.IntN(10), 'A'+rune(g.rng.IntN(26)), 'A'+rune(g.rng.IntN(26)))
 		switch g.rng.IntN(5) {
@@ -121,13 +123,22 @@ func (g *Generator) person(i int) *person {
 			p.postcode = out + " " + in
 		}
 	default: // US: ZIP or ZIP+4
+		p.country = "US"
 		p.postcode = fmt.Sprintf("%05d", []int{75226, 10001, 90210, 60601, 73301, 94103, 30301, 2108}[g.rng.IntN(8)])
 		if g.rng.IntN(5) == 0 {
 			p.postcode += fmt.Sprintf("-%04d", g.rng.IntN(10000))
 		}
 	}
-	if g.rng.IntN(3) == 0 {
-		p.phone = fmt.Sprintf("+61 4%02d %03d %03d", g.rng.IntN(100), g.rng.IntN(1000), g.rng.IntN(1000))
+	if g.rng.IntN(3) == 0 { // a mobile number of the person's country
+		a, b, c := g.rng.IntN(100), g.rng.IntN(1000), g.rng.IntN(1000)
+		switch p.country {
+		case "AU":
+			p.phone = fmt.Sprintf("+61 4%02d %03d %03d", a, b, c)
+		case "GB":
+			p.phone = fmt.Sprintf("+44 7%02d%d %03d%03d", a, b/100, b, c)
+		default:
+			p.phone = fmt.Sprintf("+1 (%03d) %03d-%04d", 200+a, b, c*10)
+		}
 	}
 	return p
 }
