@@ -48,6 +48,19 @@ func TestAnalyticsCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "121 lines: 120 stored, 0 duplicates, 1 refused") {
 		t.Fatalf("import through the server: %v\n%s", err, out)
 	}
+	// --data naming another file than the server's reads that file; naming the server's
+	// own file goes through the server, which holds it.
+	other := filepath.Join(dir, "other.duckdb")
+	small := filepath.Join(dir, "small.jsonl")
+	writeImportFile(t, small, 7)
+	if out, _, err := runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "import", "--data", other, small); err != nil {
+		t.Fatalf("import into another file: %v\n%s", err, out)
+	}
+	for file, want := range map[string]string{other: "\n7\n", data: "\n120\n"} {
+		if out, _, err := runCmd(t, server, "query", "--data", file, "--format", "csv", "SELECT count(*) FROM events"); err != nil || !strings.Contains(out, want) {
+			t.Errorf("query --data %s with a server running: %v %q, want %q", filepath.Base(file), err, out, want)
+		}
+	}
 	out, _, err = runCmd(t, server, "query", "--format", "json", "SELECT count(*) AS n, min(received_at) AS first FROM events")
 	if err != nil || !strings.Contains(out, `"n": 120`) || !strings.Contains(out, "2025-09-01T08:00:00") {
 		t.Fatalf("query: %v\n%s", err, out)

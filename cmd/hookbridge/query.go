@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ type localFlags struct {
 func addLocalFlags(fs *flag.FlagSet) localFlags {
 	return localFlags{
 		config: fs.String("config", "", "configuration file, used when no server runs (default: the built-in one)"),
-		data:   fs.String("data", "", "DuckDB file, used when no server runs (default: the configuration's data)"),
+		data:   fs.String("data", "", "DuckDB file: read directly unless a running server holds it (default: the configuration's data, through the server when one answers)"),
 	}
 }
 
@@ -62,6 +63,20 @@ func (f localFlags) open(ctx context.Context, e *env, readOnly, create bool, all
 	return st, cfg, nil
 }
 
+// openNamed opens the file --data names when no process holds it, so a --data naming another
+// file than a running server's is read directly. It returns nil (and no error) when --data is
+// not given or the file is held, which means a server has it: go through the server then.
+func (f localFlags) openNamed(ctx context.Context, e *env, readOnly bool, allowed ...string) (*store.Store, error) {
+	if *f.data == "" {
+		return nil, nil
+	}
+	st, _, err := f.open(ctx, e, readOnly, false, allowed...)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, nil
+	}
+	return st, err
+}
+
 func cmdQuery(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "query", `query [--format table|csv|json] [--limit N] [--timeout D] "SQL"`)
 	af := addAdminFlags(fs)
@@ -80,11 +95,20 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	}
 	sql := fs.Arg(0)
 	var res store.QueryResult
-	err := af.client(e).do(ctx, "POST", "/admin/v1/query", admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
-	if errors.Is(err, errServerDown) {
-		st, _, lerr := lf.openLocal(ctx, e, true)
-		if lerr != nil {
-			return lerr
+	named, err := lf.openNamed(ctx, e, true)
+	if err != nil {
+		return err
+	}
+	if named == nil {
+		err = af.client(e).do(ctx, "POST", "/admin/v1/query", admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
+	}
+	if named != nil || errors.Is(err, errServerDown) {
+		st := named
+		if st == nil {
+			var lerr error
+			if st, _, lerr = lf.openLocal(ctx, e, true); lerr != nil {
+				return lerr
+			}
 		}
 		defer st.Close()
 		r, qerr := st.Query(ctx, sql, *limit, *timeout)
@@ -268,12 +292,23 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	}
 	// Writing the file comes before any byte of it arrives: say how long it has taken.
 	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
-	resp, err := af.client(e).send(ctx, "POST", path, body)
-	if errors.Is(err, errServerDown) {
-		st, _, lerr := lf.openLocal(ctx, e, readOnly, dir)
-		if lerr != nil {
-			stop()
-			return lerr
+	named, err := lf.openNamed(ctx, e, readOnly, dir)
+	if err != nil {
+		stop()
+		return err
+	}
+	var resp *http.Response
+	if named == nil {
+		resp, err = af.client(e).send(ctx, "POST", path, body)
+	}
+	if named != nil || errors.Is(err, errServerDown) {
+		st := named
+		if st == nil {
+			var lerr error
+			if st, _, lerr = lf.openLocal(ctx, e, readOnly, dir); lerr != nil {
+				stop()
+				return lerr
+			}
 		}
 		made, merr := local(st, dir)
 		st.Close()
@@ -284,7 +319,7 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 		if err := os.Rename(made, out); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "wrote %s (from the file directly: no server runs)\n", out)
+		fmt.Fprintf(e.stdout, "wrote %s (from the file directly: no server holds it)\n", out)
 		return nil
 	}
 	stop()

@@ -232,10 +232,13 @@ func (s *Store) dsn() string {
 	return s.opts.Path + "?" + strings.Join(q, "&")
 }
 
-// explainOpenError adds what to do next to DuckDB's lock error.
+// ErrLocked is returned by Open when another process holds the file (a running server).
+var ErrLocked = errors.New("another process, probably a running 'hookbridge serve', holds the file; go through its admin API or stop it")
+
+// explainOpenError turns DuckDB's lock error into ErrLocked, keeping its text.
 func explainOpenError(err error) error {
 	if strings.Contains(err.Error(), "Could not set lock") || strings.Contains(err.Error(), "Conflicting lock") {
-		return fmt.Errorf("%w (another process, probably a running 'hookbridge serve', holds the file; go through its admin API or stop it)", err)
+		return fmt.Errorf("%w (%w)", err, ErrLocked)
 	}
 	return err
 }
