@@ -43,6 +43,10 @@ func TestEventsAreRealistic(t *testing.T) {
 	var last time.Time
 	maxSeen := time.Time{}
 	byHour := make([]int, 24)
+	byWeekday := make([]int, 7)
+	firstAt := map[string]int{}         // eventId -> index of its first delivery
+	firstTime := map[string]time.Time{} // eventId -> when it was first received
+	lateRedeliveries := 0               // redeliveries 10 minutes or more late, after newer events
 	for i := 0; i < n; i++ {
 		ev := g.Next()
 		if ev.ReceivedAt.Before(last) {
@@ -55,6 +59,9 @@ func TestEventsAreRealistic(t *testing.T) {
 		}
 		if seen[e.ID] {
 			dups++
+			if i-firstAt[e.ID] > 1 && ev.ReceivedAt.Sub(firstTime[e.ID]) >= 10*time.Minute {
+				lateRedeliveries++
+			}
 			if !ev.Redelivery {
 				t.Fatalf("event %d repeats an eventId without being a redelivery", i)
 			}
@@ -64,6 +71,8 @@ func TestEventsAreRealistic(t *testing.T) {
 			t.Fatalf("event %d is a redelivery of an unseen event", i)
 		}
 		seen[e.ID] = true
+		firstAt[e.ID], firstTime[e.ID] = i, ev.ReceivedAt
+		byWeekday[ev.ReceivedAt.Weekday()]++
 		if ev.ReceivedAt.Before(maxSeen) {
 			outOfOrder++
 		}
@@ -118,6 +127,15 @@ func TestEventsAreRealistic(t *testing.T) {
 	}
 	if len(postcodes) < 20 {
 		t.Errorf("only %d distinct postcodes", len(postcodes))
+	}
+	// Late redeliveries arrive after newer events: out of order, as Rokt's retries do.
+	if lateRedeliveries == 0 {
+		t.Errorf("no redelivery came after newer events (%d duplicates)", dups)
+	}
+	// The weekly rhythm: weekends are busier than the middle of the week (this seed gives 1.8×
+	// with the rhythm, 1.3× without it, from campaigns alone).
+	if weekend, midweek := byWeekday[time.Saturday]+byWeekday[time.Sunday], byWeekday[time.Tuesday]+byWeekday[time.Wednesday]; float64(weekend) < 1.5*float64(midweek) {
+		t.Errorf("no weekly rhythm: %d events on weekends, %d on Tuesdays and Wednesdays", weekend, midweek)
 	}
 	// The daily rhythm: evenings are busier than the small hours.
 	if byHour[20] < 3*byHour[3] {
