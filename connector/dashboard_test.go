@@ -293,11 +293,16 @@ sinks:
 	}
 	// Traffic keeps the history moving: filter it to replays, through the page's own form.
 	do("replays only", chromedp.Navigate(base+"/sinks/crm"), chromedp.WaitVisible(chromedp.CSS(`input[name="replays"]`)),
-		chromedp.Click(chromedp.CSS(`input[name="replays"]`)), chromedp.Submit(chromedp.CSS(`input[name="replays"]`)),
-		chromedp.WaitVisible(chromedp.CSS("tbody")))
-	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "replays=1") {
-		t.Fatalf("the history filter went to %q (%v)", loc, err)
+		chromedp.Click(chromedp.CSS(`input[name="replays"]`)), chromedp.Submit(chromedp.CSS(`input[name="replays"]`)))
+	// The page before the submission has a table too: wait for the filtered page's address.
+	var loc string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(loc, "replays=1"); time.Sleep(100 * time.Millisecond) {
+		loc, _ = chromedp.Run(ctx, chromedp.Location())
 	}
+	if !strings.Contains(loc, "replays=1") {
+		t.Fatalf("the history filter went to %q", loc)
+	}
+	do("filtered history", chromedp.WaitVisible(chromedp.CSS("tbody")))
 	delivered := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && !delivered; time.Sleep(200 * time.Millisecond) {
 		do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("tbody")))
