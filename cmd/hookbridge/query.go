@@ -77,6 +77,25 @@ func (f localFlags) openNamed(ctx context.Context, e *env, readOnly bool, allowe
 	return st, err
 }
 
+// serverOrFile runs server, unless --data names a file no process holds; then, or when no
+// server answers, it opens the file and runs local on it instead.
+func (f localFlags) serverOrFile(ctx context.Context, e *env, readOnly bool, allowed []string, server func() error, local func(*store.Store) error) error {
+	st, err := f.openNamed(ctx, e, readOnly, allowed...)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		if err := server(); !errors.Is(err, errServerDown) {
+			return err
+		}
+		if st, _, err = f.openLocal(ctx, e, readOnly, allowed...); err != nil {
+			return err
+		}
+	}
+	defer st.Close()
+	return local(st)
+}
+
 func cmdQuery(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "query", `query [--format table|csv|json] [--limit N] [--timeout D] "SQL"`)
 	af := addAdminFlags(fs)
@@ -95,28 +114,17 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	}
 	sql := fs.Arg(0)
 	var res store.QueryResult
-	named, err := lf.openNamed(ctx, e, true)
-	if err != nil {
-		return err
-	}
-	if named == nil {
-		err = af.client(e).do(ctx, "POST", "/admin/v1/query", admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
-	}
-	if named != nil || errors.Is(err, errServerDown) {
-		st := named
-		if st == nil {
-			var lerr error
-			if st, _, lerr = lf.openLocal(ctx, e, true); lerr != nil {
-				return lerr
+	err := lf.serverOrFile(ctx, e, true, nil,
+		func() error {
+			return af.client(e).do(ctx, "POST", "/admin/v1/query", admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
+		},
+		func(st *store.Store) error {
+			r, err := st.Query(ctx, sql, *limit, *timeout)
+			if err == nil {
+				res = *r
 			}
-		}
-		defer st.Close()
-		r, qerr := st.Query(ctx, sql, *limit, *timeout)
-		if qerr != nil {
-			return qerr
-		}
-		res, err = *r, nil
-	}
+			return err
+		})
 	if err != nil {
 		return err
 	}
@@ -292,39 +300,26 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	}
 	// Writing the file comes before any byte of it arrives: say how long it has taken.
 	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
-	named, err := lf.openNamed(ctx, e, readOnly, dir)
-	if err != nil {
-		stop()
-		return err
-	}
 	var resp *http.Response
-	if named == nil {
-		resp, err = af.client(e).send(ctx, "POST", path, body)
-	}
-	if named != nil || errors.Is(err, errServerDown) {
-		st := named
-		if st == nil {
-			var lerr error
-			if st, _, lerr = lf.openLocal(ctx, e, readOnly, dir); lerr != nil {
-				stop()
-				return lerr
-			}
-		}
-		made, merr := local(st, dir)
-		st.Close()
-		stop()
-		if merr != nil {
-			return merr
-		}
-		if err := os.Rename(made, out); err != nil {
+	err := lf.serverOrFile(ctx, e, readOnly, []string{dir},
+		func() (err error) {
+			resp, err = af.client(e).send(ctx, "POST", path, body)
 			return err
-		}
-		fmt.Fprintf(e.stdout, "wrote %s (from the file directly: no server holds it)\n", out)
-		return nil
-	}
+		},
+		func(st *store.Store) error {
+			made, err := local(st, dir)
+			if err != nil {
+				return err
+			}
+			return os.Rename(made, out)
+		})
 	stop()
 	if err != nil {
 		return err
+	}
+	if resp == nil {
+		fmt.Fprintf(e.stdout, "wrote %s (from the file directly: no server holds it)\n", out)
+		return nil
 	}
 	defer resp.Body.Close()
 	tmp, err := os.CreateTemp(dir, ".hookbridge-download-*")
