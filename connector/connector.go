@@ -290,6 +290,9 @@ func (c *Connector) Addr() string { return c.ln.Addr().String() }
 // Engine returns the delivery engine (after Start; nil without sinks).
 func (c *Connector) Engine() *delivery.Engine { return c.eng }
 
+// Metrics returns the registry behind /metrics.
+func (c *Connector) Metrics() prometheus.Gatherer { return c.reg }
+
 // Store returns the open store (after Start).
 func (c *Connector) Store() *store.Store { return c.store }
 

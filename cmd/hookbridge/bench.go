@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hookbridge/hookbridge/connector"
 )
 
@@ -69,7 +71,14 @@ const benchBody = `{
 
 type benchScenario struct {
 	name  string
-	start func(ctx context.Context, dir string) (addr string, stop func() error, err error)
+	start func(ctx context.Context, dir string) (benchServer, error)
+}
+
+// benchServer is one scenario's running server.
+type benchServer struct {
+	addr    string
+	stop    func() error
+	metrics prometheus.Gatherer // nil for the bare handler
 }
 
 func benchIngest(ctx context.Context, e *env, args []string) error {
@@ -111,11 +120,11 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return err
 		}
-		addr, stop, err := sc.start(ctx, sub)
+		srv, err := sc.start(ctx, sub)
 		if err != nil {
 			return fmt.Errorf("bench: %s: %w", sc.name, err)
 		}
-		g := &loadGen{client: *client, addr: addr, path: "/webhooks/rokt", conns: *conns, template: []byte(benchBody)}
+		g := &loadGen{client: *client, addr: srv.addr, path: "/webhooks/rokt", conns: *conns, template: []byte(benchBody)}
 		if i == 1 && *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
 			if err != nil {
@@ -127,10 +136,10 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 		if i == 1 && *cpuProfile != "" {
 			pprof.StopCPUProfile()
 		}
-		if i > 0 && err == nil {
-			res.writer = scrapeWriterStats(ctx, addr)
+		if srv.metrics != nil && err == nil {
+			res.writer = writerStats(srv.metrics)
 		}
-		if serr := stop(); serr != nil && err == nil {
+		if serr := srv.stop(); serr != nil && err == nil {
 			err = serr
 		}
 		if err != nil {
@@ -165,52 +174,39 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// scrapeWriterStats summarises the store writer's series from the server's /metrics, warm-up
-// included: how many requests each commit took and how long commits, merges and
-// checkpoints kept the writer busy.
-func scrapeWriterStats(ctx context.Context, addr string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+// writerStats summarises the store writer's series, warm-up included: how many requests each
+// commit took and how long commits, merges and checkpoints kept the writer busy.
+func writerStats(g prometheus.Gatherer) string {
+	mfs, err := g.Gather()
 	if err != nil {
 		return ""
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return ""
-	}
-	v := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		var f float64
-		if _, err := fmt.Sscan(val, &f); err == nil {
-			v[name] = f
+	type sumCount struct{ sum, count float64 }
+	h := map[string]sumCount{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if hist := m.GetHistogram(); hist != nil {
+				h[mf.GetName()] = sumCount{hist.GetSampleSum(), float64(hist.GetSampleCount())}
+			}
 		}
 	}
-	commits := v["hookbridge_store_commit_seconds_count"]
-	if commits == 0 {
+	commits, size, merges, checkpoints := h["hookbridge_store_commit_seconds"], h["hookbridge_store_commit_batch_size"], h["hookbridge_store_state_merge_seconds"], h["hookbridge_store_checkpoint_seconds"]
+	if commits.count == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%.0f commits of %.1f requests on average, %.2f ms each; merges %.0f (%.1f ms each); checkpoints %.0f (%.0f ms in all)",
-		commits, v["hookbridge_store_commit_batch_size_sum"]/commits, 1000*v["hookbridge_store_commit_seconds_sum"]/commits,
-		v["hookbridge_store_state_merge_seconds_count"], 1000*v["hookbridge_store_state_merge_seconds_sum"]/max(1, v["hookbridge_store_state_merge_seconds_count"]),
-		v["hookbridge_store_checkpoint_seconds_count"], 1000*v["hookbridge_store_checkpoint_seconds_sum"])
+		commits.count, size.sum/commits.count, 1000*commits.sum/commits.count,
+		merges.count, 1000*merges.sum/max(1, merges.count), checkpoints.count, 1000*checkpoints.sum)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
 // startBare serves a handler that reads the body and answers 200: the ceiling any receiver
 // on this machine can reach.
-func startBare(ctx context.Context, dir string) (string, func() error, error) {
+func startBare(ctx context.Context, dir string) (benchServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return benchServer{}, err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -219,27 +215,27 @@ func startBare(ctx context.Context, dir string) (string, func() error, error) {
 		io.WriteString(w, `{"status":"accepted"}`+"\n")
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return ln.Addr().String(), func() error { return srv.Close() }, nil
+	return benchServer{addr: ln.Addr().String(), stop: srv.Close}, nil
 }
 
 // startHookbridge runs the real server on the built-in configuration with a fresh DuckDB
 // file; maxGroup 1 makes every request its own transaction.
-func startHookbridge(maxGroup int) func(ctx context.Context, dir string) (string, func() error, error) {
-	return func(ctx context.Context, dir string) (string, func() error, error) {
+func startHookbridge(maxGroup int) func(ctx context.Context, dir string) (benchServer, error) {
+	return func(ctx context.Context, dir string) (benchServer, error) {
 		cfg, err := connector.Load("", func(string) string { return "" })
 		if err != nil {
-			return "", nil, err
+			return benchServer{}, err
 		}
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Data = filepath.Join(dir, "bench.duckdb")
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		c, err := connector.New(cfg, connector.Options{Logger: log, MaxGroup: maxGroup})
 		if err != nil {
-			return "", nil, err
+			return benchServer{}, err
 		}
 		if err := c.Start(ctx); err != nil {
-			return "", nil, err
+			return benchServer{}, err
 		}
-		return c.Addr(), c.Stop, nil
+		return benchServer{addr: c.Addr(), stop: c.Stop, metrics: c.Metrics()}, nil
 	}
 }
