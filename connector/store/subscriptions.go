@@ -314,13 +314,27 @@ func (s *Store) loadSubscriptionIDs(ctx context.Context) error {
 	return nil
 }
 
-// noteSubscriptionIDs adds every id in the subscriptions table to the filter, inside the
-// writer's transaction (after the table was rebuilt).
+// noteSubscriptionIDs replaces the filter of known subscription ids with the ids of the
+// subscriptions table as the writer's transaction sees it (after the table was rebuilt). A
+// new filter, not more ids added to the old one: every id added counts towards the filter's
+// size, so adding the whole table again at each rebuild would grow it without end.
 func (s *Store) noteSubscriptionIDs(ctx context.Context, tx *Tx) error {
-	return tx.Query(ctx, "SELECT subscription_id FROM subscriptions", nil, func(row []driver.Value) error {
-		s.subsSeen.add(row[0].(string))
+	var n int64
+	if err := tx.Query(ctx, "SELECT count(*) FROM subscriptions", nil, func(row []driver.Value) error {
+		n = row[0].(int64)
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	f := newIDFilter(int(n))
+	if err := tx.Query(ctx, "SELECT subscription_id FROM subscriptions", nil, func(row []driver.Value) error {
+		f.add(row[0].(string))
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.subsSeen = f
+	return nil
 }
 
 // mergeUntaggedSQL is mergeSubscriptionsSQL without the tag columns (excluded's are null).
