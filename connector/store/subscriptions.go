@@ -279,17 +279,10 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 			continue
 		}
 		rec := deltaRecord(part.deltas)
-		err := tx.registerView(rec)
+		err := tx.execView(ctx, rec, part.sql)
 		rec.Release()
 		if err != nil {
-			return err
-		}
-		if err := tx.exec(ctx, part.sql); err != nil {
-			tx.release()
 			return fmt.Errorf("merge subscriptions: %w", err)
-		}
-		if err := tx.dropView(ctx); err != nil {
-			return err
 		}
 	}
 	// Added before the commit: if it fails, an id is only thought to exist, which costs the

@@ -83,10 +83,15 @@ func (t *Tx) InsertRecord(ctx context.Context, table string, rec arrow.RecordBat
 // insertView inserts rec through an Arrow view: a fixed cost of a few milliseconds to
 // register and plan, then the fastest path per row.
 func (t *Tx) insertView(ctx context.Context, table string, rec arrow.RecordBatch) error {
+	return t.execView(ctx, rec, fmt.Sprintf("INSERT INTO %s BY NAME SELECT * FROM %s", table, ingestView))
+}
+
+// execView runs q, which reads rec as the view ingestView, and drops the view again.
+func (t *Tx) execView(ctx context.Context, rec arrow.RecordBatch, q string) error {
 	if err := t.registerView(rec); err != nil {
 		return err
 	}
-	if err := t.exec(ctx, fmt.Sprintf("INSERT INTO %s BY NAME SELECT * FROM %s", table, ingestView)); err != nil {
+	if err := t.exec(ctx, q); err != nil {
 		t.release()
 		return err
 	}
