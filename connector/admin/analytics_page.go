@@ -4,11 +4,12 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hookbridge/hookbridge/connector/store"
 )
 
 // The analytics page's charts aggregate every event and subscription (about half a second
@@ -196,7 +197,6 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 	for _, row := range rows {
 		set.calendars = append(set.calendars, asString(row[0]))
 	}
-	sort.Strings(set.calendars)
 	if rows, err = d.query(ctx, "SELECT zone FROM analytics_settings", 1); err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 		set.bars = append(set.bars, bar{Label: asString(row[1]), Group: asString(row[0]), Value: asInt(row[2])})
 	}
 	// The mailing list's size without building the list: the contacts it groups by.
-	if rows, err = d.query(ctx, "SELECT count(DISTINCT email_key) FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", 1); err != nil {
+	if rows, err = d.query(ctx, "SELECT count(*) FROM ("+mailingListKeys+")", 1); err != nil {
 		return nil, err
 	}
 	set.listTotal = asInt(rows[0][0])
@@ -226,6 +226,10 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 	}
 	return set, nil
 }
+
+// mailingListKeys selects the contacts of the mailing_list view, by the view's own rule,
+// without aggregating them.
+const mailingListKeys = "SELECT DISTINCT email_key FROM subscriptions WHERE " + store.MailingListRule
 
 // nextListURL is this page's address with the mailing list continuing after key.
 func nextListURL(q url.Values, key string) string {
@@ -243,7 +247,7 @@ func nextListURL(q url.Values, key string) string {
 // first and only theirs are aggregated (the filter reaches below the view's grouping only as
 // literal values).
 func (d *dashboard) mailingListPage(ctx context.Context, after string) (list []listRow, next string, err error) {
-	keysQ, keysArgs := "SELECT DISTINCT email_key FROM subscriptions WHERE status = 'subscribed' AND email_key IS NOT NULL", []any{}
+	keysQ, keysArgs := mailingListKeys, []any{}
 	if after != "" {
 		keysQ, keysArgs = keysQ+" AND email_key > ?", append(keysArgs, after)
 	}

@@ -12,6 +12,11 @@ const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscr
 		count(*) FILTER (WHERE event_type = 'Unsubscribe') AS unsubscribes,
 		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net`
 
+// MailingListRule is which subscriptions put a contact on the mailing list (the
+// mailing_list view): an active one with an email. Pages that count or page through the list
+// without building it use the same rule.
+const MailingListRule = "status = 'subscribed' AND email_key IS NOT NULL"
+
 // The analytics views answer the questions Rokt Calendar customers ask of their subscription
 // data. They are plain SQL over events and subscriptions, so any DuckDB client reading the
 // file (or a snapshot of it) gets them too. Rokt sends no event time: they use occurred_at.
@@ -39,7 +44,7 @@ var analyticsViews = []string{
 		min(subscribed_at) AS first_subscribed_at,
 		max(last_seen_at) AS last_change_at
 	FROM subscriptions
-	WHERE status = 'subscribed' AND email_key IS NOT NULL
+	WHERE ` + MailingListRule + `
 	GROUP BY email_key`,
 
 	// Subscribes and unsubscribes with their calendar, UTC day and hour. An Unsubscribe
