@@ -409,12 +409,15 @@ func newReplayID(now time.Time) string {
 }
 
 // int64List renders seqs as a DuckDB list literal for a BIGINT[] parameter.
-func int64List(seqs []int64) string {
+func int64List(seqs []int64) string { return "[" + joinSeqs(seqs, ", ") + "]" }
+
+// joinSeqs writes seqs as decimal numbers separated by sep.
+func joinSeqs(seqs []int64, sep string) string {
 	parts := make([]string, len(seqs))
 	for i, s := range seqs {
 		parts[i] = strconv.FormatInt(s, 10)
 	}
-	return "[" + strings.Join(parts, ", ") + "]"
+	return strings.Join(parts, sep)
 }
 
 // SinkStatus is one sink's state for `hookbridge status`.

@@ -142,11 +142,7 @@ func (l *loop) persist(ctx context.Context, recs []*attemptRecord, cursor int64,
 		if cursor != l.savedCursor || journal != l.journaled {
 			var batch, seqs, at any
 			if journal != nil {
-				parts := make([]string, len(journal.seqs))
-				for i, s := range journal.seqs {
-					parts[i] = strconv.FormatInt(s, 10)
-				}
-				batch, seqs, at = journal.id, strings.Join(parts, ","), now.UTC()
+				batch, seqs, at = journal.id, joinSeqs(journal.seqs, ","), now.UTC()
 			}
 			if _, err := tx.Exec(ctx, "UPDATE sink_state SET cursor_seq = ?, updated_at = ?, inflight_batch = ?, inflight_seqs = ?, inflight_at = ? WHERE sink = ?",
 				cursor, now.UTC(), batch, seqs, at, l.name); err != nil {

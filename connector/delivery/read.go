@@ -206,11 +206,7 @@ func (l *loop) readSeqs(ctx context.Context, seqs []int64) ([]schemas.Row, error
 	if len(seqs) == 0 {
 		return nil, nil
 	}
-	parts := make([]string, len(seqs))
-	for i, s := range seqs {
-		parts[i] = strconv.FormatInt(s, 10)
-	}
-	return l.readWhere(ctx, "e.seq IN ("+strings.Join(parts, ", ")+")", 0)
+	return l.readWhere(ctx, "e.seq IN ("+joinSeqs(seqs, ", ")+")", 0)
 }
 
 // typeFilterSQL renders the sink's event-type filter as an AND clause.
