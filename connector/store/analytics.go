@@ -118,21 +118,14 @@ func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
 		`INSERT INTO analytics_settings VALUES ('UTC')`,
 		`CREATE TABLE tz_offsets (from_utc TIMESTAMPTZ NOT NULL, offset_minutes INTEGER NOT NULL)`,
 	}, analyticsViews...)
-	for _, q := range stmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", firstLine(q), err)
-		}
-	}
-	return nil
+	return execAll(ctx, tx, stmts...)
 }
 
 // refreshViews re-creates the analytics views, so a file made by an older hookbridge answers
 // with this version's definitions.
 func (s *Store) refreshViews(ctx context.Context) error {
-	for _, q := range analyticsViews {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("store: %s: %w", firstLine(q), err)
-		}
+	if err := execAll(ctx, s.db, analyticsViews...); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }

@@ -158,8 +158,18 @@ func migrateBase(ctx context.Context, tx *sql.Tx) error {
 			events INTEGER NOT NULL
 		)`,
 	}
+	return execAll(ctx, tx, stmts...)
+}
+
+// execer runs a statement: a transaction or the database.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// execAll runs stmts in order, naming the first one that fails by its first line.
+func execAll(ctx context.Context, ex execer, stmts ...string) error {
 	for _, q := range stmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
+		if _, err := ex.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstLine(q), err)
 		}
 	}
@@ -190,12 +200,7 @@ func migrateInflightIntoSinkState(ctx context.Context, tx *sql.Tx) error {
 			FROM delivery_inflight d WHERE d.sink = sink_state.sink`,
 		`DROP TABLE delivery_inflight`,
 	}
-	for _, q := range stmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", firstLine(q), err)
-		}
-	}
-	return nil
+	return execAll(ctx, tx, stmts...)
 }
 
 // migrateDelivery adds the delivery engine's tables. Row outcomes and dead letters are
@@ -264,12 +269,7 @@ func migrateDelivery(ctx context.Context, tx *sql.Tx) error {
 			seqs BIGINT[] NOT NULL
 		)`,
 	}
-	for _, q := range stmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", firstLine(q), err)
-		}
-	}
-	return nil
+	return execAll(ctx, tx, stmts...)
 }
 
 // eventsDDL derives the events table from the normalised Arrow schema, so the two cannot
