@@ -233,12 +233,18 @@ const mailingListKeys = "SELECT DISTINCT email_key FROM subscriptions WHERE " + 
 
 // nextListURL is this page's address with the mailing list continuing after key.
 func nextListURL(q url.Values, key string) string {
+	return analyticsURL(q, "after", key, "mailing-list")
+}
+
+// analyticsURL is the analytics page's address with q's choices, key set to val, scrolled to
+// the element anchor.
+func analyticsURL(q url.Values, key, val, anchor string) string {
 	nq := url.Values{}
 	for k, v := range q {
 		nq[k] = v
 	}
-	nq.Set("after", key)
-	return "/analytics?" + nq.Encode() + "#mailing-list"
+	nq.Set(key, val)
+	return "/analytics?" + nq.Encode() + "#" + anchor
 }
 
 // mailingListPage reads one page of the mailing list, after the contact key after ("": from

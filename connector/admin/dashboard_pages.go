@@ -391,12 +391,7 @@ type analyticsData struct {
 
 // ZoneURL links to the page with another heatmap zone.
 func (a analyticsData) ZoneURL(zone string) string {
-	q := url.Values{}
-	for k, v := range a.query {
-		q[k] = v
-	}
-	q.Set("zone", zone)
-	return "/analytics?" + q.Encode() + "#heatmap"
+	return analyticsURL(a.query, "zone", zone, "heatmap")
 }
 
 func (d *dashboard) mailingListCSV(w http.ResponseWriter, r *http.Request, sess session) {
