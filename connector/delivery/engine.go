@@ -225,8 +225,10 @@ func (e *Engine) do(ctx context.Context, sink string, f func(l *loop) error) err
 		return fmt.Errorf("%w: %q (configured: %s)", ErrNoSuchSink, sink, strings.Join(e.order, ", "))
 	}
 	done := make(chan error, 1)
+	// The status report is refreshed after every command and before its caller hears back,
+	// so what a command changed (a pause, say) shows in status at once.
 	select {
-	case l.cmds <- func() { done <- f(l) }:
+	case l.cmds <- func() { err := f(l); l.refreshStatus(); done <- err }:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -248,7 +250,6 @@ func (e *Engine) Pause(ctx context.Context, sink, reason string) error {
 			return err
 		}
 		l.paused, l.pausedReason = true, reason
-		l.refreshStatus()
 		e.log.Info("delivery: sink paused", "sink", sink, "reason", reason)
 		return nil
 	})
@@ -262,7 +263,6 @@ func (e *Engine) Resume(ctx context.Context, sink string) error {
 		}
 		l.paused, l.pausedReason = false, ""
 		l.backoffUntil, l.sinkErrors = time.Time{}, 0
-		l.refreshStatus()
 		e.log.Info("delivery: sink resumed", "sink", sink)
 		return nil
 	})
@@ -466,25 +466,20 @@ func (e *Engine) Status(ctx context.Context) ([]SinkStatus, error) {
 
 // sinkStatus asks the sink's loop, or takes its last report when the loop is busy.
 func (e *Engine) sinkStatus(ctx context.Context, name string) (SinkStatus, error) {
-	got := make(chan SinkStatus, 1) // the loop may answer after this call gave up
-	ask := func(ctx context.Context) error {
-		return e.do(ctx, name, func(l *loop) error {
-			got <- l.status()
-			return nil
-		})
-	}
+	// A command, even an empty one, makes the loop refresh its report before it answers.
+	ask := func(ctx context.Context) error { return e.do(ctx, name, func(*loop) error { return nil }) }
 	wctx, cancel := context.WithTimeout(ctx, statusWait)
 	err := ask(wctx)
 	cancel()
 	if err == nil {
-		return <-got, nil
+		return *e.loops[name].report.Load(), nil
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		if st := e.loops[name].report.Load(); st != nil {
 			return *st, nil
 		}
 		if err = ask(ctx); err == nil { // no report yet: wait for the loop
-			return <-got, nil
+			return *e.loops[name].report.Load(), nil
 		}
 	}
 	return SinkStatus{}, err

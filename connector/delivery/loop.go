@@ -137,8 +137,7 @@ func (l *loop) run(ctx context.Context) {
 				if len(l.unrecorded) > 0 {
 					l.record(ctx, nil, nil)
 				}
-				f()
-				l.refreshStatus()
+				f() // refreshes the status report
 			default:
 			}
 			continue
@@ -152,8 +151,7 @@ func (l *loop) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case f := <-l.cmds:
-			f()
-			l.refreshStatus()
+			f() // refreshes the status report
 		case <-wake:
 		case <-ticks:
 			l.tickedUpTo = l.e.store.StateSeq()
