@@ -50,18 +50,33 @@ type chartCache struct {
 }
 
 type chartEntry struct {
-	set        *chartSet
+	set        *chartSet     // nil until the first computation ends
+	ready      chan struct{} // closed when the first computation ends
+	err        error         // of the first computation
 	refreshing bool
 	used       time.Time
 }
 
 // get returns the set for c: a kept one (recomputed in the background once it is older than
-// chartsMaxAge), or one computed now.
+// chartsMaxAge), or one computed now. Requests for a choice being computed wait for that
+// computation instead of starting their own.
 func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) (*chartSet, error) {
 	now := time.Now()
 	cc.mu.Lock()
 	if e := cc.entries[c]; e != nil {
 		e.used = now
+		if e.set == nil {
+			cc.mu.Unlock()
+			select {
+			case <-e.ready:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if e.err != nil {
+				return nil, e.err
+			}
+			return e.set, nil
+		}
 		if now.Sub(e.set.at) > chartsMaxAge && !e.refreshing {
 			e.refreshing = true
 			go cc.refresh(c, e, compute, onError)
@@ -70,13 +85,6 @@ func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(conte
 		cc.mu.Unlock()
 		return set, nil
 	}
-	cc.mu.Unlock()
-	set, err := compute(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
 	if cc.entries == nil {
 		cc.entries = map[chartChoice]*chartEntry{}
 	}
@@ -90,8 +98,22 @@ func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(conte
 		}
 		delete(cc.entries, oldest)
 	}
-	cc.entries[c] = &chartEntry{set: set, used: now}
-	return set, nil
+	e := &chartEntry{ready: make(chan struct{}), used: now}
+	cc.entries[c] = e
+	cc.mu.Unlock()
+
+	// Others may wait for this computation: it does not end with this request.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chartsTimeout)
+	defer cancel()
+	set, err := compute(cctx, c)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	e.set, e.err = set, err
+	close(e.ready)
+	if err != nil && cc.entries[c] == e {
+		delete(cc.entries, c) // the next request tries again
+	}
+	return set, err
 }
 
 func (cc *chartCache) refresh(c chartChoice, e *chartEntry, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) {

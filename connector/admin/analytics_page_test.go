@@ -105,3 +105,57 @@ func waitUntil(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("timed out")
 }
+
+// Requests for a choice nobody has computed yet wait for one computation, and a failed one
+// is tried again by the next request.
+func TestChartCacheComputesAChoiceOnce(t *testing.T) {
+	var cc chartCache
+	var calls atomic.Int32
+	release := make(chan struct{})
+	fail := atomic.Bool{}
+	compute := func(ctx context.Context, c chartChoice) (*chartSet, error) {
+		calls.Add(1)
+		<-release
+		if fail.Load() {
+			return nil, errors.New("store busy")
+		}
+		return &chartSet{listTotal: 7, at: time.Now()}, nil
+	}
+	c := chartChoice{from: "2026-08-01"}
+	var wg sync.WaitGroup
+	results := make(chan int64, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			set, err := cc.get(context.Background(), c, compute, func(error) {})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results <- set.listTotal
+		}()
+	}
+	waitUntil(t, func() bool { return calls.Load() == 1 })
+	time.Sleep(50 * time.Millisecond) // let the other requests find the computation
+	close(release)
+	wg.Wait()
+	close(results)
+	for n := range results {
+		if n != 7 {
+			t.Errorf("a request got set %d", n)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d computations for four requests, want 1", calls.Load())
+	}
+	fail.Store(true)
+	d := chartChoice{from: "2026-07-01"}
+	if _, err := cc.get(context.Background(), d, compute, func(error) {}); err == nil {
+		t.Fatal("a failed computation answered no error")
+	}
+	fail.Store(false)
+	if set, err := cc.get(context.Background(), d, compute, func(error) {}); err != nil || set.listTotal != 7 {
+		t.Errorf("after a failure: %v %v", set, err)
+	}
+}
