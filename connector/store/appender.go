@@ -98,18 +98,8 @@ func rowValues(rec arrow.RecordBatch, i int, vals []driver.Value) error {
 			continue
 		}
 		switch c := col.(type) {
-		case *array.String:
-			vals[j] = c.Value(i)
-		case *array.Binary:
-			vals[j] = c.Value(i)
-		case *array.Int64:
-			vals[j] = c.Value(i)
-		case *array.Int32:
-			vals[j] = c.Value(i)
-		case *array.Float64:
-			vals[j] = c.Value(i)
-		case *array.Boolean:
-			vals[j] = c.Value(i)
+		case *array.String, *array.Binary, *array.Int64, *array.Int32, *array.Float64, *array.Boolean:
+			vals[j] = c.GetOneForMarshal(i) // string, []byte, int64, int32, float64, bool
 		case *array.Timestamp:
 			vals[j] = c.Value(i).ToTime(c.DataType().(*arrow.TimestampType).Unit)
 		case *array.List:
