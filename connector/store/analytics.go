@@ -26,26 +26,9 @@ var analyticsViews = []string{
 	`CREATE OR REPLACE MACRO utc_day(t) AS DATE '1970-01-01' + CAST(floor(epoch_us(t) / 86400000000) AS INTEGER)`,
 	`CREATE OR REPLACE MACRO utc_hour(t) AS to_timestamp(floor(epoch_us(t) / 3600000000) * 3600)`,
 
-	// 1. The email marketing list: one row per contact with an active subscription.
-	`CREATE OR REPLACE VIEW mailing_list AS
-	SELECT
-		email_key,
-		arg_max(email, last_seq) AS email,
-		arg_max(first_name, last_seq) FILTER (WHERE first_name IS NOT NULL) AS first_name,
-		arg_max(last_name, last_seq) FILTER (WHERE last_name IS NOT NULL) AS last_name,
-		arg_max(phone, last_seq) FILTER (WHERE phone IS NOT NULL) AS phone,
-		arg_max(postcode, last_seq) FILTER (WHERE postcode IS NOT NULL) AS postcode,
-		arg_max(country_code, last_seq) FILTER (WHERE country_code IS NOT NULL) AS country_code,
-		bool_or(marketing_consent) AS marketing_consent,
-		list_sort(list_distinct(list(calendar_title) FILTER (WHERE calendar_title IS NOT NULL))) AS calendars,
-		list_sort(list_distinct(list(calendar_code) FILTER (WHERE calendar_code IS NOT NULL))) AS calendar_codes,
-		list_sort(list_distinct(flatten(list(tag_ids) FILTER (WHERE tag_ids IS NOT NULL)))) AS tag_ids,
-		count(*) AS active_subscriptions,
-		min(subscribed_at) AS first_subscribed_at,
-		max(last_seen_at) AS last_change_at
-	FROM subscriptions
-	WHERE ` + MailingListRule + `
-	GROUP BY email_key`,
+	// 1. The email marketing list: one row per contact with an active subscription, kept in
+	// mailing_list_cache (see analytics_cache.go).
+	mailingListView,
 
 	// Subscribes and unsubscribes with their calendar, UTC day and hour. An Unsubscribe
 	// carries no calendar: it comes from the subscription's state, and only rows that lack
@@ -84,12 +67,8 @@ var analyticsViews = []string{
 		AND occurred_at < to_timestamp(epoch(CAST(last_day AS DATE) + CAST(days_around AS INTEGER) + 1))
 	GROUP BY ALL`,
 
-	// 3. Tag popularity by postcode, over active subscriptions.
-	`CREATE OR REPLACE VIEW tag_popularity_by_postcode AS
-	SELECT postcode, tag_id, count(*) AS subscriptions, count(DISTINCT email_key) AS subscribers
-	FROM (SELECT postcode, email_key, unnest(tag_ids) AS tag_id FROM subscriptions
-		WHERE status = 'subscribed' AND postcode IS NOT NULL AND tag_ids IS NOT NULL)
-	GROUP BY ALL`,
+	// 3. Tag popularity by postcode, over active subscriptions, kept in tag_popularity_cache.
+	tagPopularityView,
 
 	// 4. Subscribes by weekday (ISO: 1 = Monday) and hour, in UTC and in the configured zone
 	// (analytics_settings; offsets from tz_offsets, so daylight saving is right without ICU).
@@ -113,12 +92,13 @@ var analyticsViews = []string{
 }
 
 func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
-	stmts := append([]string{
+	// The views themselves are made by refreshViews, after every migration, since they read
+	// tables that later migrations add.
+	return execAll(ctx, tx,
 		`CREATE TABLE analytics_settings (zone VARCHAR NOT NULL)`,
 		`INSERT INTO analytics_settings VALUES ('UTC')`,
 		`CREATE TABLE tz_offsets (from_utc TIMESTAMPTZ NOT NULL, offset_minutes INTEGER NOT NULL)`,
-	}, analyticsViews...)
-	return execAll(ctx, tx, stmts...)
+	)
 }
 
 // refreshViews re-creates the analytics views, so a file made by an older hookbridge answers

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,4 +296,125 @@ func TestExportAndSnapshotWhileIngesting(t *testing.T) {
 	if _, err := s.Export(context.Background(), "SELECT 1", "", "csv", dir); err == nil {
 		t.Error("export outside the allowed directories")
 	}
+}
+
+// TestKeptAnalyticsTablesStayExact drives subscriptions through subscribes, detail changes
+// (email, postcode, tags) and unsubscribes, refreshing the kept tables at some points and not
+// at others, and checks after each round that mailing_list and tag_popularity_by_postcode
+// answer exactly what grouping the whole subscriptions table answers.
+func TestKeptAnalyticsTablesStayExact(t *testing.T) {
+	s := openStore(t, Options{})
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 7))
+	emails := []string{"ann@example.com", "bob@example.com", "cat@example.com", "Dan@Example.com", "eve@example.com", "fay@example.com"}
+	postcodes := []string{"3121", "2000", "SW1A 1AA", "90210"}
+	tags := []string{"t-home", "t-away", "t-final", "t-cup"}
+	ended := map[int]bool{}
+	compare := func(round int) {
+		t.Helper()
+		for _, q := range []struct{ view, fresh, order string }{
+			{"mailing_list", mailingListSelect(""), "email_key"},
+			{"tag_popularity_by_postcode", tagPopularitySelect, "postcode, tag_id"},
+		} {
+			got := queryStrings(t, s, "SELECT * FROM "+q.view+" ORDER BY "+q.order)
+			want := queryStrings(t, s, "SELECT * FROM ("+q.fresh+") ORDER BY "+q.order)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("round %d: %s:\n%s\nwant:\n%s", round, q.view, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		}
+	}
+	refresh := func() {
+		t.Helper()
+		if err := s.Apply(ctx, func(ctx context.Context, tx *Tx) error { return updateAnalytics(ctx, txExecer{tx}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last int64
+	n := 0
+	for round := range 15 {
+		for range 20 {
+			n++
+			id := fmt.Sprintf("e%d", n)
+			subID := rng.IntN(25)
+			sid := fmt.Sprintf("s-%d", subID)
+			switch k := rng.IntN(10); {
+			case k < 2 && !ended[subID]:
+				last = ingestAt(t, s, unsub(id, sid, time.Now()), time.Now())
+				ended[subID] = true
+			default:
+				body := sub(id, sid, emails[rng.IntN(len(emails))], postcodes[rng.IntN(len(postcodes))], fmt.Sprintf("cal%d", subID%3),
+					tags[rng.IntN(len(tags))], tags[rng.IntN(len(tags))])
+				if k >= 6 { // an existing subscription's details change
+					body = strings.Replace(body, `"eventType":"Subscribe"`, `"eventType":"SubscriptionDetailsUpdated"`, 1)
+				}
+				last = ingestAt(t, s, body, time.Now())
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := s.WaitState(wctx, last); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		compare(round)
+		if round%3 != 2 {
+			refresh()
+			compare(round)
+		}
+	}
+	if got := queryStrings(t, s, "SELECT count(*) FROM mailing_list_cache"); got[0] == "0" {
+		t.Fatal("the kept mailing list is empty after refreshes: the views never read it")
+	}
+	if err := s.rebuildState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	compare(99)
+	if got, want := queryStrings(t, s, "SELECT count(*) FROM mailing_list_cache"), queryStrings(t, s, "SELECT count(*) FROM mailing_list"); got[0] != want[0] {
+		t.Fatalf("after a rebuild the kept mailing list has %s contacts, the view %s", got[0], want[0])
+	}
+}
+
+// TestIdleWriterRefreshesKeptAnalyticsTables: once the writer is idle, the subscription
+// changes are folded into the kept tables, which then hold what the views answer.
+func TestIdleWriterRefreshesKeptAnalyticsTables(t *testing.T) {
+	s := openStore(t, Options{AnalyticsRefresh: 50 * time.Millisecond})
+	ingestAt(t, s, sub("e1", "s-1", "ann@example.com", "3121", "footy", "t-home"), time.Now())
+	last := ingestAt(t, s, sub("e2", "s-2", "bob@example.com", "2000", "footy", "t-away"), time.Now())
+	waitFor(t, func() bool {
+		return strings.Join(queryStrings(t, s, "SELECT value FROM store_state WHERE key = 'analytics_seq'"), "") == fmt.Sprint(last)
+	})
+	expectRows(t, queryStrings(t, s, "SELECT email_key, active_subscriptions FROM mailing_list_cache ORDER BY ALL"),
+		[]string{"ann@example.com | 1", "bob@example.com | 1"})
+	expectRows(t, queryStrings(t, s, "SELECT * FROM tag_popularity_cache ORDER BY ALL"),
+		[]string{"2000 | t-away | 1 | 1", "3121 | t-home | 1 | 1"})
+}
+
+// TestMigrationKeepsAnalyticsOfAnExistingStore: a store made before the kept tables existed
+// gets them filled from its subscriptions when it is opened.
+func TestMigrationKeepsAnalyticsOfAnExistingStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hb.duckdb")
+	s := openStore(t, Options{Path: path})
+	ingestAt(t, s, sub("e1", "s-1", "ann@example.com", "3121", "footy", "t-home"), time.Now())
+	last := ingestAt(t, s, sub("e2", "s-2", "ann@example.com", "3121", "rugby", "t-home"), time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sqlOpen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DROP TABLE mailing_list_cache", "DROP TABLE tag_popularity_cache", "DROP TABLE analytics_members",
+		"DELETE FROM store_state WHERE key = 'analytics_seq'", "DELETE FROM schema_migrations WHERE version = 6"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+	s = openStore(t, Options{Path: path})
+	expectRows(t, queryStrings(t, s, "SELECT email_key, active_subscriptions, calendar_codes FROM mailing_list_cache"),
+		[]string{"ann@example.com | 2 | [footy rugby]"})
+	expectRows(t, queryStrings(t, s, "SELECT * FROM tag_popularity_cache"), []string{"3121 | t-home | 2 | 1"})
+	expectRows(t, queryStrings(t, s, "SELECT value FROM store_state WHERE key = 'analytics_seq'"), []string{fmt.Sprint(last)})
 }

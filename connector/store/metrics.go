@@ -12,6 +12,8 @@ type metrics struct {
 	unhealthy         prometheus.Gauge
 	mergeSeconds      prometheus.Histogram
 	mergeFailures     prometheus.Counter
+
+	analyticsRefreshSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,9 +46,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		mergeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookbridge_store_state_merge_failures_total", Help: "Failed merges of subscription changes (retried).",
 		}),
+		analyticsRefreshSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookbridge_store_analytics_refresh_seconds", Help: "Time to fold subscription changes into the kept mailing-list and tag-popularity tables.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.commitSize, m.checkpointSeconds, m.eventsStored, m.queueFull, m.unhealthy, m.mergeSeconds, m.mergeFailures)
+		reg.MustRegister(m.commitSeconds, m.commitSize, m.checkpointSeconds, m.eventsStored, m.queueFull, m.unhealthy, m.mergeSeconds, m.mergeFailures,
+			m.analyticsRefreshSeconds)
 	}
 	return m
 }

@@ -26,6 +26,7 @@ func migrations() []migration {
 		{3, "analytics views and time zone offsets", migrateAnalytics},
 		{4, "delivery: the batch each sink has in flight", migrateInflight},
 		{5, "delivery: the batch in flight kept beside the sink's cursor", migrateInflightIntoSinkState},
+		{6, "analytics: kept mailing list and tag popularity tables", migrateAnalyticsCache},
 	}
 }
 

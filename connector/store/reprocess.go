@@ -139,6 +139,10 @@ func (s *Store) rebuildState(ctx context.Context) error {
 		if err := s.noteSubscriptionIDs(ctx, tx); err != nil {
 			return err
 		}
+		if err := buildAnalytics(ctx, txExecer{tx}); err != nil {
+			return err
+		}
+		s.analyticsBehind = 0
 		_, err := tx.Exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.nextSeq-1)
 		return err
 	})

@@ -70,6 +70,9 @@ type Options struct {
 	AllowedDirectories []string
 	// AnalyticsZone is the IANA time zone of the weekday-and-hour view (default UTC).
 	AnalyticsZone string
+	// AnalyticsRefresh is how often, at most, the idle writer folds subscription changes into
+	// the kept mailing-list and tag-popularity tables (default 10 s; see analytics_cache.go).
+	AnalyticsRefresh time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -92,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.CheckpointMaxWAL <= 0 {
 		o.CheckpointMaxWAL = 256 << 20
+	}
+	if o.AnalyticsRefresh <= 0 {
+		o.AnalyticsRefresh = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -145,6 +151,9 @@ type Store struct {
 	committed  int64                  // writer-only: highest committed seq
 	lastCommit atomic.Int64           // the same, for readers
 	bulk       atomic.Int32           // bulk loads under way (BeginBulk)
+
+	analyticsBehind    int       // writer-only: subscription changes merged since the kept analytics tables were refreshed
+	analyticsRefreshed time.Time // writer-only: when they last were
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 

@@ -135,3 +135,22 @@ func (t *Tx) release() {
 // ingestView names the Arrow view InsertRecord registers. DuckDB makes such views persistent,
 // so it is dropped in the same transaction (and at start, in case an older build left one).
 const ingestView = "hookbridge_ingest_batch"
+
+// inWriterTx runs fn in a transaction on the writer connection.
+func (s *Store) inWriterTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.wconn.Raw(func(dc any) error {
+		tx := &Tx{conn: dc.(driver.Conn), store: s}
+		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.exec(ctx, "ROLLBACK")
+			return err
+		}
+		if err := tx.exec(ctx, "COMMIT"); err != nil {
+			tx.exec(ctx, "ROLLBACK")
+			return err
+		}
+		return nil
+	})
+}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -126,6 +125,7 @@ func (s *Store) writeLoop() {
 			}
 		case <-time.After(idleAfter):
 			s.flushState(ctx)
+			s.maybeRefreshAnalytics(ctx, true)
 			s.maybeCheckpoint(ctx, time.Since(lastWrite) >= checkpointIdle)
 			continue
 		}
@@ -136,6 +136,7 @@ func (s *Store) writeLoop() {
 		if len(s.pending.order) > 0 && (s.opts.Now().Sub(s.pending.since) >= stateMergeInterval || len(s.pending.order) >= maxPendingDeltas) {
 			s.flushState(ctx)
 		}
+		s.maybeRefreshAnalytics(ctx, false)
 		s.maybeCheckpoint(ctx, false)
 	}
 }
@@ -167,22 +168,11 @@ func (s *Store) flushState(ctx context.Context) error {
 		return ErrUnavailable
 	}
 	start := time.Now()
-	err := s.wconn.Raw(func(dc any) error {
-		tx := &Tx{conn: dc.(driver.Conn), store: s}
-		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+	err := s.inWriterTx(ctx, func(tx *Tx) error {
+		if err := s.mergeSubscriptions(ctx, tx, s.pending.order); err != nil {
 			return err
 		}
-		err := s.mergeSubscriptions(ctx, tx, s.pending.order)
-		if err == nil {
-			err = tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.committed)
-		}
-		if err == nil {
-			err = tx.exec(ctx, "COMMIT")
-		}
-		if err != nil {
-			tx.exec(ctx, "ROLLBACK")
-		}
-		return err
+		return tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.committed)
 	})
 	if err != nil {
 		s.metrics.mergeFailures.Inc()
@@ -192,6 +182,7 @@ func (s *Store) flushState(ctx context.Context) error {
 		return fmt.Errorf("store: merge subscriptions: %w", err)
 	}
 	s.metrics.mergeSeconds.Observe(time.Since(start).Seconds())
+	s.analyticsBehind += len(s.pending.order)
 	s.pending.reset()
 	s.notify(s.committed)
 	return nil
@@ -290,22 +281,10 @@ func (s *Store) commitOnce(ctx context.Context, group []*request) ([]result, int
 	var maxSeq int64
 	firstSeq := s.nextSeq
 	s.groupFresh = s.groupFresh[:0]
-	err := s.wconn.Raw(func(dc any) error {
-		tx := &Tx{conn: dc.(driver.Conn), store: s}
-		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
-			return err
-		}
+	err := s.inWriterTx(ctx, func(tx *Tx) error {
 		var err error
 		maxSeq, err = s.applyGroup(ctx, tx, group, results)
-		if err != nil {
-			tx.exec(ctx, "ROLLBACK")
-			return err
-		}
-		if err := tx.exec(ctx, "COMMIT"); err != nil {
-			tx.exec(ctx, "ROLLBACK")
-			return err
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		s.nextSeq = firstSeq
