@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -271,9 +270,8 @@ func analyticsURL(q url.Values, key, val, anchor string) string {
 
 // mailingListPage reads one page of the mailing list, after the contact key after ("": from
 // the start), and the key the following page starts after ("": none).
-// The view aggregates every subscription of a contact, so the page's contacts are chosen
-// first and only theirs are aggregated (the filter reaches below the view's grouping only as
-// literal values).
+// The page's contacts are chosen first and only their subscriptions are grouped, as the
+// view would group them (store.MailingListOf).
 func (d *dashboard) mailingListPage(ctx context.Context, after string) (list []listRow, next string, err error) {
 	keysQ, keysArgs := mailingListKeys, []any{}
 	if after != "" {
@@ -293,7 +291,7 @@ func (d *dashboard) mailingListPage(ctx context.Context, after string) (list []l
 		args[i] = k[0]
 	}
 	rows, err := d.query(ctx, `SELECT email, concat_ws(' ', first_name, last_name), postcode, array_to_string(calendars, ', '), marketing_consent, first_subscribed_at, last_change_at, email_key
-		FROM mailing_list WHERE email_key IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY email_key`, pageRows+1, args...)
+		FROM (`+store.MailingListOf(len(args))+`) ORDER BY email_key`, pageRows+1, args...)
 	if err != nil {
 		return nil, "", err
 	}

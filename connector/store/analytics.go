@@ -15,7 +15,10 @@ const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscr
 // MailingListRule is which subscriptions put a contact on the mailing list (the
 // mailing_list view): an active one with an email. Pages that count or page through the list
 // without building it use the same rule.
-const MailingListRule = "status = 'subscribed' AND email_key IS NOT NULL"
+const MailingListRule = activeRule + " AND email_key IS NOT NULL"
+
+// activeRule is which subscriptions are active.
+const activeRule = "status = 'subscribed'"
 
 // The analytics views answer the questions Rokt Calendar customers ask of their subscription
 // data. They are plain SQL over events and subscriptions, so any DuckDB client reading the

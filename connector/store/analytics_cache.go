@@ -3,8 +3,16 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/duckdb/duckdb-go/v2"
 )
 
 // The mailing list and tag popularity by postcode group every active subscription, which
@@ -27,7 +35,23 @@ import (
 // (maybeRefreshAnalytics), so the part computed at query time stays small; a rebuild of the
 // subscriptions rebuilds the tables in the same transaction.
 
+// MailingListGrouping is the SQL of the mailing_list view's answer grouped afresh from every
+// subscription, without the kept table: for checks.
+func MailingListGrouping() string { return mailingListSelect("") }
+
+// TagPopularityGrouping is the same for tag_popularity_by_postcode.
+func TagPopularityGrouping() string { return tagPopularitySelect }
+
+// MailingListOf is the mailing_list view's answer for n contacts, named by n placeholders for
+// their email_key, grouped from their subscriptions alone: for a page of the list, cheaper
+// than the view, which also works out what changed since its kept table.
+func MailingListOf(n int) string {
+	return mailingListSelect(" AND email_key IN (?" + strings.Repeat(", ?", n-1) + ")")
+}
+
 // mailingListSelect is question 1's grouping; where narrows the subscriptions it reads.
+// mailing_list_cache was created with its columns (migration 6): changing them needs a
+// migration that recreates the kept table.
 func mailingListSelect(where string) string {
 	return `SELECT
 		email_key,
@@ -53,7 +77,7 @@ func mailingListSelect(where string) string {
 // in from (subscriptions, analytics_members, or some of their rows), one row per tag.
 func tagPairs(from, where string) string {
 	return `SELECT postcode, unnest(tag_ids) AS tag_id, email_key FROM ` + from + `
-		WHERE status = 'subscribed' AND postcode IS NOT NULL AND tag_ids IS NOT NULL` + where
+		WHERE ` + activeRule + ` AND postcode IS NOT NULL AND tag_ids IS NOT NULL` + where
 }
 
 // tagPopularitySelect is question 3's grouping over the whole subscriptions table.
@@ -61,16 +85,20 @@ var tagPopularitySelect = `SELECT postcode, tag_id, count(*) AS subscriptions, c
 	FROM (` + tagPairs("subscriptions", "") + `)
 	GROUP BY ALL`
 
+// memberColumns are the subscription columns the kept tables depend on beyond its contact's
+// row: what analytics_members holds and what a refresh reads of the changed subscriptions.
+const memberColumns = "subscription_id, status, email_key, postcode, tag_ids"
+
 // analyticsMembersSelect is what analytics_members holds: each active subscription as the
 // kept tables counted it. from is subscriptions or a table of some of its rows.
 func analyticsMembersSelect(from string) string {
-	return "SELECT subscription_id, status, email_key, postcode, tag_ids FROM " + from + " WHERE status = 'subscribed'"
+	return "SELECT " + memberColumns + " FROM " + from + " WHERE " + activeRule
 }
 
 // changedSince selects the subscriptions changed after the kept tables' point (w, an SQL
 // expression).
 func changedSince(w string) string {
-	return "SELECT subscription_id, status, email_key, postcode, tag_ids FROM subscriptions WHERE last_seq > " + w
+	return "SELECT " + memberColumns + " FROM subscriptions WHERE last_seq > " + w
 }
 
 // staleContacts selects the contacts whose kept mailing-list row the subscriptions in changed
@@ -104,21 +132,30 @@ func tagDelta(changed string) string {
 	GROUP BY ALL`
 }
 
-// tagWithDelta selects the kept counts with delta (a table or CTE of tagDelta's rows) added;
-// only the pairs delta names when onlyDelta.
-func tagWithDelta(delta string, onlyDelta bool) string {
+// tagWithDelta selects the kept counts with delta (a table or CTE of tagDelta's rows) added:
+// every kept pair, or only those delta names when onlyDelta; only pairs some active
+// subscription still has when positive.
+func tagWithDelta(delta string, onlyDelta, positive bool) string {
 	join := "FULL OUTER JOIN"
 	if onlyDelta {
 		join = "RIGHT JOIN"
 	}
-	return `SELECT coalesce(k.postcode, d.postcode) AS postcode, coalesce(k.tag_id, d.tag_id) AS tag_id,
+	q := `SELECT coalesce(k.postcode, d.postcode) AS postcode, coalesce(k.tag_id, d.tag_id) AS tag_id,
 		coalesce(k.subscriptions, 0) + coalesce(d.subscriptions, 0) AS subscriptions,
 		coalesce(k.subscribers, 0) + coalesce(d.subscribers, 0) AS subscribers
-	FROM tag_popularity_cache k ` + join + ` ` + delta + ` d ON k.postcode = d.postcode AND k.tag_id = d.tag_id
+	FROM tag_popularity_cache k ` + join + ` ` + delta + ` d ON k.postcode = d.postcode AND k.tag_id = d.tag_id`
+	if positive {
+		q += `
 	WHERE coalesce(k.subscriptions, 0) + coalesce(d.subscriptions, 0) > 0`
+	}
+	return q
 }
 
-const analyticsSeq = "(SELECT value FROM store_state WHERE key = 'analytics_seq')"
+// selectAnalyticsSeq reads the kept tables' point; analyticsSeq is it as an SQL expression.
+const (
+	selectAnalyticsSeq = "SELECT value FROM store_state WHERE key = 'analytics_seq'"
+	analyticsSeq       = "(" + selectAnalyticsSeq + ")"
+)
 
 // The two views over the kept tables.
 var (
@@ -132,7 +169,7 @@ var (
 	tagPopularityView = `CREATE OR REPLACE VIEW tag_popularity_by_postcode AS
 	WITH changed AS MATERIALIZED (` + changedSince(analyticsSeq) + `),
 	delta AS MATERIALIZED (` + tagDelta("changed") + `)
-	` + tagWithDelta("delta", false)
+	` + tagWithDelta("delta", false, true)
 )
 
 // migrateAnalyticsCache creates the kept tables and fills them from the subscriptions.
@@ -161,26 +198,191 @@ func buildAnalytics(ctx context.Context, ex execer) error {
 	)
 }
 
-// updateAnalytics folds the subscriptions changed since the kept tables' point into them:
-// the contacts they touch are grouped afresh and their tag moves added to the counts.
-func updateAnalytics(ctx context.Context, ex execer) error {
-	return execAll(ctx, ex,
-		"CREATE OR REPLACE TEMP TABLE analytics_changed AS "+changedSince(analyticsSeq),
-		"CREATE OR REPLACE TEMP TABLE analytics_stale AS "+staleContacts("analytics_changed"),
-		"DELETE FROM mailing_list_cache WHERE email_key IN (SELECT email_key FROM analytics_stale)",
-		"INSERT INTO mailing_list_cache BY NAME "+mailingListSelect(" AND email_key IN (SELECT email_key FROM analytics_stale)"),
-		"CREATE OR REPLACE TEMP TABLE analytics_tag_delta AS "+tagDelta("analytics_changed"),
-		"CREATE OR REPLACE TEMP TABLE analytics_tag_counts AS "+tagWithDelta("analytics_tag_delta", true),
-		"DELETE FROM tag_popularity_cache k USING analytics_tag_delta d WHERE k.postcode = d.postcode AND k.tag_id = d.tag_id",
-		"INSERT INTO tag_popularity_cache BY NAME SELECT * FROM analytics_tag_counts",
-		"DELETE FROM analytics_members WHERE subscription_id IN (SELECT subscription_id FROM analytics_changed)",
-		"INSERT INTO analytics_members BY NAME "+analyticsMembersSelect("analytics_changed"),
-		"UPDATE store_state SET value = (SELECT coalesce(max(last_seq), 0) FROM subscriptions) WHERE key = 'analytics_seq'",
-		"DROP TABLE analytics_changed",
-		"DROP TABLE analytics_stale",
-		"DROP TABLE analytics_tag_delta",
-		"DROP TABLE analytics_tag_counts",
-	)
+// analyticsFold is what a refresh computed from one snapshot of the store, off the writer:
+// the kept rows it replaces and their replacements. The writer applies it in a few
+// statements (applyFold).
+type analyticsFold struct {
+	gen      int64             // the kept tables' generation it was computed for (see Store.analyticsGen)
+	from, to int64             // analytics_seq in the snapshot; the snapshot's highest last_seq
+	stale    arrow.RecordBatch // email_key: contacts whose kept rows go
+	contacts arrow.RecordBatch // those contacts' rows now (mailing_list_cache's columns)
+	pairs    arrow.RecordBatch // every postcode and tag the changes touch, with its counts now
+	changed  arrow.RecordBatch // subscription_id: subscriptions whose member rows go
+	members  arrow.RecordBatch // those subscriptions' member rows now
+}
+
+func (f *analyticsFold) release() {
+	for _, r := range []arrow.RecordBatch{f.stale, f.contacts, f.pairs, f.changed, f.members} {
+		if r != nil {
+			r.Release()
+		}
+	}
+}
+
+// computeFold reads, in one snapshot on a connection of its own, what the subscriptions
+// changed since the kept tables' point make of them. It writes nothing but temporary
+// tables of its connection, which the rollback drops.
+func (s *Store) computeFold(ctx context.Context, gen int64) (*analyticsFold, error) {
+	f := &analyticsFold{gen: gen}
+	err := s.RawConn(ctx, func(c driver.Conn) error {
+		tx := &Tx{conn: c, store: s}
+		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+			return err
+		}
+		defer tx.exec(context.WithoutCancel(ctx), "ROLLBACK")
+		err := tx.Query(ctx, selectAnalyticsSeq, nil, func(row []driver.Value) error {
+			f.from = row[0].(int64)
+			return nil
+		})
+		if err == nil {
+			err = tx.Query(ctx, "SELECT coalesce(max(last_seq), 0) FROM subscriptions", nil, func(row []driver.Value) error {
+				f.to = row[0].(int64)
+				return nil
+			})
+		}
+		if err == nil {
+			err = execAll(ctx, txExecer{tx},
+				"CREATE OR REPLACE TEMP TABLE analytics_changed AS "+changedSince(fmt.Sprint(f.from)),
+				"CREATE OR REPLACE TEMP TABLE analytics_stale AS "+staleContacts("analytics_changed"),
+				"CREATE OR REPLACE TEMP TABLE analytics_tag_delta AS "+tagDelta("analytics_changed"))
+		}
+		for _, q := range []struct {
+			dst *arrow.RecordBatch
+			sql string
+		}{
+			{&f.stale, "SELECT email_key FROM analytics_stale"},
+			{&f.contacts, mailingListSelect(" AND email_key IN (SELECT email_key FROM analytics_stale)")},
+			{&f.pairs, tagWithDelta("analytics_tag_delta", true, false)},
+			{&f.changed, "SELECT subscription_id FROM analytics_changed"},
+			{&f.members, analyticsMembersSelect("analytics_changed")},
+		} {
+			if err != nil {
+				break
+			}
+			*q.dst, err = queryArrow(ctx, c, q.sql)
+		}
+		return err
+	})
+	if err != nil {
+		f.release()
+		return nil, fmt.Errorf("store: compute analytics refresh: %w", err)
+	}
+	return f, nil
+}
+
+// queryArrow runs q on conn and returns its result as one Arrow record in Go memory, or nil
+// when it has no rows. One record, because a view over several lets DuckDB's threads pull
+// from the stream at once; Go memory, because DuckDB's buffers do not outlive the result and
+// this is handed to another connection.
+func queryArrow(ctx context.Context, conn driver.Conn, q string) (arrow.RecordBatch, error) {
+	ar, err := duckdb.NewArrowFromConn(conn)
+	if err != nil {
+		return nil, err
+	}
+	rdr, err := ar.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rdr.Release()
+	var parts [][]arrow.Array // per column
+	rows := int64(0)
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		if parts == nil {
+			parts = make([][]arrow.Array, rec.NumCols())
+		}
+		for i, c := range rec.Columns() {
+			c.Retain()
+			parts[i] = append(parts[i], c)
+		}
+		rows += rec.NumRows()
+	}
+	defer func() {
+		for _, p := range parts {
+			for _, c := range p {
+				c.Release()
+			}
+		}
+	}()
+	if err := rdr.Err(); err != nil {
+		return nil, err
+	}
+	if rows == 0 {
+		return nil, nil
+	}
+	cols := make([]arrow.Array, len(parts))
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	for i, p := range parts {
+		if cols[i], err = array.Concatenate(p, memory.DefaultAllocator); err != nil {
+			return nil, err
+		}
+	}
+	return array.NewRecordBatch(rdr.Schema(), cols, rows), nil
+}
+
+// applyFold replaces the kept rows f names with f's rows, in the writer's transaction. A fold
+// computed before a rebuild of the kept tables is dropped: what it replaces is gone.
+func (s *Store) applyFold(ctx context.Context, tx *Tx, f *analyticsFold) error {
+	if f.gen != s.analyticsGen {
+		return nil
+	}
+	steps := []struct {
+		rec arrow.RecordBatch
+		sql string
+	}{
+		{f.stale, "DELETE FROM mailing_list_cache WHERE email_key IN (SELECT email_key FROM " + ingestView + ")"},
+		{f.contacts, "INSERT INTO mailing_list_cache BY NAME SELECT * FROM " + ingestView},
+		{f.pairs, "DELETE FROM tag_popularity_cache k USING " + ingestView + " d WHERE k.postcode = d.postcode AND k.tag_id = d.tag_id"},
+		{f.pairs, "INSERT INTO tag_popularity_cache BY NAME SELECT * FROM " + ingestView + " WHERE subscriptions > 0"},
+		{f.changed, "DELETE FROM analytics_members WHERE subscription_id IN (SELECT subscription_id FROM " + ingestView + ")"},
+		{f.members, "INSERT INTO analytics_members BY NAME SELECT * FROM " + ingestView},
+	}
+	for _, st := range steps {
+		if st.rec == nil {
+			continue
+		}
+		if err := tx.execView(ctx, st.rec, st.sql); err != nil {
+			return fmt.Errorf("apply analytics refresh: %w", err)
+		}
+	}
+	return tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'analytics_seq'", f.to)
+}
+
+// refreshAnalytics folds the subscription changes since the kept tables' point into them:
+// the heavy reading happens on a connection of its own, so the writer (and every webhook
+// waiting for it) only pays for replacing the rows. behind is how many merged changes the
+// caller counted; they are taken off the writer's backlog once applied.
+func (s *Store) refreshAnalytics(ctx context.Context, gen int64, behind int) error {
+	start := time.Now()
+	f, err := s.computeFold(ctx, gen)
+	if err != nil {
+		return err
+	}
+	defer f.release()
+	computed := time.Since(start)
+	// Not cancelled with ctx: f is released on return, so this waits until the writer has
+	// run the change or will never run it.
+	err = s.Apply(context.WithoutCancel(ctx), func(ctx context.Context, tx *Tx) error {
+		if err := s.applyFold(ctx, tx, f); err != nil {
+			return err
+		}
+		// Counted before the commit: if it fails, the backlog looks smaller than it is until
+		// the next merge, which only delays the next refresh.
+		s.analyticsBehind = max(0, s.analyticsBehind-behind)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: apply analytics refresh: %w", err)
+	}
+	s.metrics.analyticsRefreshSeconds.Observe(time.Since(start).Seconds())
+	s.log.Debug("store: kept analytics tables refreshed", "changes", behind, "computed", computed, "took", time.Since(start))
+	return nil
 }
 
 // analyticsRefreshBacklog is how many merged subscription changes make the writer fold them
@@ -190,28 +392,33 @@ func updateAnalytics(ctx context.Context, ex execer) error {
 // 35,000, and a fold takes 0.75–1 s, so this keeps the view under a second.
 const analyticsRefreshBacklog = 20_000
 
-// maybeRefreshAnalytics folds the subscription changes merged since the last refresh into
-// the kept analytics tables, in its own transaction, when it is time: the writer is idle and
-// Options.AnalyticsRefresh has passed since the last fold, or analyticsRefreshBacklog
-// changes wait. A failure is logged and tried again later: the views are exact without it.
-func (s *Store) maybeRefreshAnalytics(ctx context.Context, idle bool) {
-	if s.analyticsBehind == 0 || s.bulk.Load() > 0 || s.health.Load() != nil {
+// maybeRefreshAnalytics starts a refresh of the kept analytics tables (refreshAnalytics, in
+// a goroutine of its own) when it is time: the writer is idle and Options.AnalyticsRefresh
+// has passed since the last one, or analyticsRefreshBacklog changes wait. One runs at a time.
+// A failure is logged and tried again later: the views are exact without it.
+func (s *Store) maybeRefreshAnalytics(idle bool) {
+	if s.analyticsBehind == 0 || s.bulk.Load() > 0 || s.health.Load() != nil || s.analyticsRunning.Load() {
 		return
 	}
-	if s.analyticsBehind < analyticsRefreshBacklog && (!idle || time.Since(s.analyticsRefreshed) < s.opts.AnalyticsRefresh) {
+	since := time.Since(s.analyticsRefreshed)
+	due := idle && since >= s.opts.AnalyticsRefresh
+	// A backlog does not wait for the writer to be idle, but a refresh that keeps failing
+	// is not started again more than once a second.
+	pressing := s.analyticsBehind >= analyticsRefreshBacklog && since >= time.Second
+	if !due && !pressing {
 		return
 	}
-	start := time.Now()
-	err := s.inWriterTx(ctx, func(tx *Tx) error { return updateAnalytics(ctx, txExecer{tx}) })
 	s.analyticsRefreshed = time.Now()
-	if err != nil {
-		s.fatal(ctx, err)
-		s.log.Warn("store: refreshing the kept analytics tables failed; the views compute more until the next try", "err", err)
-		return
-	}
-	s.log.Debug("store: kept analytics tables refreshed", "changes", s.analyticsBehind, "took", time.Since(start))
-	s.metrics.analyticsRefreshSeconds.Observe(time.Since(start).Seconds())
-	s.analyticsBehind = 0
+	s.analyticsRunning.Store(true)
+	gen, behind := s.analyticsGen, s.analyticsBehind
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		defer s.analyticsRunning.Store(false)
+		if err := s.refreshAnalytics(s.backgroundCtx, gen, behind); err != nil && s.backgroundCtx.Err() == nil {
+			s.log.Warn("store: refreshing the kept analytics tables failed; the views compute more until the next try", "err", err)
+		}
+	}()
 }
 
 // txExecer runs statements in the writer's transaction for execAll.
@@ -225,5 +432,5 @@ func (t txExecer) ExecContext(ctx context.Context, q string, args ...any) (sql.R
 // rowsAffected is an sql.Result that knows only its count.
 type rowsAffected int64
 
-func (n rowsAffected) LastInsertId() (int64, error) { return 0, fmt.Errorf("store: no insert id") }
+func (n rowsAffected) LastInsertId() (int64, error) { return 0, errors.New("store: no insert id") }
 func (n rowsAffected) RowsAffected() (int64, error) { return int64(n), nil }

@@ -325,7 +325,7 @@ func TestKeptAnalyticsTablesStayExact(t *testing.T) {
 	}
 	refresh := func() {
 		t.Helper()
-		if err := s.Apply(ctx, func(ctx context.Context, tx *Tx) error { return updateAnalytics(ctx, txExecer{tx}) }); err != nil {
+		if err := s.refreshAnalytics(ctx, 0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -417,4 +417,93 @@ func TestMigrationKeepsAnalyticsOfAnExistingStore(t *testing.T) {
 		[]string{"ann@example.com | 2 | [footy rugby]"})
 	expectRows(t, queryStrings(t, s, "SELECT * FROM tag_popularity_cache"), []string{"3121 | t-home | 2 | 1"})
 	expectRows(t, queryStrings(t, s, "SELECT value FROM store_state WHERE key = 'analytics_seq'"), []string{fmt.Sprint(last)})
+}
+
+// TestLateRefreshKeepsViewsExact: a refresh applies what it read from an older snapshot, and
+// changes merged in between stay counted; one computed before a rebuild is dropped (applied,
+// it would put back counts the rebuild had moved past).
+func TestLateRefreshKeepsViewsExact(t *testing.T) {
+	s := openStore(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	check := func(what string) {
+		t.Helper()
+		for _, q := range []struct{ view, fresh, order string }{
+			{"mailing_list", mailingListSelect(""), "email_key"},
+			{"tag_popularity_by_postcode", tagPopularitySelect, "postcode, tag_id"},
+		} {
+			got := queryStrings(t, s, "SELECT * FROM "+q.view+" ORDER BY "+q.order)
+			want := queryStrings(t, s, "SELECT * FROM ("+q.fresh+") ORDER BY "+q.order)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("%s: %s:\n%s\nwant:\n%s", what, q.view, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		}
+	}
+	apply := func(f *analyticsFold) {
+		t.Helper()
+		if err := s.Apply(ctx, func(ctx context.Context, tx *Tx) error { return s.applyFold(ctx, tx, f) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ingestAt(t, s, sub("e1", "s-1", "ann@example.com", "3121", "footy", "t-home"), time.Now())
+	last := ingestAt(t, s, sub("e2", "s-2", "bob@example.com", "3121", "footy", "t-home"), time.Now())
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.computeFold(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.release()
+	// Between the snapshot and the apply: bob moves to ann's address, ann's other
+	// subscription ends, and a newcomer arrives.
+	ingestAt(t, s, strings.Replace(sub("e3", "s-2", "ann@example.com", "2000", "footy", "t-away"), `"eventType":"Subscribe"`, `"eventType":"SubscriptionDetailsUpdated"`, 1), time.Now())
+	ingestAt(t, s, unsub("e4", "s-1", time.Now()), time.Now())
+	last = ingestAt(t, s, sub("e5", "s-3", "cat@example.com", "3121", "rugby", "t-home"), time.Now())
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	apply(f)
+	check("after a late refresh")
+	expectRows(t, queryStrings(t, s, "SELECT count(*) FROM mailing_list_cache"), []string{"2"}) // ann and bob, as of the snapshot
+
+	// A refresh read before a rebuild would put back counts the rebuild already moved past.
+	last = ingestAt(t, s, strings.Replace(sub("e6", "s-3", "cat@example.com", "3121", "rugby", "t-home", "t-cup"), `"eventType":"Subscribe"`, `"eventType":"SubscriptionDetailsUpdated"`, 1), time.Now())
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := s.computeFold(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.release()
+	last = ingestAt(t, s, sub("e7", "s-4", "dan@example.com", "3121", "rugby", "t-home"), time.Now())
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rebuildState(ctx); err != nil {
+		t.Fatal(err)
+	}
+	apply(stale)
+	check("after a refresh computed before a rebuild")
+	expectRows(t, queryStrings(t, s, "SELECT * FROM tag_popularity_cache WHERE tag_id = 't-home'"), []string{"3121 | t-home | 2 | 2"})
+}
+
+// TestRestartRefreshesWhatWasLeft: changes merged before a restart but not folded into the
+// kept tables are folded after it, without waiting for new traffic.
+func TestRestartRefreshesWhatWasLeft(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hb.duckdb")
+	s := openStore(t, Options{Path: path, AnalyticsRefresh: time.Hour})
+	last := ingestAt(t, s, sub("e1", "s-1", "ann@example.com", "3121", "footy", "t-home"), time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitState(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, Options{Path: path, AnalyticsRefresh: 50 * time.Millisecond})
+	waitFor(t, func() bool {
+		return strings.Join(queryStrings(t, s, "SELECT value FROM store_state WHERE key = 'analytics_seq'"), "") == fmt.Sprint(last)
+	})
+	expectRows(t, queryStrings(t, s, "SELECT email_key FROM mailing_list_cache"), []string{"ann@example.com"})
 }

@@ -143,6 +143,7 @@ func (s *Store) rebuildState(ctx context.Context) error {
 			return err
 		}
 		s.analyticsBehind = 0
+		s.analyticsGen++
 		_, err := tx.Exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'merged_seq'", s.nextSeq-1)
 		return err
 	})

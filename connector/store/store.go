@@ -152,8 +152,15 @@ type Store struct {
 	lastCommit atomic.Int64           // the same, for readers
 	bulk       atomic.Int32           // bulk loads under way (BeginBulk)
 
-	analyticsBehind    int       // writer-only: subscription changes merged since the kept analytics tables were refreshed
-	analyticsRefreshed time.Time // writer-only: when they last were
+	analyticsBehind    int         // writer-only: subscription changes merged since the kept analytics tables were refreshed
+	analyticsRefreshed time.Time   // writer-only: when a refresh last started
+	analyticsGen       int64       // writer-only: bumped when the kept tables are rebuilt, so a refresh computed before is dropped
+	analyticsRunning   atomic.Bool // a refresh is under way
+
+	// work the writer starts in goroutines (analytics refreshes); Close cancels and waits
+	background       sync.WaitGroup
+	backgroundCtx    context.Context
+	cancelBackground context.CancelFunc
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 
@@ -184,6 +191,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		watchCh:    make(chan struct{}),
 	}
+	s.backgroundCtx, s.cancelBackground = context.WithCancel(context.Background())
 	c, err := duckdb.NewConnector(s.dsn(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Path, explainOpenError(err))
@@ -361,7 +369,9 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.cancelBackground()
 		<-s.writerDone
+		s.background.Wait() // after the writer, the only one to start them, has stopped
 		s.closeAppenders()
 		if s.wconn != nil {
 			if _, cerr := s.wconn.ExecContext(context.Background(), "CHECKPOINT"); cerr != nil && s.health.Load() == nil {
@@ -421,6 +431,10 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 			return err
 		}
 		s.log.Info("store: merged subscription changes left over from the last run", "events", len(unmerged))
+	}
+	// Changes merged before a restart but not yet in the kept analytics tables.
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM subscriptions WHERE last_seq > "+analyticsSeq).Scan(&s.analyticsBehind); err != nil {
+		return fmt.Errorf("store: count changes since the kept analytics tables: %w", err)
 	}
 	s.lastSeq = maxSeq
 	s.log.Info("store: opened", "path", s.opts.Path, "events", count, "next_seq", s.nextSeq, "load_ids", time.Since(start).Round(time.Millisecond))

@@ -96,6 +96,15 @@ func (s *Store) submit(ctx context.Context, req *request) (result, error) {
 	case <-ctx.Done():
 		// The writer may still commit the request; a redelivery then finds a duplicate.
 		return result{}, ctx.Err()
+	case <-s.writerDone:
+		// The writer drains the queue before it stops; a request queued after that is never
+		// answered.
+		select {
+		case r := <-req.done:
+			return r, r.err
+		default:
+			return result{}, fmt.Errorf("%w: shutting down", ErrUnavailable)
+		}
 	}
 }
 
@@ -125,7 +134,7 @@ func (s *Store) writeLoop() {
 			}
 		case <-time.After(idleAfter):
 			s.flushState(ctx)
-			s.maybeRefreshAnalytics(ctx, true)
+			s.maybeRefreshAnalytics(true)
 			s.maybeCheckpoint(ctx, time.Since(lastWrite) >= checkpointIdle)
 			continue
 		}
@@ -136,7 +145,7 @@ func (s *Store) writeLoop() {
 		if len(s.pending.order) > 0 && (s.opts.Now().Sub(s.pending.since) >= stateMergeInterval || len(s.pending.order) >= maxPendingDeltas) {
 			s.flushState(ctx)
 		}
-		s.maybeRefreshAnalytics(ctx, false)
+		s.maybeRefreshAnalytics(false)
 		s.maybeCheckpoint(ctx, false)
 	}
 }
