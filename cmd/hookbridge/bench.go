@@ -175,7 +175,8 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 }
 
 // writerStats summarises the store writer's series, warm-up included: how many requests each
-// commit took and how long commits, merges and checkpoints kept the writer busy.
+// commit took and how long commits, merges, checkpoints and analytics refreshes kept the
+// writer busy.
 func writerStats(g prometheus.Gatherer) string {
 	mfs, err := g.Gather()
 	if err != nil {
@@ -191,12 +192,14 @@ func writerStats(g prometheus.Gatherer) string {
 		}
 	}
 	commits, size, merges, checkpoints := h["hookbridge_store_commit_seconds"], h["hookbridge_store_commit_batch_size"], h["hookbridge_store_state_merge_seconds"], h["hookbridge_store_checkpoint_seconds"]
+	refreshes := h["hookbridge_store_analytics_apply_seconds"]
 	if commits.count == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.0f commits of %.1f requests on average, %.2f ms each; merges %.0f (%.1f ms each); checkpoints %.0f (%.0f ms in all)",
+	return fmt.Sprintf("%.0f commits of %.1f requests on average, %.2f ms each; merges %.0f (%.1f ms each); checkpoints %.0f (%.0f ms in all); analytics refreshes %.0f (%.1f ms of the writer each)",
 		commits.count, size.sum/commits.count, 1000*commits.sum/commits.count,
-		merges.count, 1000*merges.sum/max(1, merges.count), checkpoints.count, 1000*checkpoints.sum)
+		merges.count, 1000*merges.sum/max(1, merges.count), checkpoints.count, 1000*checkpoints.sum,
+		refreshes.count, 1000*refreshes.sum/max(1, refreshes.count))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

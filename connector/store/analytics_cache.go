@@ -132,23 +132,19 @@ func tagDelta(changed string) string {
 	GROUP BY ALL`
 }
 
-// tagWithDelta selects the kept counts with delta (a table or CTE of tagDelta's rows) added:
-// every kept pair, or only those delta names when onlyDelta; only pairs some active
-// subscription still has when positive.
-func tagWithDelta(delta string, onlyDelta, positive bool) string {
+// tagWithDelta selects the kept counts with delta (a table or CTE of tagDelta's rows) added,
+// for the pairs some active subscription still has: every kept pair, or only those delta
+// names when onlyDelta.
+func tagWithDelta(delta string, onlyDelta bool) string {
 	join := "FULL OUTER JOIN"
 	if onlyDelta {
 		join = "RIGHT JOIN"
 	}
-	q := `SELECT coalesce(k.postcode, d.postcode) AS postcode, coalesce(k.tag_id, d.tag_id) AS tag_id,
+	return `SELECT coalesce(k.postcode, d.postcode) AS postcode, coalesce(k.tag_id, d.tag_id) AS tag_id,
 		coalesce(k.subscriptions, 0) + coalesce(d.subscriptions, 0) AS subscriptions,
 		coalesce(k.subscribers, 0) + coalesce(d.subscribers, 0) AS subscribers
-	FROM tag_popularity_cache k ` + join + ` ` + delta + ` d ON k.postcode = d.postcode AND k.tag_id = d.tag_id`
-	if positive {
-		q += `
+	FROM tag_popularity_cache k ` + join + ` ` + delta + ` d ON k.postcode = d.postcode AND k.tag_id = d.tag_id
 	WHERE coalesce(k.subscriptions, 0) + coalesce(d.subscriptions, 0) > 0`
-	}
-	return q
 }
 
 // selectAnalyticsSeq reads the kept tables' point; analyticsSeq is it as an SQL expression.
@@ -169,7 +165,7 @@ var (
 	tagPopularityView = `CREATE OR REPLACE VIEW tag_popularity_by_postcode AS
 	WITH changed AS MATERIALIZED (` + changedSince(analyticsSeq) + `),
 	delta AS MATERIALIZED (` + tagDelta("changed") + `)
-	` + tagWithDelta("delta", false, true)
+	` + tagWithDelta("delta", false)
 )
 
 // migrateAnalyticsCache creates the kept tables and fills them from the subscriptions.
@@ -206,13 +202,14 @@ type analyticsFold struct {
 	from, to int64             // analytics_seq in the snapshot; the snapshot's highest last_seq
 	stale    arrow.RecordBatch // email_key: contacts whose kept rows go
 	contacts arrow.RecordBatch // those contacts' rows now (mailing_list_cache's columns)
-	pairs    arrow.RecordBatch // every postcode and tag the changes touch, with its counts now
+	pairs    arrow.RecordBatch // postcode, tag_id: every pair the changes touch, whose kept counts go
+	counts   arrow.RecordBatch // those pairs' counts now, where some active subscription has them
 	changed  arrow.RecordBatch // subscription_id: subscriptions whose member rows go
 	members  arrow.RecordBatch // those subscriptions' member rows now
 }
 
 func (f *analyticsFold) release() {
-	for _, r := range []arrow.RecordBatch{f.stale, f.contacts, f.pairs, f.changed, f.members} {
+	for _, r := range []arrow.RecordBatch{f.stale, f.contacts, f.pairs, f.counts, f.changed, f.members} {
 		if r != nil {
 			r.Release()
 		}
@@ -252,7 +249,8 @@ func (s *Store) computeFold(ctx context.Context, gen int64) (*analyticsFold, err
 		}{
 			{&f.stale, "SELECT email_key FROM analytics_stale"},
 			{&f.contacts, mailingListSelect(" AND email_key IN (SELECT email_key FROM analytics_stale)")},
-			{&f.pairs, tagWithDelta("analytics_tag_delta", true, false)},
+			{&f.pairs, "SELECT postcode, tag_id FROM analytics_tag_delta"},
+			{&f.counts, tagWithDelta("analytics_tag_delta", true)},
 			{&f.changed, "SELECT subscription_id FROM analytics_changed"},
 			{&f.members, analyticsMembersSelect("analytics_changed")},
 		} {
@@ -332,27 +330,62 @@ func (s *Store) applyFold(ctx context.Context, tx *Tx, f *analyticsFold) error {
 	if f.gen != s.analyticsGen {
 		return nil
 	}
-	steps := []struct {
-		rec arrow.RecordBatch
-		sql string
+	for _, st := range []struct {
+		table     string
+		gone, now arrow.RecordBatch
 	}{
-		{f.stale, "DELETE FROM mailing_list_cache WHERE email_key IN (SELECT email_key FROM " + ingestView + ")"},
-		{f.contacts, "INSERT INTO mailing_list_cache BY NAME SELECT * FROM " + ingestView},
-		{f.pairs, "DELETE FROM tag_popularity_cache k USING " + ingestView + " d WHERE k.postcode = d.postcode AND k.tag_id = d.tag_id"},
-		{f.pairs, "INSERT INTO tag_popularity_cache BY NAME SELECT * FROM " + ingestView + " WHERE subscriptions > 0"},
-		{f.changed, "DELETE FROM analytics_members WHERE subscription_id IN (SELECT subscription_id FROM " + ingestView + ")"},
-		{f.members, "INSERT INTO analytics_members BY NAME SELECT * FROM " + ingestView},
-	}
-	for _, st := range steps {
-		if st.rec == nil {
+		{"mailing_list_cache", f.stale, f.contacts},
+		{"tag_popularity_cache", f.pairs, f.counts},
+		{"analytics_members", f.changed, f.members},
+	} {
+		if err := deleteRows(ctx, tx, st.table, st.gone); err != nil {
+			return fmt.Errorf("apply analytics refresh: %w", err)
+		}
+		if st.now == nil {
 			continue
 		}
-		if err := tx.execView(ctx, st.rec, st.sql); err != nil {
+		if err := tx.InsertRecord(ctx, st.table, st.now); err != nil {
 			return fmt.Errorf("apply analytics refresh: %w", err)
 		}
 	}
 	return tx.exec(ctx, "UPDATE store_state SET value = ? WHERE key = 'analytics_seq'", f.to)
 }
+
+// deleteRows deletes from table the rows whose key columns (keys' columns, all text) equal
+// one of keys' rows. A few keys go as literal values, which costs less than registering an
+// Arrow view, as more do.
+func deleteRows(ctx context.Context, tx *Tx, table string, keys arrow.RecordBatch) error {
+	if keys == nil {
+		return nil
+	}
+	names := make([]string, keys.NumCols())
+	match := make([]string, keys.NumCols())
+	for i := range names {
+		names[i] = keys.ColumnName(i)
+		match[i] = "t." + names[i] + " = d." + names[i]
+	}
+	using := ingestView + " d"
+	var args []any
+	if keys.NumRows() <= deleteByValues {
+		row := "(?" + strings.Repeat(", ?", len(names)-1) + ")"
+		rows := make([]string, keys.NumRows())
+		for r := range rows {
+			rows[r] = row
+			for _, c := range keys.Columns() {
+				args = append(args, c.GetOneForMarshal(r))
+			}
+		}
+		using = "(VALUES " + strings.Join(rows, ", ") + ") d(" + strings.Join(names, ", ") + ")"
+	}
+	q := "DELETE FROM " + table + " t USING " + using + " WHERE " + strings.Join(match, " AND ")
+	if args != nil {
+		return tx.exec(ctx, q, args...)
+	}
+	return tx.execView(ctx, keys, q)
+}
+
+// deleteByValues is how many keys deleteRows sends as literal values.
+const deleteByValues = 256
 
 // refreshAnalytics folds the subscription changes since the kept tables' point into them:
 // the heavy reading happens on a connection of its own, so the writer (and every webhook
@@ -369,9 +402,11 @@ func (s *Store) refreshAnalytics(ctx context.Context, gen int64, behind int) err
 	// Not cancelled with ctx: f is released on return, so this waits until the writer has
 	// run the change or will never run it.
 	err = s.Apply(context.WithoutCancel(ctx), func(ctx context.Context, tx *Tx) error {
+		applying := time.Now()
 		if err := s.applyFold(ctx, tx, f); err != nil {
 			return err
 		}
+		s.metrics.analyticsApplySeconds.Observe(time.Since(applying).Seconds())
 		// Counted before the commit: if it fails, the backlog looks smaller than it is until
 		// the next merge, which only delays the next refresh.
 		s.analyticsBehind = max(0, s.analyticsBehind-behind)

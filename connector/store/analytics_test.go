@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -506,4 +511,44 @@ func TestRestartRefreshesWhatWasLeft(t *testing.T) {
 		return strings.Join(queryStrings(t, s, "SELECT value FROM store_state WHERE key = 'analytics_seq'"), "") == fmt.Sprint(last)
 	})
 	expectRows(t, queryStrings(t, s, "SELECT email_key FROM mailing_list_cache"), []string{"ann@example.com"})
+}
+
+// TestDeleteRowsByValuesAndByView: keys go as literal values or through an Arrow view, and
+// both delete exactly the rows named on every key column.
+func TestDeleteRowsByValuesAndByView(t *testing.T) {
+	s := openStore(t, Options{})
+	keys := func(from, to int) arrow.RecordBatch {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema([]arrow.Field{
+			{Name: "a", Type: arrow.BinaryTypes.String}, {Name: "b", Type: arrow.BinaryTypes.String}}, nil))
+		defer b.Release()
+		for i := from; i < to; i++ {
+			b.Field(0).(*array.StringBuilder).Append(fmt.Sprint("k", i))
+			b.Field(1).(*array.StringBuilder).Append("x")
+		}
+		return b.NewRecordBatch()
+	}
+	err := s.Apply(context.Background(), func(ctx context.Context, tx *Tx) error {
+		if err := tx.exec(ctx, "CREATE TEMP TABLE kt AS SELECT 'k' || i AS a, CASE WHEN i % 2 = 0 THEN 'x' ELSE 'y' END AS b FROM range(1000) r(i)"); err != nil {
+			return err
+		}
+		many, few := keys(0, deleteByValues*2), keys(900, 904)
+		defer many.Release()
+		defer few.Release()
+		for _, k := range []arrow.RecordBatch{many, few} {
+			if err := deleteRows(ctx, tx, "kt", k); err != nil {
+				return err
+			}
+		}
+		var left int64
+		if err := tx.Query(ctx, "SELECT count(*) FROM kt", nil, func(row []driver.Value) error { left = row[0].(int64); return nil }); err != nil {
+			return err
+		}
+		if want := int64(1000 - deleteByValues - 2); left != want { // only the keys whose b is 'x'
+			return fmt.Errorf("%d rows left, want %d", left, want)
+		}
+		return tx.exec(ctx, "DROP TABLE kt")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

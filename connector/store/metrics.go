@@ -14,6 +14,7 @@ type metrics struct {
 	mergeFailures     prometheus.Counter
 
 	analyticsRefreshSeconds prometheus.Histogram
+	analyticsApplySeconds   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,13 +48,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "hookbridge_store_state_merge_failures_total", Help: "Failed merges of subscription changes (retried).",
 		}),
 		analyticsRefreshSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "hookbridge_store_analytics_refresh_seconds", Help: "Time to fold subscription changes into the kept mailing-list and tag-popularity tables.",
+			Name: "hookbridge_store_analytics_refresh_seconds", Help: "Time to fold subscription changes into the kept mailing-list and tag-popularity tables, reading included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		analyticsApplySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookbridge_store_analytics_apply_seconds", Help: "The writer's share of a refresh of the kept analytics tables: replacing the rows.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 12),
 		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.commitSeconds, m.commitSize, m.checkpointSeconds, m.eventsStored, m.queueFull, m.unhealthy, m.mergeSeconds, m.mergeFailures,
-			m.analyticsRefreshSeconds)
+			m.analyticsRefreshSeconds, m.analyticsApplySeconds)
 	}
 	return m
 }
