@@ -96,7 +96,8 @@ var analyticsViews = []string{
 
 func migrateAnalytics(ctx context.Context, tx *sql.Tx) error {
 	// The views themselves are made by refreshViews, after every migration, since they read
-	// tables that later migrations add.
+	// tables that later migrations add. (This migration used to create them too; a file
+	// that ran it that way gets the same views from refreshViews.)
 	return execAll(ctx, tx,
 		`CREATE TABLE analytics_settings (zone VARCHAR NOT NULL)`,
 		`INSERT INTO analytics_settings VALUES ('UTC')`,
