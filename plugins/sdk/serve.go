@@ -68,12 +68,14 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 }
 
 // TransportServerOptions size the plugin's gRPC flow-control windows and socket buffers for
-// batches of a few megabytes: with gRPC's 64 KiB starting window a 1 MB batch waits for
-// window updates several times on its way in.
+// batches of a few megabytes (with gRPC's 64 KiB starting window a 1 MB batch waits for
+// window updates several times on its way in), and decode a batch without copying it
+// (writeCodec).
 func TransportServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(transportWindow), grpc.InitialConnWindowSize(transportWindow),
 		grpc.ReadBufferSize(transportBuffer), grpc.WriteBufferSize(transportBuffer),
+		grpc.ForceServerCodecV2(newWriteCodec()),
 	}
 }
 
@@ -82,6 +84,7 @@ func TransportDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(transportWindow), grpc.WithInitialConnWindowSize(transportWindow),
 		grpc.WithReadBufferSize(transportBuffer), grpc.WithWriteBufferSize(transportBuffer),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newWriteCodec())),
 	}
 }
 

@@ -1,0 +1,80 @@
+package sdk
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hookbridge/hookbridge/plugins/proto/sinkpb"
+)
+
+// TestWriteCodecMatchesProtobuf: the codec's WriteRequest bytes are protobuf's, it reads what
+// protobuf writes (unknown fields skipped) with arrow_ipc pointing into the message, and other
+// messages go through protobuf's codec.
+func TestWriteCodecMatchesProtobuf(t *testing.T) {
+	c := newWriteCodec()
+	for _, req := range []*sinkpb.WriteRequest{
+		{BatchId: "b-1", Attempt: 3, ArrowIpc: bytes.Repeat([]byte{7, 0, 255}, 100_000)},
+		{BatchId: "only an id"},
+		{Attempt: -1, ArrowIpc: []byte{1}},
+		{},
+	} {
+		want, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Materialize(), want) {
+			t.Errorf("%v: the codec's bytes differ from protobuf's", req.BatchId)
+		}
+		// What protobuf writes, plus a field this version does not know.
+		msg := protowire.AppendString(protowire.AppendTag(append([]byte(nil), want...), 99, protowire.BytesType), "from a later protocol")
+		var back sinkpb.WriteRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg[:len(msg)/2]), mem.SliceBuffer(msg[len(msg)/2:])}, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.BatchId != req.BatchId || back.Attempt != req.Attempt || !bytes.Equal(back.ArrowIpc, req.ArrowIpc) {
+			t.Errorf("read back %q %d %d bytes, want %q %d %d bytes", back.BatchId, back.Attempt, len(back.ArrowIpc), req.BatchId, req.Attempt, len(req.ArrowIpc))
+		}
+	}
+
+	// arrow_ipc is a slice of the message, not a copy.
+	msg, _ := proto.Marshal(&sinkpb.WriteRequest{BatchId: "b", ArrowIpc: []byte("ipc bytes")})
+	var req sinkpb.WriteRequest
+	if err := unmarshalWrite(msg, &req); err != nil {
+		t.Fatal(err)
+	}
+	msg[len(msg)-1] = '!'
+	if string(req.ArrowIpc) != "ipc byte!" {
+		t.Errorf("arrow_ipc is %q: copied out of the message", req.ArrowIpc)
+	}
+
+	// Broken input is refused.
+	for _, bad := range [][]byte{
+		{0x0a, 0x05, 'a'},        // batch_id shorter than its length
+		{0x1a},                   // arrow_ipc without a length
+		{0x0a, 0x02, 0xff, 0xfe}, // batch_id not UTF-8
+		{0x10, 0xff, 0xff, 0xff}, // attempt's varint cut short
+	} {
+		if err := unmarshalWrite(bad, &req); err == nil {
+			t.Errorf("% x: accepted", bad)
+		}
+	}
+
+	// Other messages are protobuf's business.
+	other := &sinkpb.WriteResponse{Error: "boom"}
+	data, err := c.Marshal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back sinkpb.WriteResponse
+	if err := c.Unmarshal(data, &back); err != nil || back.Error != "boom" {
+		t.Fatalf("WriteResponse through the codec: %v %q", err, back.Error)
+	}
+}
