@@ -3,7 +3,10 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the codec writeCodec wraps
@@ -18,7 +21,10 @@ import (
 // the few bytes of the other fields, and the plugin's arrow_ipc points into the received
 // message. At 10,000-row batches the copy took a fifth of a plugin's time. The record decoded
 // from it points there too (DecodeRecord copies nothing), and the message is the plugin's own.
-type writeCodec struct{ encoding.CodecV2 }
+type writeCodec struct {
+	encoding.CodecV2
+	bufs *batchBuffers // where requests are read into; nil: fresh memory each time
+}
 
 // Marshal encodes v; a WriteRequest's arrow_ipc is sent from where it is and must not change
 // until the call returns.
@@ -44,7 +50,9 @@ func (c writeCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(head), mem.SliceBuffer(req.ArrowIpc)}, nil
 }
 
-func newWriteCodec() writeCodec { return writeCodec{encoding.GetCodecV2("proto")} }
+func newWriteCodec(bufs *batchBuffers) writeCodec {
+	return writeCodec{encoding.GetCodecV2("proto"), bufs}
+}
 
 // Unmarshal decodes data into v.
 func (c writeCodec) Unmarshal(data mem.BufferSlice, v any) error {
@@ -52,8 +60,94 @@ func (c writeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
-	return unmarshalWrite(data.Materialize(), req)
+	if c.bufs == nil {
+		return unmarshalWrite(data.Materialize(), req)
+	}
+	buf := c.bufs.get(data.Len())
+	data.CopyTo(buf)
+	if err := unmarshalWrite(buf, req); err != nil {
+		c.bufs.put(buf)
+		return err
+	}
+	c.bufs.lend(req, buf)
+	return nil
 }
+
+// batchBuffers recycles the memory WriteRequests are read into, so that a plugin does not
+// zero a few fresh megabytes for every batch. A buffer comes back only once nothing holds it:
+// the record decoded from it gives it back when its last array is released, however long a
+// sink keeps the record.
+type batchBuffers struct {
+	mu   sync.Mutex
+	free [][]byte
+	lent map[*sinkpb.WriteRequest][]byte
+}
+
+// keepBuffers is how many free buffers batchBuffers keeps; maxLent how many requests it
+// tracks between their decoding and their Write.
+const (
+	keepBuffers = 4
+	maxLent     = 64
+)
+
+func (p *batchBuffers) get(n int) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, b := range p.free {
+		if cap(b) >= n {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			return b[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+func (p *batchBuffers) put(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) < keepBuffers {
+		p.free = append(p.free, b)
+	}
+}
+
+func (p *batchBuffers) lend(req *sinkpb.WriteRequest, b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lent == nil || len(p.lent) >= maxLent {
+		// Requests whose Write never ran (none, without interceptors) leave their buffers to
+		// the garbage collector rather than here.
+		p.lent = map[*sinkpb.WriteRequest][]byte{}
+	}
+	p.lent[req] = b
+}
+
+// owner returns what the record decoded from req holds its buffer through (nil when req was
+// not read into one of these buffers), and stops tracking req: the record does from now on.
+func (p *batchBuffers) owner(req *sinkpb.WriteRequest) memory.Allocator {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.lent[req]
+	if !ok {
+		return nil
+	}
+	delete(p.lent, req)
+	return &lentBuffer{pool: p, buf: b}
+}
+
+// lentBuffer gives buf back to pool when the record body sliced from it is freed. It
+// allocates nothing itself.
+type lentBuffer struct {
+	pool *batchBuffers
+	buf  []byte
+	once sync.Once
+}
+
+func (l *lentBuffer) Allocate(size int) []byte             { return make([]byte, size) }
+func (l *lentBuffer) Reallocate(size int, b []byte) []byte { return append(b[:0:0], b...)[:size] }
+func (l *lentBuffer) Free([]byte)                          { l.once.Do(func() { l.pool.put(l.buf) }) }
 
 // unmarshalWrite decodes a WriteRequest from b, with ArrowIpc a slice of b. Unknown fields
 // are skipped.

@@ -9,13 +9,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hookbridge/hookbridge/plugins/proto/sinkpb"
+	"github.com/hookbridge/hookbridge/schemas"
 )
 
 // TestWriteCodecMatchesProtobuf: the codec's WriteRequest bytes are protobuf's, it reads what
 // protobuf writes (unknown fields skipped) with arrow_ipc pointing into the message, and other
 // messages go through protobuf's codec.
 func TestWriteCodecMatchesProtobuf(t *testing.T) {
-	c := newWriteCodec()
+	c := newWriteCodec(nil)
 	for _, req := range []*sinkpb.WriteRequest{
 		{BatchId: "b-1", Attempt: 3, ArrowIpc: bytes.Repeat([]byte{7, 0, 255}, 100_000)},
 		{BatchId: "only an id"},
@@ -76,5 +77,48 @@ func TestWriteCodecMatchesProtobuf(t *testing.T) {
 	var back sinkpb.WriteResponse
 	if err := c.Unmarshal(data, &back); err != nil || back.Error != "boom" {
 		t.Fatalf("WriteResponse through the codec: %v %q", err, back.Error)
+	}
+}
+
+// TestBatchBuffersComeBackOnlyWhenReleased: the memory a batch was read into is reused only
+// once the record decoded from it is released by everyone, a sink that kept it included.
+func TestBatchBuffersComeBackOnlyWhenReleased(t *testing.T) {
+	rows := []schemas.Row{{Seq: 1, EventID: "a", EventType: "Subscribe", Email: "a@example.com"}, {Seq: 2, EventID: "b", EventType: "Test"}}
+	rec, err := schemas.BuildRecord(nil, schemas.DeliverySchema(), rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	payload, err := EncodeRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := proto.Marshal(&sinkpb.WriteRequest{BatchId: "b", ArrowIpc: payload})
+	bufs := &batchBuffers{}
+	c := newWriteCodec(bufs)
+	var req sinkpb.WriteRequest
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, &req); err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeRecord(req.ArrowIpc, bufs.owner(&req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Retain() // the sink keeps the record past Write
+	got.Release()
+	if len(bufs.free) != 0 {
+		t.Fatal("the buffer came back while a sink still holds the record")
+	}
+	other := bufs.get(len(msg)) // the next batch gets other memory
+	for i := range other {
+		other[i] = 0xee
+	}
+	back, err := schemas.RowsFromRecord(got)
+	if err != nil || len(back) != 2 || back[0].Email != "a@example.com" {
+		t.Fatalf("the kept record reads %v %+v", err, back)
+	}
+	got.Release()
+	if len(bufs.free) != 1 {
+		t.Fatalf("%d free buffers after the last release, want 1", len(bufs.free))
 	}
 }

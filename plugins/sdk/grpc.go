@@ -37,13 +37,15 @@ type GRPCPlugin struct {
 	Impl Sink
 	// Logger is handed to Impl in Configure.
 	Logger *slog.Logger
+
+	bufs *batchBuffers // where Serve's codec reads batches into
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // GRPCServer registers the sink's server.
 func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	sinkpb.RegisterSinkServer(s, &server{impl: p.Impl, log: p.Logger})
+	sinkpb.RegisterSinkServer(s, &server{impl: p.Impl, log: p.Logger, bufs: p.bufs})
 	return nil
 }
 
@@ -58,6 +60,7 @@ type server struct {
 	impl    Sink
 	log     *slog.Logger
 	mapping *schemas.Mapping
+	bufs    *batchBuffers
 }
 
 func (s *server) Spec(ctx context.Context, _ *sinkpb.SpecRequest) (*sinkpb.SpecResponse, error) {
@@ -118,7 +121,8 @@ func (s *server) Check(ctx context.Context, _ *sinkpb.CheckRequest) (*sinkpb.Che
 }
 
 func (s *server) Write(ctx context.Context, req *sinkpb.WriteRequest) (*sinkpb.WriteResponse, error) {
-	rec, err := DecodeRecord(req.ArrowIpc)
+	owner := s.bufs.owner(req)
+	rec, err := decodeRecord(req.ArrowIpc, owner)
 	if err != nil {
 		return nil, err
 	}

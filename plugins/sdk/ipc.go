@@ -69,7 +69,13 @@ func dataSize(d arrow.ArrayData, offset, length int) int {
 // DecodeRecord reads the record EncodeRecord wrote. The record's buffers point into b (no
 // copy is made), so b must not change while the record is in use. The caller releases it.
 func DecodeRecord(b []byte) (arrow.RecordBatch, error) {
-	r, err := ipc.NewReaderFromMessageReader(&sliceMessages{b: b}, ipc.WithAllocator(memory.DefaultAllocator))
+	return decodeRecord(b, nil)
+}
+
+// decodeRecord is DecodeRecord; when owner is not nil, the record's buffers hold b through
+// it, and owner.Free is called once nothing holds them any more.
+func decodeRecord(b []byte, owner memory.Allocator) (arrow.RecordBatch, error) {
+	r, err := ipc.NewReaderFromMessageReader(&sliceMessages{b: b, owner: owner}, ipc.WithAllocator(memory.DefaultAllocator))
 	if err != nil {
 		return nil, fmt.Errorf("sdk: decode batch: %w", err)
 	}
@@ -88,8 +94,9 @@ func DecodeRecord(b []byte) (arrow.RecordBatch, error) {
 // sliceMessages reads the messages of an IPC stream held in memory, each one's metadata and
 // body sliced from the stream instead of copied out of it (ipc.NewReader copies every body).
 type sliceMessages struct {
-	b   []byte
-	msg *ipc.Message
+	b     []byte
+	msg   *ipc.Message
+	owner memory.Allocator // when set, a record body is counted against it (see decodeRecord)
 }
 
 // ipcContinuation marks a message's length in the IPC stream format.
@@ -125,7 +132,12 @@ func (r *sliceMessages) Message() (*ipc.Message, error) {
 	if bodyLen < 0 || start+uint64(bodyLen) > uint64(len(r.b)) {
 		return nil, fmt.Errorf("arrow ipc: message body of %d bytes runs past the stream", bodyLen)
 	}
-	body := memory.NewBufferBytes(r.b[start : start+uint64(bodyLen)])
+	bodyBytes := r.b[start : start+uint64(bodyLen)]
+	body := memory.NewBufferBytes(bodyBytes)
+	if r.owner != nil && bodyLen > 0 {
+		body = memory.NewBufferWithAllocator(bodyBytes, r.owner)
+		defer body.Release() // the message holds it now, then the arrays sliced from it
+	}
 	r.msg = ipc.NewMessage(meta, body)
 	r.b = r.b[start+uint64(bodyLen):]
 	return r.msg, nil

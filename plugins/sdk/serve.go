@@ -53,13 +53,15 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 		}
 	}
 	go exitWithParent(log)
+	bufs := &batchBuffers{}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{
-			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: sink, Logger: log}},
+			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: sink, Logger: log, bufs: bufs}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return plugin.DefaultGRPCServer(append(opts, TransportServerOptions()...))
+			opts = append(opts, TransportServerOptions()...)
+			return plugin.DefaultGRPCServer(append(opts, grpc.ForceServerCodecV2(newWriteCodec(bufs))))
 		},
 		// go-plugin's own messages, in the same JSON shape the host re-levels.
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn}),
@@ -75,7 +77,7 @@ func TransportServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(transportWindow), grpc.InitialConnWindowSize(transportWindow),
 		grpc.ReadBufferSize(transportBuffer), grpc.WriteBufferSize(transportBuffer),
-		grpc.ForceServerCodecV2(newWriteCodec()),
+		grpc.ForceServerCodecV2(newWriteCodec(nil)),
 	}
 }
 
@@ -84,7 +86,7 @@ func TransportDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(transportWindow), grpc.WithInitialConnWindowSize(transportWindow),
 		grpc.WithReadBufferSize(transportBuffer), grpc.WithWriteBufferSize(transportBuffer),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newWriteCodec())),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newWriteCodec(nil))),
 	}
 }
 
