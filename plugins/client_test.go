@@ -245,36 +245,42 @@ func TestRestartAfterCrashBetweenCalls(t *testing.T) {
 
 // TestPluginDiesWithItsHost SIGKILLs a host process and checks that its plugin goes too.
 func TestPluginDiesWithItsHost(t *testing.T) {
-	host := exec.Command(os.Args[0])
-	host.Env = append(os.Environ(), roleEnv+"=host")
-	out, err := host.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := host.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		host.Process.Kill()
-		t.Fatalf("host: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid == 0 {
-		host.Process.Kill()
-		t.Fatalf("host said %q", line)
-	}
-	if !processAlive(pid) {
-		t.Fatal("the plugin is not running")
-	}
-	host.Process.Signal(syscall.SIGKILL)
-	host.Wait()
-	for i := 0; processAlive(pid); i++ {
-		if i > 300 {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("plugin %d outlived its SIGKILLed host", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// "host" runs an SDK plugin, which also watches its parent; "host-bare" runs one that
+	// does not, so only the parent-death signal can end it.
+	for _, role := range []string{"host", "host-bare"} {
+		t.Run(role, func(t *testing.T) {
+			host := exec.Command(os.Args[0])
+			host.Env = append(os.Environ(), roleEnv+"="+role)
+			out, err := host.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := host.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil {
+				host.Process.Kill()
+				t.Fatalf("host: %v", err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil || pid == 0 {
+				host.Process.Kill()
+				t.Fatalf("host said %q", line)
+			}
+			if !processAlive(pid) {
+				t.Fatal("the plugin is not running")
+			}
+			host.Process.Signal(syscall.SIGKILL)
+			host.Wait()
+			for i := 0; processAlive(pid); i++ {
+				if i > 300 {
+					syscall.Kill(pid, syscall.SIGKILL)
+					t.Fatalf("plugin %d outlived its SIGKILLed host", pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 

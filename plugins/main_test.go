@@ -43,8 +43,18 @@ func TestMain(m *testing.M) {
 		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: hs, VersionedPlugins: map[int]plugin.PluginSet{2: {sdk.PluginName: &sdk.GRPCPlugin{Impl: &scriptedSink{}}}},
 			GRPCServer: plugin.DefaultGRPCServer, Logger: hclog.NewNullLogger()})
 		os.Exit(0)
-	case "host":
-		c, err := Start(context.Background(), self("plugin"), slog.Default())
+	case "plugin-bare":
+		// go-plugin's server without sdk.Serve: nothing in the plugin watches its parent, so
+		// only the parent-death signal the host sets can end it.
+		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: sdk.Handshake, VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: &sdk.GRPCPlugin{Impl: &scriptedSink{}}}},
+			GRPCServer: plugin.DefaultGRPCServer, Logger: hclog.NewNullLogger()})
+		os.Exit(0)
+	case "host", "host-bare":
+		role := "plugin"
+		if os.Getenv(roleEnv) == "host-bare" {
+			role = "plugin-bare"
+		}
+		c, err := Start(context.Background(), self(role), slog.Default())
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
@@ -164,6 +174,9 @@ func (discardSink) Write(ctx context.Context, b *sdk.Batch) error {
 	return b.Each(func(*schemas.Row) error { return nil })
 }
 func (discardSink) Close(ctx context.Context) error { return nil }
+
+// ReusesRecordMemory: the discard sink keeps nothing.
+func (discardSink) ReusesRecordMemory() {}
 
 // ledger reads what the scripted sink recorded: batch id -> rows written.
 func ledger(t *testing.T, path string) map[string]int {

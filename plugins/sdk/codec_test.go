@@ -122,3 +122,19 @@ func TestBatchBuffersComeBackOnlyWhenReleased(t *testing.T) {
 		t.Fatalf("%d free buffers after the last release, want 1", len(bufs.free))
 	}
 }
+
+// TestWriteCodecKnowsEveryField: the codec writes and reads WriteRequest's fields by number;
+// a field added to the protocol must be added to it too.
+func TestWriteCodecKnowsEveryField(t *testing.T) {
+	fields := (&sinkpb.WriteRequest{}).ProtoReflect().Descriptor().Fields()
+	known := map[protowire.Number]string{1: "batch_id", 2: "attempt", 3: "arrow_ipc"}
+	if fields.Len() != len(known) {
+		t.Fatalf("WriteRequest has %d fields; the codec knows %d", fields.Len(), len(known))
+	}
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if known[f.Number()] != string(f.Name()) {
+			t.Errorf("field %d is %s; the codec takes it for %q", f.Number(), f.Name(), known[f.Number()])
+		}
+	}
+}

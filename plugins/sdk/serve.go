@@ -53,7 +53,10 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 		}
 	}
 	go exitWithParent(log)
-	bufs := &batchBuffers{}
+	var bufs *batchBuffers // nil: every batch is read into fresh memory
+	if _, ok := sink.(RecordMemoryReuser); ok {
+		bufs = &batchBuffers{}
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{

@@ -64,6 +64,16 @@ type Poller interface {
 	Poll(ctx context.Context, jobs []Job) ([]RowResult, error)
 }
 
+// RecordMemoryReuser is implemented by a sink that keeps nothing of a Batch's Record once
+// Write has returned: no record or array it has not Retained, and no string or byte slice
+// read from one, since those point into the batch's memory (strings.Clone copies a string).
+// Typed rows (Rows, Each) are copies and may be kept. The SDK then reads later batches into
+// the memory of earlier ones, given back once their record is released, instead of zeroing
+// fresh memory for each: at 10,000-row batches that is about a tenth of a plugin's time.
+type RecordMemoryReuser interface {
+	ReusesRecordMemory()
+}
+
 // Job is one row accepted as an asynchronous job.
 type Job struct {
 	Seq   int64

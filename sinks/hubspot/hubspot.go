@@ -567,6 +567,10 @@ func (s *Sink) send(ctx context.Context, method, path string, body []byte) (*ans
 }
 
 // Close implements sdk.Sink.
+// ReusesRecordMemory: the sink reads batches as typed rows, which are copies, and keeps
+// nothing of the record (sdk.RecordMemoryReuser).
+func (s *Sink) ReusesRecordMemory() {}
+
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

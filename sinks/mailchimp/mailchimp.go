@@ -710,6 +710,10 @@ func (s *Sink) Check(ctx context.Context) error {
 }
 
 // Close implements sdk.Sink.
+// ReusesRecordMemory: the sink reads batches as typed rows, which are copies, and keeps
+// nothing of the record (sdk.RecordMemoryReuser).
+func (s *Sink) ReusesRecordMemory() {}
+
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
