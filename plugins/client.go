@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/hookbridge/hookbridge/plugins/proto/sinkpb"
@@ -68,6 +69,11 @@ type Client struct {
 	failures   int
 	notBefore  time.Time
 	closed     bool
+	// lastOK is when the plugin last answered; a call after healthEvery without one is
+	// preceded by a health check.
+	lastOK        time.Time
+	healthEvery   time.Duration
+	healthTimeout time.Duration
 	// sockDir is the private folder (mode 0700) the plugin puts its socket in, kept across
 	// restarts and removed by Close.
 	sockDir string
@@ -78,7 +84,7 @@ func Start(ctx context.Context, launch Launch, log *slog.Logger) (*Client, error
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{launch: launch, log: log}
+	c := &Client{launch: launch, log: log, healthEvery: healthEvery, healthTimeout: healthTimeout}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.start(ctx); err != nil {
@@ -208,13 +214,39 @@ func (c *Client) configure(ctx context.Context, req *sinkpb.ConfigureRequest) er
 	return nil
 }
 
-// ready (re)starts a dead plugin, waiting out the restart back-off (c.mu held).
+// A plugin that has not answered for healthEvery gets a health check (gRPC's health service,
+// which go-plugin serves) before the next call; one that does not pass it within
+// healthTimeout is taken for hung, killed and started again like a crashed one.
+const (
+	healthEvery   = 30 * time.Second
+	healthTimeout = 5 * time.Second
+)
+
+// ready (re)starts a dead or hung plugin, waiting out the restart back-off (c.mu held).
 func (c *Client) ready(ctx context.Context) error {
 	if c.closed {
 		return fmt.Errorf("plugins: %s: closed", c.launch.Name)
 	}
 	if c.pc != nil && !c.pc.Exited() {
-		return nil
+		if time.Since(c.lastOK) < c.healthEvery {
+			return nil
+		}
+		err := c.healthy(ctx)
+		if err == nil {
+			c.lastOK = time.Now()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("plugins: plugin failed its health check; restarting it", "plugin", c.launch.Name, "err", err)
+		// go-plugin's Kill first asks the plugin to shut down and waits for it to go,
+		// which a hung plugin never does: end the process before that.
+		if rc := c.pc.ReattachConfig(); rc != nil {
+			if p, err := os.FindProcess(rc.Pid); err == nil {
+				p.Kill()
+			}
+		}
 	}
 	if wait := time.Until(c.notBefore); wait > 0 {
 		select {
@@ -237,7 +269,24 @@ func (c *Client) ready(ctx context.Context) error {
 		return err
 	}
 	c.failures = 0
+	c.lastOK = time.Now()
 	return nil
+}
+
+// healthy asks go-plugin's health service whether the plugin answers (c.mu held).
+func (c *Client) healthy(ctx context.Context) error {
+	proto, err := c.pc.Client()
+	if err != nil {
+		return err
+	}
+	gc, ok := proto.(*plugin.GRPCClient)
+	if !ok {
+		return proto.Ping()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.healthTimeout)
+	defer cancel()
+	_, err = grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	return err
 }
 
 // callError classifies a failed call. A plugin that is gone (the connection is unavailable)
@@ -254,6 +303,9 @@ func (c *Client) callError(what string, err error) error {
 		c.failures++
 		c.notBefore = time.Now().Add(min(50*time.Millisecond<<min(c.failures-1, 9), 30*time.Second))
 		return fmt.Errorf("%w: %s during %s: %v", ErrPluginExited, c.launch.Name, what, err)
+	}
+	if code := status.Code(err); code == codes.DeadlineExceeded || code == codes.Canceled {
+		c.lastOK = time.Time{} // a call that ran out of time: check the plugin before the next
 	}
 	return fmt.Errorf("plugins: %s: %s: %w", c.launch.Name, what, err)
 }
@@ -280,24 +332,21 @@ func (c *Client) Check(ctx context.Context) error {
 	if err != nil {
 		return c.callError("check", err)
 	}
+	c.lastOK = time.Now()
 	if resp.Error != "" {
 		return fmt.Errorf("plugins: %s: check: %s", c.launch.Name, resp.Error)
 	}
 	return nil
 }
 
-// Ping reports whether the plugin process answers.
+// Ping reports whether the plugin process answers its health check.
 func (c *Client) Ping() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.pc == nil || c.pc.Exited() {
 		return ErrPluginExited
 	}
-	conn, err := c.pc.Client()
-	if err != nil {
-		return err
-	}
-	return conn.Ping()
+	return c.healthy(context.Background())
 }
 
 // Write sends one batch and returns the rows' outcomes (rows not listed were delivered).
@@ -356,6 +405,7 @@ func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arr
 	if err != nil {
 		return nil, c.callError("write", err)
 	}
+	c.lastOK = time.Now()
 	switch {
 	case resp.SinkError != nil:
 		se := resp.SinkError
@@ -383,6 +433,7 @@ func (c *Client) Poll(ctx context.Context, jobs []sdk.Job) ([]sdk.RowResult, err
 	if err != nil {
 		return nil, c.callError("poll", err)
 	}
+	c.lastOK = time.Now()
 	if resp.Error != "" {
 		return nil, fmt.Errorf("plugins: %s: poll: %s", c.launch.Name, resp.Error)
 	}

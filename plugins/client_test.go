@@ -175,6 +175,39 @@ func TestWrongProtocolVersionRefused(t *testing.T) {
 // TestSIGKILLMidBatch kills the plugin while a Write is in flight: the call fails with
 // ErrPluginExited, nothing is recorded as delivered, and the next call restarts the plugin
 // (configured again) and delivers the batch exactly once.
+// TestHungPluginIsRestarted: a plugin process that is alive but does not answer (stopped
+// here with SIGSTOP) fails the health check before the next call, is killed, and the call goes
+// to a new process.
+func TestHungPluginIsRestarted(t *testing.T) {
+	c := start(t, "plugin", nil)
+	set := scriptedSettings{Ledger: filepath.Join(t.TempDir(), "ledger")}
+	if err := c.Configure(context.Background(), "crm", settings(t, set), nil); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.healthEvery, c.healthTimeout = 0, 300*time.Millisecond // check before every call
+	c.mu.Unlock()
+	if _, err := c.Write(context.Background(), "batch-1", 1, rowsRecord(t, "a@example.com")); err != nil {
+		t.Fatalf("write to a healthy plugin: %v", err)
+	}
+	pid := c.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Write(ctx, "batch-2", 1, rowsRecord(t, "b@example.com")); err != nil {
+		t.Fatalf("write after the plugin hung: %v", err)
+	}
+	if got := c.PID(); got == pid || got == 0 {
+		t.Errorf("plugin pid %d after the health check failed (was %d)", got, pid)
+	}
+	if n := ledger(t, set.Ledger)["batch-2"]; n != 1 {
+		t.Errorf("the new process wrote %d rows of batch-2, want 1", n)
+	}
+}
+
 func TestSIGKILLMidBatch(t *testing.T) {
 	c := start(t, "plugin", nil)
 	dir := t.TempDir()
