@@ -240,13 +240,7 @@ func (c *Client) ready(ctx context.Context) error {
 			return ctx.Err()
 		}
 		c.log.Warn("plugins: plugin failed its health check; restarting it", "plugin", c.launch.Name, "err", err)
-		// go-plugin's Kill first asks the plugin to shut down and waits for it to go,
-		// which a hung plugin never does: end the process before that.
-		if rc := c.pc.ReattachConfig(); rc != nil {
-			if p, err := os.FindProcess(rc.Pid); err == nil {
-				p.Kill()
-			}
-		}
+		c.killProcess()
 	}
 	if wait := time.Until(c.notBefore); wait > 0 {
 		select {
@@ -471,9 +465,22 @@ func (c *Client) Close() error {
 		_, err = c.rpc.Close(ctx, &sinkpb.CloseRequest{})
 		cancel()
 	}
+	if err != nil {
+		c.killProcess() // it did not answer: it may not answer go-plugin's shutdown either
+	}
 	c.pc.Kill()
 	if err != nil {
 		return fmt.Errorf("plugins: %s: close: %w", c.launch.Name, err)
 	}
 	return nil
+}
+
+// killProcess ends the plugin process at once (c.mu held). go-plugin's Kill first asks the
+// plugin to shut down and waits for it to go, which a hung plugin never does.
+func (c *Client) killProcess() {
+	if rc := c.pc.ReattachConfig(); rc != nil && !c.pc.Exited() {
+		if p, err := os.FindProcess(rc.Pid); err == nil {
+			p.Kill()
+		}
+	}
 }
