@@ -13,6 +13,7 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -147,11 +148,21 @@ func Run(t *testing.T, cfg Config) {
 		})
 	}
 	t.Run("close releases everything", func(t *testing.T) {
+		if cfg.Reset != nil {
+			cfg.Reset(t)
+		}
 		before := runtime.NumGoroutine()
 		for i := 0; i < 3; i++ {
 			sink := cfg.New()
 			if err := sink.Configure(context.Background(), sdk.Config{Name: "conformance", Settings: cfg.Settings, Mapping: mapping(t, cfg.Mapping), Logger: discardLogger()}); err != nil {
 				t.Fatal(err)
+			}
+			// A sink that wrote (connections opened, workers started) must release that too.
+			rec := Record(t, sink.Spec(), cfg.Mapping, cfg.Rows)
+			err := sink.Write(context.Background(), sdk.NewBatch(fmt.Sprint("conformance-close-", i), 1, rec, mapping(t, cfg.Mapping)))
+			rec.Release()
+			if err != nil {
+				t.Fatalf("write: %v", err)
 			}
 			if err := sink.Close(context.Background()); err != nil {
 				t.Fatalf("close: %v", err)
@@ -161,7 +172,7 @@ func Run(t *testing.T, cfg Config) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if after := runtime.NumGoroutine(); after > before {
-			t.Errorf("%d goroutines before, %d after configuring and closing three sinks", before, after)
+			t.Errorf("%d goroutines before, %d after configuring, writing to and closing three sinks", before, after)
 		}
 	})
 }
