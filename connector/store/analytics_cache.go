@@ -450,7 +450,9 @@ func (s *Store) maybeRefreshAnalytics(idle bool) {
 	go func() {
 		defer s.background.Done()
 		defer s.analyticsRunning.Store(false)
-		if err := s.refreshAnalytics(s.backgroundCtx, gen, behind); err != nil && s.backgroundCtx.Err() == nil {
+		// Not cancelled by Close, which waits for it (see Close); once the store is closing
+		// the writer refuses the change.
+		if err := s.refreshAnalytics(context.Background(), gen, behind); err != nil && !errors.Is(err, ErrUnavailable) {
 			s.log.Warn("store: refreshing the kept analytics tables failed; the views compute more until the next try", "err", err)
 		}
 	}()

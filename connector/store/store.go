@@ -157,10 +157,8 @@ type Store struct {
 	analyticsGen       int64       // writer-only: bumped when the kept tables are rebuilt, so a refresh computed before is dropped
 	analyticsRunning   atomic.Bool // a refresh is under way
 
-	// work the writer starts in goroutines (analytics refreshes); Close cancels and waits
-	background       sync.WaitGroup
-	backgroundCtx    context.Context
-	cancelBackground context.CancelFunc
+	// work the writer starts in goroutines (analytics refreshes); Close waits for it
+	background sync.WaitGroup
 
 	health atomic.Pointer[error] // non-nil when writes fail fatally
 
@@ -191,7 +189,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		watchCh:    make(chan struct{}),
 	}
-	s.backgroundCtx, s.cancelBackground = context.WithCancel(context.Background())
 	c, err := duckdb.NewConnector(s.dsn(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Path, explainOpenError(err))
@@ -369,9 +366,11 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		s.cancelBackground()
 		<-s.writerDone
-		s.background.Wait() // after the writer, the only one to start them, has stopped
+		// After the writer, the only one to start them, has stopped. A refresh is let finish
+		// rather than interrupted: a DuckDB query interrupted as the store closed sometimes
+		// kept the database from closing, and the next Open of the file waited for ever.
+		s.background.Wait()
 		s.closeAppenders()
 		if s.wconn != nil {
 			if _, cerr := s.wconn.ExecContext(context.Background(), "CHECKPOINT"); cerr != nil && s.health.Load() == nil {
