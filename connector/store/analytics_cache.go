@@ -462,12 +462,5 @@ func (s *Store) maybeRefreshAnalytics(idle bool) {
 type txExecer struct{ tx *Tx }
 
 func (t txExecer) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	n, err := t.tx.Exec(ctx, q, args...)
-	return rowsAffected(n), err
+	return t.tx.conn.(driver.ExecerContext).ExecContext(ctx, q, namedArgs(args)) // a driver.Result is an sql.Result
 }
-
-// rowsAffected is an sql.Result that knows only its count.
-type rowsAffected int64
-
-func (n rowsAffected) LastInsertId() (int64, error) { return 0, errors.New("store: no insert id") }
-func (n rowsAffected) RowsAffected() (int64, error) { return int64(n), nil }

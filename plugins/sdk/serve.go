@@ -63,8 +63,7 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: sink, Logger: log, bufs: bufs}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, TransportServerOptions()...)
-			return plugin.DefaultGRPCServer(append(opts, grpc.ForceServerCodecV2(newWriteCodec(bufs))))
+			return plugin.DefaultGRPCServer(append(opts, serverOptions(bufs)...))
 		},
 		// go-plugin's own messages, in the same JSON shape the host re-levels.
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn}),
@@ -72,19 +71,20 @@ func ServeArgs(sink Sink, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// TransportServerOptions size the plugin's gRPC flow-control windows and socket buffers for
-// batches of a few megabytes (with gRPC's 64 KiB starting window a 1 MB batch waits for
-// window updates several times on its way in), and decode a batch without copying it
-// (writeCodec).
-func TransportServerOptions() []grpc.ServerOption {
+// serverOptions size the plugin's gRPC flow-control windows and socket buffers for batches of
+// a few megabytes (with gRPC's 64 KiB starting window a 1 MB batch waits for window updates
+// several times on its way in), and decode a batch without copying it (writeCodec), into
+// bufs when the sink lets its memory be reused.
+func serverOptions(bufs *batchBuffers) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(transportWindow), grpc.InitialConnWindowSize(transportWindow),
 		grpc.ReadBufferSize(transportBuffer), grpc.WriteBufferSize(transportBuffer),
-		grpc.ForceServerCodecV2(newWriteCodec(nil)),
+		grpc.ForceServerCodecV2(newWriteCodec(bufs)),
 	}
 }
 
-// TransportDialOptions are the host's side of TransportServerOptions.
+// TransportDialOptions are the host's side of the plugin's gRPC settings: the same windows
+// and buffers, and the same codec.
 func TransportDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(transportWindow), grpc.WithInitialConnWindowSize(transportWindow),
