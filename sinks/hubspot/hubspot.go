@@ -566,11 +566,11 @@ func (s *Sink) send(ctx context.Context, method, path string, body []byte) (*ans
 	return &answer{status: resp.StatusCode, header: resp.Header, body: raw}, nil
 }
 
-// Close implements sdk.Sink.
 // ReusesRecordMemory: the sink reads batches as typed rows, which are copies, and keeps
 // nothing of the record (sdk.RecordMemoryReuser).
 func (s *Sink) ReusesRecordMemory() {}
 
+// Close implements sdk.Sink.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

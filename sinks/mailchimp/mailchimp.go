@@ -709,11 +709,11 @@ func (s *Sink) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close implements sdk.Sink.
 // ReusesRecordMemory: the sink reads batches as typed rows, which are copies, and keeps
 // nothing of the record (sdk.RecordMemoryReuser).
 func (s *Sink) ReusesRecordMemory() {}
 
+// Close implements sdk.Sink.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
