@@ -293,22 +293,18 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 	return nil
 }
 
-// loadSubscriptionIDs fills the filter of known subscription ids from the table.
+// loadSubscriptionIDs fills the filter of known subscription ids from the table, on a
+// connection of its own (the writer's transaction may have failed).
 func (s *Store) loadSubscriptionIDs(ctx context.Context) error {
-	var n int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM subscriptions").Scan(&n); err != nil {
-		return fmt.Errorf("store: count subscriptions: %w", err)
-	}
-	f, err := loadIDFilter(ctx, s.db, n, "SELECT subscription_id FROM subscriptions")
+	err := s.RawConn(ctx, func(c driver.Conn) error { return s.noteSubscriptionIDs(ctx, &Tx{conn: c, store: s}) })
 	if err != nil {
 		return fmt.Errorf("store: load subscription ids: %w", err)
 	}
-	s.subsSeen = f
 	return nil
 }
 
 // noteSubscriptionIDs replaces the filter of known subscription ids with the ids of the
-// subscriptions table as the writer's transaction sees it (after the table was rebuilt). A
+// subscriptions table as tx sees it (the writer's, after the table was rebuilt). A
 // new filter, not more ids added to the old one: every id added counts towards the filter's
 // size, so adding the whole table again at each rebuild would grow it without end.
 func (s *Store) noteSubscriptionIDs(ctx context.Context, tx *Tx) error {
