@@ -19,10 +19,11 @@ type Output struct {
 // NewOutput returns an Output writing to w.
 func NewOutput(w io.Writer) *Output { return &Output{w: w} }
 
-func (o *Output) writeLine(line []byte) {
+// writeLines writes whole lines in one write, so no other plugin's come between them.
+func (o *Output) writeLines(lines []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.w.Write(line) // nowhere to report a failed write: the plugin wrote its line already
+	o.w.Write(lines) // nowhere to report a failed write: the plugin wrote its lines already
 }
 
 // lineWriter gathers one plugin process's output into lines for an Output. go-plugin calls
@@ -34,15 +35,9 @@ type lineWriter struct {
 
 func (l *lineWriter) Write(p []byte) (int, error) {
 	l.buf = append(l.buf, p...)
-	start := 0
-	for {
-		i := bytes.IndexByte(l.buf[start:], '\n')
-		if i < 0 {
-			break
-		}
-		l.out.writeLine(l.buf[start : start+i+1])
-		start += i + 1
+	if end := bytes.LastIndexByte(l.buf, '\n') + 1; end > 0 {
+		l.out.writeLines(l.buf[:end])
+		l.buf = append(l.buf[:0], l.buf[end:]...)
 	}
-	l.buf = append(l.buf[:0], l.buf[start:]...)
 	return len(p), nil
 }
