@@ -168,7 +168,7 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.Active++
 	f.MaxActive = max(f.MaxActive, f.Active)
 	tooMany := f.Active > MaxConnections
-	delay, retryAfter := f.Delay, f.RetryAfter
+	delay, retryAfter, key := f.Delay, f.RetryAfter, f.Key
 	if tooMany {
 		f.Over++
 	}
@@ -179,7 +179,7 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	time.Sleep(delay)
-	if _, pw, ok := r.BasicAuth(); !ok || pw != f.key() {
+	if _, pw, ok := r.BasicAuth(); !ok || pw != key {
 		Problem(w, http.StatusUnauthorized, "API Key Invalid", "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
 		return
 	}
@@ -235,12 +235,6 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.handle(w, r)
-}
-
-func (f *Server) key() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Key
 }
 
 // handle answers an authenticated request (f.mu held).
