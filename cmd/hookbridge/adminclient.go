@@ -158,18 +158,16 @@ func elapsedLine(w io.Writer, label string) (stop func()) {
 	start := time.Now()
 	go func() {
 		defer close(finished)
-		shown := false
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
-				if shown || time.Since(start) >= time.Second {
+				if time.Since(start) >= time.Second { // the ticker has shown the line
 					fmt.Fprintf(w, "\r%s … %s\n", label, time.Since(start).Round(time.Second))
 				}
 				return
 			case <-t.C:
-				shown = true
 				fmt.Fprintf(w, "\r%s … %s", label, time.Since(start).Round(time.Second))
 			}
 		}
