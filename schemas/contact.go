@@ -110,7 +110,8 @@ func NormalizeEmail(s string) (email, key string, ok bool) {
 // letters) is no other country's.
 func NormalizePostcode(s string) string {
 	p := strings.ToUpper(strings.Join(strings.Fields(s), " "))
-	if ukPostcodeNoSpace.MatchString(p) {
+	// The pattern is 5 to 7 characters long: most postcodes (spaced, 4-digit, ZIP+4) skip it.
+	if len(p) >= 5 && len(p) <= 7 && ukPostcodeNoSpace.MatchString(p) {
 		p = p[:len(p)-3] + " " + p[len(p)-3:]
 	}
 	return p
