@@ -362,7 +362,10 @@ WHERE t.seq <= excluded.seq AND (%s) IS DISTINCT FROM (%s)`,
 var subscriptionFields = []string{"account_id", "account_code", "account_name", "calendar_id", "calendar_code", "calendar_title",
 	"email", "email_key", "first_name", "last_name", "phone", "postcode", "country_code", "marketing_consent", "tag_ids", "unsubscribe_reason"}
 
-// upsertSubscriptionsSQL folds the staged rows into the current-subscriptions table. An
+// upsertSubscriptionsSQL folds the staged rows into the current-subscriptions table. A row
+// makes or changes a subscription only when hookbridge knows the subscription's state (or the
+// row is itself a Subscribe or an Unsubscribe): a calendar-event change for a subscription
+// never seen subscribing is an event, not a subscriber, as in hookbridge's own table. An
 // ended subscription stays ended: no state, older or newer, turns it back to subscribed, and
 // an older row never overwrites a newer one's values. A row changes the table only when it
 // is newer than what the table holds, ends the subscription, or fills a value the table
@@ -387,6 +390,7 @@ SELECT DISTINCT ON (subscription_id) subscription_id,
 	coalesce(%s, CASE WHEN event_type = 'Unsubscribe' THEN 'unsubscribed' ELSE 'subscribed' END),
 	%s, %s, %s, event_id, event_type, seq, received_at
 FROM pg_temp.hookbridge_stage WHERE subscription_id IS NOT NULL AND subscription_id <> ''
+	AND (nullif(%s, '') IS NOT NULL OR event_type IN ('Subscribe', 'Unsubscribe'))
 ORDER BY subscription_id, seq DESC
 ON CONFLICT (subscription_id) DO UPDATE SET
 	status = CASE WHEN t.status = 'unsubscribed' OR excluded.status = 'unsubscribed' THEN 'unsubscribed' ELSE excluded.status END,
@@ -400,7 +404,7 @@ ON CONFLICT (subscription_id) DO UPDATE SET
 WHERE excluded.last_seq > t.last_seq OR (excluded.status = 'unsubscribed' AND t.status <> 'unsubscribed')
 	OR excluded.subscribed_at < t.subscribed_at OR excluded.unsubscribed_at < t.unsubscribed_at
 	OR %s`,
-		table, strings.Join(subscriptionFields, ", "), val("status"), strings.Join(sel, ", "), val("subscribed_at"), val("unsubscribed_at"), strings.Join(sets, ",\n\t"), strings.Join(fills, "\n\tOR "))
+		table, strings.Join(subscriptionFields, ", "), val("status"), strings.Join(sel, ", "), val("subscribed_at"), val("unsubscribed_at"), val("status"), strings.Join(sets, ",\n\t"), strings.Join(fills, "\n\tOR "))
 }
 
 // classify turns an error into what the delivery engine should do with the batch: data the

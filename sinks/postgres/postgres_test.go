@@ -289,6 +289,46 @@ func TestEndedSubscriptionIsNeverReopened(t *testing.T) {
 	}
 }
 
+// TestUnknownSubscriptionIsNotASubscriber: a calendar-event change for a subscription whose
+// state hookbridge does not know (no Subscribe seen: its status is null) is loaded as an event
+// but makes no subscriptions row; the Subscribe that arrives later does.
+func TestUnknownSubscriptionIsNotASubscriber(t *testing.T) {
+	dsn := testDSN(t)
+	schema, conn := testSchema(t, dsn)
+	s := open(t, settings(dsn, schema), "warehouse")
+	ctx := context.Background()
+	at := time.Date(2025, 9, 1, 9, 0, 0, 0, time.UTC)
+	row := func(seq int64, typ, status string) schemas.Row {
+		r := schemas.Row{Seq: seq, EventID: fmt.Sprint("e", seq), EventType: typ, EventTypeSent: typ, Source: "rokt", ReceivedAt: at, OccurredAt: at,
+			SubscriptionID: "sub-2", CalendarID: "cal-1", Status: status}
+		if status != "" { // delivery joins the known state's contact fields to every row
+			r.SubscribedAt = &at
+			r.Email, r.EmailKey = "b@example.com", "b@example.com"
+		}
+		return r
+	}
+	if err := s.Write(ctx, batch(t, "b1", []schemas.Row{row(1, "SubscriptionEventUpdated", "")}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT count(*) FROM "+schema+".events"); n != 1 {
+		t.Fatalf("%d events loaded, want 1", n)
+	}
+	if n := count(t, conn, "SELECT count(*) FROM "+schema+".subscriptions"); n != 0 {
+		t.Fatalf("a subscription never seen subscribing made %d subscriptions rows", n)
+	}
+	if err := s.Write(ctx, batch(t, "b2", []schemas.Row{row(2, "Subscribe", "subscribed"), row(3, "SubscriptionEventUpdated", "subscribed")}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var status, email string
+	var lastSeq int64
+	if err := conn.QueryRow(ctx, "SELECT status, email, last_seq FROM "+schema+".subscriptions WHERE subscription_id = 'sub-2'").Scan(&status, &email, &lastSeq); err != nil {
+		t.Fatal(err)
+	}
+	if status != "subscribed" || email != "b@example.com" || lastSeq != 3 {
+		t.Errorf("got status %s email %s last_seq %d", status, email, lastSeq)
+	}
+}
+
 // TestNewColumnIsAdded: a table made by an older version (fewer columns), and a column an
 // operator dropped, are completed on the next load.
 func TestNewColumnIsAdded(t *testing.T) {
