@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hookbridge/hookbridge/internal/suggest"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -266,31 +268,17 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("config: %s is empty", file)
 	}
-	// Unknown keys, reported with their lines before anything else.
-	var probe Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&probe); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var unknown []string
-			for _, e := range te.Errors {
-				if strings.Contains(e, "not found in type") {
-					unknown = append(unknown, strings.Replace(e, "field ", "unknown key ", 1))
-				}
-			}
-			if len(unknown) > 0 {
-				return nil, fmt.Errorf("config: %s: %s", file, strings.Join(cleanTypeNames(unknown), "; "))
-			}
-		}
+	// Unknown keys, reported with their lines and paths before anything else.
+	if unknown := unknownKeys(root.Content[0], reflect.TypeFor[Config](), ""); len(unknown) > 0 {
+		return nil, &ValidationError{File: file, Problems: unknown}
 	}
 	cfg := &Config{file: file, lines: map[string]int{}}
 	indexLines(root.Content[0], "", cfg.lines)
-	if err := interpolate(root.Content[0], "", getenv); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", file, err)
+	if missing := interpolate(root.Content[0], "", getenv, nil); len(missing) > 0 {
+		return nil, &ValidationError{File: file, Problems: missing}
 	}
 	if err := root.Content[0].Decode(cfg); err != nil {
-		return nil, fmt.Errorf("config: %s: %s", file, strings.Join(cleanTypeNames([]string{err.Error()}), ""))
+		return nil, &ValidationError{File: file, Problems: cfg.decodeProblems(err)}
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -299,14 +287,84 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	return cfg, nil
 }
 
-var typeNameRE = regexp.MustCompile(` in type [\w.]+`)
+// unknownKeys lists every mapping key below n that t (the Go type the node decodes into)
+// has no field for, with its line, its path and the nearest known key. Free-form maps (a
+// sink's settings, checked by its plugin) are not looked into.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var problems []string
+	switch {
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, c := range n.Content {
+			problems = append(problems, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fields[name] = f.Type
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			ft, ok := fields[key]
+			if !ok {
+				msg := fmt.Sprintf("line %d: %s: unknown key", n.Content[i].Line, p)
+				if near := suggest.Nearest(key, names); near != "" {
+					msg += fmt.Sprintf(" (did you mean %s?)", near)
+				}
+				problems = append(problems, msg)
+				continue
+			}
+			problems = append(problems, unknownKeys(n.Content[i+1], ft, p)...)
+		}
+	}
+	return problems
+}
 
-func cleanTypeNames(msgs []string) []string {
+var decodeLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// decodeProblems turns yaml's decoding errors ("line 12: cannot unmarshal …") into problems
+// that also name the key written on that line.
+func (c *Config) decodeProblems(err error) []string {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	byLine := map[int]string{}
+	for p, l := range c.lines {
+		if q, ok := byLine[l]; !ok || len(p) > len(q) {
+			byLine[l] = p // the deepest key on the line: "limits.max_body", not "limits"
+		}
+	}
 	for i, m := range msgs {
-		msgs[i] = strings.TrimPrefix(typeNameRE.ReplaceAllString(m, ""), "yaml: unmarshal errors:\n  ")
+		m = typeNameRE.ReplaceAllString(m, "")
+		if sm := decodeLineRE.FindStringSubmatch(m); sm != nil {
+			line, _ := strconv.Atoi(sm[1])
+			if p, ok := byLine[line]; ok {
+				m = fmt.Sprintf("line %d: %s: %s", line, p, m[len(sm[0]):])
+			}
+		}
+		msgs[i] = m
 	}
 	return msgs
 }
+
+var typeNameRE = regexp.MustCompile(` in type [\w.]+| into [\w.]+`)
 
 // indexLines records the line of every key path below n.
 func indexLines(n *yaml.Node, path string, lines map[string]int) {
@@ -332,9 +390,9 @@ func indexLines(n *yaml.Node, path string, lines map[string]int) {
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // interpolate replaces ${NAME} (or ${NAME:-default}) in every scalar value; $$ is a literal
-// $. A reference to an unset variable without a default is an error naming the key. Values
-// taken from the environment are strings.
-func interpolate(n *yaml.Node, path string, getenv func(string) string) error {
+// $. It returns missing with a problem, naming the key, for every reference to an unset
+// variable without a default. Values taken from the environment are strings.
+func interpolate(n *yaml.Node, path string, getenv func(string) string, missing []string) []string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -342,21 +400,16 @@ func interpolate(n *yaml.Node, path string, getenv func(string) string) error {
 			if path != "" {
 				p = path + "." + p
 			}
-			if err := interpolate(n.Content[i+1], p, getenv); err != nil {
-				return err
-			}
+			missing = interpolate(n.Content[i+1], p, getenv, missing)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := interpolate(c, fmt.Sprintf("%s[%d]", path, i), getenv); err != nil {
-				return err
-			}
+			missing = interpolate(c, fmt.Sprintf("%s[%d]", path, i), getenv, missing)
 		}
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "$") {
-			return nil
+			return missing
 		}
-		var missing string
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 			if ref == "$$" {
 				return "$"
@@ -368,16 +421,11 @@ func interpolate(n *yaml.Node, path string, getenv func(string) string) error {
 			if m[2] != "" {
 				return m[3]
 			}
-			if missing == "" {
-				missing = m[1]
-			}
+			missing = append(missing, fmt.Sprintf("line %d: %s: environment variable %s is not set (export it, or write ${%s:-default})", n.Line, path, m[1], m[1]))
 			return ""
 		})
-		if missing != "" {
-			return fmt.Errorf("line %d: %s: environment variable %s is not set (export it, or write ${%s:-default})", n.Line, path, missing, missing)
-		}
 	}
-	return nil
+	return missing
 }
 
 func (c *Config) applyDefaults() {

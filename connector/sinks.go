@@ -6,10 +6,12 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/connector/schedule"
+	"github.com/hookbridge/hookbridge/internal/suggest"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -33,6 +35,30 @@ type SinkOpener func(ctx context.Context, sc SinkConfig) (*OpenedSink, error)
 
 var eventTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
+// checkEventType says what is wrong with an event type a sink names, or "". A sink matches
+// stored event types exactly, so a documented type in other letter case, or a name within a
+// few letters of one, would match nothing: both are refused. Any other name is allowed, since
+// an undocumented type is stored under the name its sender gave it.
+func checkEventType(t string) string {
+	if !eventTypeRE.MatchString(t) {
+		return fmt.Sprintf("%q is not an event type name (e.g. Subscribe, Unsubscribe, Test)", t)
+	}
+	known := make([]string, len(schemas.KnownTypes))
+	for i, k := range schemas.KnownTypes {
+		known[i] = string(k)
+		if t == known[i] {
+			return ""
+		}
+		if strings.EqualFold(t, known[i]) {
+			return fmt.Sprintf("%q is written %s", t, known[i])
+		}
+	}
+	if near := suggest.Nearest(t, known); near != "" {
+		return fmt.Sprintf("%q is not a documented event type (did you mean %s?)", t, near)
+	}
+	return ""
+}
+
 // validateSink checks one sink's delivery options (plugin settings are checked by the plugin).
 func (c *Config) validateSink(v *ValidationError, i int) {
 	s := c.Sinks[i]
@@ -41,8 +67,8 @@ func (c *Config) validateSink(v *ValidationError, i int) {
 		c.problem(v, p+".trigger", "%v", err)
 	}
 	for j, t := range s.Events {
-		if !eventTypeRE.MatchString(t) {
-			c.problem(v, fmt.Sprintf("%s.events[%d]", p, j), "%q is not an event type name (e.g. Subscribe, Unsubscribe, Test)", t)
+		if msg := checkEventType(t); msg != "" {
+			c.problem(v, fmt.Sprintf("%s.events[%d]", p, j), "%s", msg)
 		}
 	}
 	switch s.Start {

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/hookbridge/hookbridge/internal/suggest"
 )
 
 // Mapping maps normalised columns to a sink's field names, in column order. It is what a
@@ -134,31 +136,9 @@ func jsonValue(c *Column, v any) any {
 
 // nearestColumn suggests the column whose name is closest to name, or "".
 func nearestColumn(name string) string {
-	best, bestD := "", 4
-	for _, c := range columns {
-		if d := editDistance(name, c.Name); d < bestD {
-			best, bestD = c.Name, d
-		}
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.Name
 	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Nearest(name, names)
 }
