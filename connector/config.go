@@ -268,14 +268,14 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("config: %s is empty", file)
 	}
-	// Unknown keys, reported with their lines and paths before anything else.
-	if unknown := unknownKeys(root.Content[0], reflect.TypeFor[Config](), ""); len(unknown) > 0 {
-		return nil, &ValidationError{File: file, Problems: unknown}
-	}
+	// Unknown keys and unset variables are reported together, in line order.
+	problems := unknownKeys(root.Content[0], reflect.TypeFor[Config](), "")
 	cfg := &Config{file: file, lines: map[string]int{}}
 	indexLines(root.Content[0], "", cfg.lines)
-	if missing := interpolate(root.Content[0], "", getenv, nil); len(missing) > 0 {
-		return nil, &ValidationError{File: file, Problems: missing}
+	problems = interpolate(root.Content[0], "", getenv, problems)
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problemLine(problems[i]) < problemLine(problems[j]) })
+		return nil, &ValidationError{File: file, Problems: problems}
 	}
 	if err := root.Content[0].Decode(cfg); err != nil {
 		return nil, &ValidationError{File: file, Problems: cfg.decodeProblems(err)}
@@ -334,6 +334,15 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 }
 
 var decodeLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// problemLine is the line a problem starts with ("line 12: …"), or 0.
+func problemLine(p string) int {
+	if m := decodeLineRE.FindStringSubmatch(p); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
 
 // decodeProblems turns yaml's decoding errors ("line 12: cannot unmarshal …") into problems
 // that also name the key written on that line.

@@ -69,6 +69,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			[]string{"line 4: sources[0].formt: unknown key (did you mean format?)"}},
 		{"unknown sink key", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    triger: realtime\n  - name: other\n    plugin: jsonl\n    retry:\n      max_attempt: 3\n", nil,
 			[]string{"2 problems", "line 6: sinks[0].triger: unknown key (did you mean trigger?)", "line 10: sinks[1].retry.max_attempt: unknown key (did you mean max_attempts?)"}},
+		{"unknown key and missing env", "sinks:\n  - name: crm\n    plugin: jsonl\n    triger: realtime\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
+			[]string{"2 problems:\n  line 4: sinks[0].triger: unknown key (did you mean trigger?)\n  line 8: sources[0].auth.token: environment variable ROKT_TOKEN"}},
 		{"every missing env", "admin:\n  token: ${ADMIN_TOKEN}\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"2 problems", "line 2: admin.token: environment variable ADMIN_TOKEN", "line 6: sources[0].auth.token: environment variable ROKT_TOKEN"}},
 		{"event type typo", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
