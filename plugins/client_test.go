@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -195,6 +196,9 @@ func TestHungPluginIsRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGKILL)
+	// SIGSTOP takes effect when the kernel next schedules the process: a health check sent
+	// before that would still be answered.
+	waitStopped(t, pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := c.Write(ctx, "batch-2", 1, rowsRecord(t, "b@example.com")); err != nil {
@@ -206,6 +210,23 @@ func TestHungPluginIsRestarted(t *testing.T) {
 	if n := ledger(t, set.Ledger)["batch-2"]; n != 1 {
 		t.Errorf("the new process wrote %d rows of batch-2, want 1", n)
 	}
+}
+
+// waitStopped waits until process pid is stopped by a signal (state T in /proc).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'T' {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
 }
 
 func TestSIGKILLMidBatch(t *testing.T) {
