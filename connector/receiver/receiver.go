@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,41 @@ type Store interface {
 // database unavailable); the receiver answers them with 503 and Retry-After.
 type retryAfterer interface {
 	RetryAfter() time.Duration
+}
+
+// rule names why the receiver refused a request: the "rule" of its JSON answer and, for a
+// body it keeps, the reason in the rejected table. The decoder's rules (schemas.Rule) come
+// beside these; the README's tables name every one with its status (TestREADMENamesEveryRule).
+type rule string
+
+const (
+	ruleNotFound            rule = "not_found"            // an unclean path, or a token where the source takes none
+	ruleUnknownSource       rule = "unknown_source"       // no source by that name
+	ruleUnauthorized        rule = "unauthorized"         // missing or wrong credentials; nothing is kept
+	ruleUnreadableBody      rule = "unreadable_body"      // the body could not be read, or does not inflate
+	ruleTooLarge            rule = "too_large"            // over the source's max_body
+	ruleUnsupportedEncoding rule = "unsupported_encoding" // a Content-Encoding other than gzip, and the body is not readable without it
+	ruleUnavailable         rule = "unavailable"          // the store cannot take writes now; a retry can succeed
+	ruleStoreFailed         rule = "store_failed"         // the store failed otherwise
+)
+
+// status is the HTTP status a rule is answered with; the decoder's rules get 400.
+func (r rule) status() int {
+	switch r {
+	case ruleNotFound, ruleUnknownSource:
+		return http.StatusNotFound
+	case ruleUnauthorized:
+		return http.StatusUnauthorized
+	case ruleTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ruleUnsupportedEncoding:
+		return http.StatusUnsupportedMediaType
+	case ruleUnavailable:
+		return http.StatusServiceUnavailable
+	case ruleStoreFailed:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
 }
 
 // Source is one configured webhook source.
@@ -101,7 +137,7 @@ func NoRedirect(h http.Handler) http.Handler {
 			clean += "/"
 		}
 		if p == "" || p[0] != '/' || clean != p {
-			writeJSON(w, http.StatusNotFound, `{"error":{"rule":"not_found","detail":"no such path"}}`)
+			writeError(w, ruleNotFound, "no such path")
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -112,7 +148,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 	received := rc.now()
 	src, ok := rc.sources[r.PathValue("source")]
 	if !ok {
-		writeJSON(w, http.StatusNotFound, `{"error":{"rule":"unknown_source","detail":"no webhook source by that name"}}`)
+		writeError(w, ruleUnknownSource, "no webhook source by that name")
 		return
 	}
 	m := rc.m.forSource(src.Name)
@@ -129,26 +165,35 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if pathToken != "" && len(src.Auth) == 0 {
-		writeJSON(w, http.StatusNotFound, `{"error":{"rule":"not_found","detail":"this source takes no token in its path"}}`)
+		writeError(w, ruleNotFound, "this source takes no token in its path")
 		return
 	}
 
-	body, size, err := readBody(r, src.MaxBody)
+	gzipped, coding := contentCoding(r.Header)
+	body, size, err := readBody(r, src.MaxBody, gzipped)
 	if err != nil {
 		var tooLarge *bodyTooLargeError
-		if errors.As(err, &tooLarge) {
-			for _, a := range src.Auth {
-				if a.NeedsBody() {
-					// The signature cannot be checked on a cut body: do not keep it.
-					rc.unauthorized(w, r, src, m, fmt.Errorf("%w: body over the limit, signature not checked", errUnauthorized))
-					return
+		isTooLarge := errors.As(err, &tooLarge)
+		for _, a := range src.Auth {
+			if a.NeedsBody() {
+				// The signature cannot be checked on a cut or unreadable body: do not keep it.
+				why := "body unreadable"
+				if isTooLarge {
+					why = "body over the limit"
 				}
+				rc.unauthorized(w, r, src, m, fmt.Errorf("%w: %s, signature not checked", errUnauthorized, why))
+				return
 			}
-			rc.reject(w, r, src, m, received, http.StatusRequestEntityTooLarge, "too_large",
-				fmt.Sprintf("the body is %s; this source accepts at most %d bytes (sources[].max_body)", tooLarge.size(), src.MaxBody), "", body, size)
+		}
+		if isTooLarge {
+			detail := fmt.Sprintf("the body is %s; this source accepts at most %d bytes (sources[].max_body)", tooLarge.size(), src.MaxBody)
+			if gzipped {
+				detail = fmt.Sprintf("the body inflates to %s; this source accepts at most %d bytes (sources[].max_body)", tooLarge.size(), src.MaxBody)
+			}
+			rc.reject(w, r, src, m, received, ruleTooLarge, detail, "", body, size)
 			return
 		}
-		rc.reject(w, r, src, m, received, http.StatusBadRequest, "unreadable_body", err.Error(), "", body, size)
+		rc.reject(w, r, src, m, received, ruleUnreadableBody, err.Error(), "", body, size)
 		return
 	}
 	for _, a := range src.Auth {
@@ -166,7 +211,14 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &de) {
 			de = &schemas.DecodeError{Rule: "not_json", Detail: err.Error()}
 		}
-		rc.reject(w, r, src, m, received, http.StatusBadRequest, string(de.Rule), de.Detail, "", body, size)
+		if coding != "" {
+			// A body that decodes as it is was mislabelled and is taken; one that does not was
+			// most likely encoded in a way hookbridge cannot undo.
+			rc.reject(w, r, src, m, received, ruleUnsupportedEncoding,
+				fmt.Sprintf("Content-Encoding %q is not understood (only gzip is), and the body as received is unreadable: %s", coding, de.Detail), "", body, size)
+			return
+		}
+		rc.reject(w, r, src, m, received, rule(de.Rule), de.Detail, "", body, size)
 		return
 	}
 	row := ev.Row(src.Name, received)
@@ -177,7 +229,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &ra):
 			m.unavailable.Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int(max(ra.RetryAfter(), time.Second)/time.Second)))
-			writeJSON(w, http.StatusServiceUnavailable, `{"error":{"rule":"unavailable","detail":`+strconv.Quote(err.Error())+`}}`)
+			writeError(w, ruleUnavailable, err.Error())
 		case r.Context().Err() != nil:
 			// The sender went away; it will retry and find the event stored or not.
 			m.unavailable.Inc()
@@ -185,7 +237,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		default:
 			m.failed.Inc()
 			rc.log.Error("receiver: store failed", "source", src.Name, "event_id", row.EventID, "err", err)
-			writeJSON(w, http.StatusInternalServerError, `{"error":{"rule":"store_failed","detail":"the event could not be stored; retry"}}`)
+			writeError(w, ruleStoreFailed, "the event could not be stored; retry")
 		}
 		return
 	}
@@ -207,23 +259,28 @@ func (rc *Receiver) unauthorized(w http.ResponseWriter, r *http.Request, src *So
 			w.Header().Set("WWW-Authenticate", `Basic realm="hookbridge"`)
 		}
 	}
-	writeJSON(w, http.StatusUnauthorized, `{"error":{"rule":"unauthorized","detail":"missing or invalid credentials"}}`)
+	writeError(w, ruleUnauthorized, "missing or invalid credentials")
 }
 
-// reject keeps a refused body in the store and answers status with a JSON error naming the
-// rule.
-func (rc *Receiver) reject(w http.ResponseWriter, r *http.Request, src *Source, m *sourceMetrics, received time.Time, status int, rule, detail, eventID string, body []byte, size int64) {
-	m.rejected(rule).Inc()
+// reject keeps a refused body (size is its full size, body at most the source's limit of it)
+// in the store and answers with a JSON error naming the rule.
+func (rc *Receiver) reject(w http.ResponseWriter, r *http.Request, src *Source, m *sourceMetrics, received time.Time, rl rule, detail, eventID string, body []byte, size int64) {
+	m.rejected(string(rl)).Inc()
+	status := rl.status()
 	rej := &schemas.Rejection{
-		Source: src.Name, ReceivedAt: received, Status: status, Reason: rule, Detail: detail, EventID: eventID,
+		Source: src.Name, ReceivedAt: received, Status: status, Reason: string(rl), Detail: detail, EventID: eventID,
 		ContentType: r.Header.Get("Content-Type"), UserAgent: r.Header.Get("User-Agent"), RemoteAddr: r.RemoteAddr,
 		BodySize: size, Body: body,
 	}
 	if err := rc.store.Reject(r.Context(), rej); err != nil {
-		rc.log.Error("receiver: could not keep a rejected body", "source", src.Name, "rule", rule, "err", err)
+		rc.log.Error("receiver: could not keep a rejected body", "source", src.Name, "rule", rl, "err", err)
 	}
-	rc.log.Info("receiver: rejected body", "source", src.Name, "status", status, "rule", rule, "detail", detail, "bytes", size)
-	writeJSON(w, status, `{"error":{"rule":`+strconv.Quote(rule)+`,"detail":`+strconv.Quote(detail)+`}}`)
+	rc.log.Info("receiver: rejected body", "source", src.Name, "status", status, "rule", rl, "detail", detail, "bytes", size)
+	if rl == ruleUnsupportedEncoding {
+		// RFC 9110 15.5.16: a 415 for a content coding says which codings would be accepted.
+		w.Header().Set("Accept-Encoding", "gzip")
+	}
+	writeError(w, rl, detail)
 }
 
 type bodyTooLargeError struct {
@@ -240,22 +297,70 @@ func (e *bodyTooLargeError) size() string {
 	return fmt.Sprintf("over %d bytes", e.n-1)
 }
 
-// readBody reads at most limit bytes (after gzip decompression, when the request says
-// Content-Encoding: gzip). A larger body returns its first limit bytes, the size known so
-// far, and a *bodyTooLargeError.
-func readBody(r *http.Request, limit int64) ([]byte, int64, error) {
-	var src io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			return nil, 0, fmt.Errorf("Content-Encoding is gzip but the body is not: %v", err)
+// maxCompressed bounds the bytes read of a gzip body, whatever they inflate to.
+const maxCompressed = 64 << 20
+
+// contentCoding reads the Content-Encoding header (codings are case-insensitive; identity is
+// no coding). gzipped reports a single gzip (or x-gzip) coding; any other coding, or a chain
+// of several, is returned in other, as hookbridge cannot undo it.
+func contentCoding(h http.Header) (gzipped bool, other string) {
+	var codings []string
+	for _, v := range h.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
 		}
-		defer zr.Close()
-		src = zr
 	}
+	switch {
+	case len(codings) == 0:
+		return false, ""
+	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
+		return true, ""
+	}
+	return false, strings.Join(codings, ", ")
+}
+
+// readBody reads at most limit bytes of r's body, inflated when gzipped. A larger body
+// returns its first limit bytes, the size known so far, and a *bodyTooLargeError. A body that
+// cannot be read, or does not inflate, returns the bytes as they arrived (the first limit of
+// them), how many arrived, and an error saying what failed.
+func readBody(r *http.Request, limit int64, gzipped bool) ([]byte, int64, error) {
+	if !gzipped {
+		body, n, err := readLimited(r.Body, limit, r.ContentLength)
+		var tooLarge *bodyTooLargeError
+		if err != nil && !errors.As(err, &tooLarge) {
+			return body, n, fmt.Errorf("reading the body failed after %d bytes: %v", n, err)
+		}
+		return body, n, err
+	}
+	raw := &arrival{r: io.LimitReader(r.Body, maxCompressed), limit: limit}
+	zr, err := gzip.NewReader(raw)
+	if err == nil {
+		defer zr.Close()
+		var body []byte
+		var n int64
+		body, n, err = readLimited(zr, limit, -1)
+		var tooLarge *bodyTooLargeError
+		if err == nil || errors.As(err, &tooLarge) {
+			return body, n, err
+		}
+	}
+	if raw.err != nil {
+		return raw.head, raw.n, fmt.Errorf("reading the body failed after %d bytes: %v", raw.n, raw.err)
+	}
+	// The rest of the body is read too, so that its size is the size that arrived.
+	io.Copy(io.Discard, raw)
+	return raw.head, raw.n, fmt.Errorf("Content-Encoding is gzip, but the body does not inflate (%v); it is kept as received", err)
+}
+
+// readLimited reads at most limit bytes of src. declared is the body's Content-Length when
+// src is the body as sent (-1 otherwise), to size the buffer and to report the size of a body
+// over the limit.
+func readLimited(src io.Reader, limit, declared int64) ([]byte, int64, error) {
 	capHint := limit + 1
-	if r.ContentLength > 0 && r.ContentLength <= limit && r.Header.Get("Content-Encoding") == "" {
-		capHint = r.ContentLength + 1
+	if declared > 0 && declared <= limit {
+		capHint = declared + 1
 	}
 	body := make([]byte, 0, min(capHint, 64<<10))
 	buf := body
@@ -268,20 +373,47 @@ func readBody(r *http.Request, limit int64) ([]byte, int64, error) {
 		buf = buf[:len(buf)+k]
 		n += int64(k)
 		if n > limit {
-			declared := r.ContentLength > limit && r.Header.Get("Content-Encoding") == ""
+			known := declared > limit
 			size := n
-			if declared {
-				size = r.ContentLength
+			if known {
+				size = declared
 			}
-			return buf[:limit], size, &bodyTooLargeError{n: size, known: declared}
+			return buf[:limit], size, &bodyTooLargeError{n: size, known: known}
 		}
 		if err == io.EOF {
 			return buf, n, nil
 		}
 		if err != nil {
-			return buf, n, fmt.Errorf("reading the body failed: %v", err)
+			return buf, n, err
 		}
 	}
+}
+
+// arrival passes a body through as it is read, keeping its first limit bytes and counting
+// all of them, so that a body that cannot be decoded can be kept as it arrived.
+type arrival struct {
+	r     io.Reader
+	limit int64
+	head  []byte
+	n     int64
+	err   error // a read error other than io.EOF: the connection failed, not the coding
+}
+
+func (a *arrival) Read(p []byte) (int, error) {
+	k, err := a.r.Read(p)
+	if keep := min(int64(k), a.limit-int64(len(a.head))); keep > 0 {
+		a.head = append(a.head, p[:keep]...)
+	}
+	a.n += int64(k)
+	if err != nil && err != io.EOF {
+		a.err = err
+	}
+	return k, err
+}
+
+// writeError answers rl's status with the JSON error body every refusal has.
+func writeError(w http.ResponseWriter, rl rule, detail string) {
+	writeJSON(w, rl.status(), `{"error":{"rule":`+strconv.Quote(string(rl))+`,"detail":`+strconv.Quote(detail)+`}}`)
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) {

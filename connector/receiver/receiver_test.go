@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -109,7 +111,7 @@ func post(t *testing.T, url string, body []byte, headers map[string]string) answ
 	return a
 }
 
-func rule(a answer) string {
+func ruleOf(a answer) string {
 	e, _ := a.body["error"].(map[string]any)
 	r, _ := e["rule"].(string)
 	return r
@@ -146,7 +148,7 @@ func TestRefusedBodiesAreKept(t *testing.T) {
 	}
 	for i, tt := range tests {
 		a := post(t, srv.URL+"/webhooks/rokt", []byte(tt.body), nil)
-		if a.status != tt.status || rule(a) != tt.rule {
+		if a.status != tt.status || ruleOf(a) != tt.rule {
 			t.Errorf("%q: %d %v, want %d %s", tt.body[:min(20, len(tt.body))], a.status, a.body, tt.status, tt.rule)
 			continue
 		}
@@ -219,7 +221,7 @@ func TestStoreTroubleAnswers503Or500(t *testing.T) {
 	}
 	st.err = errors.New("disk on fire")
 	a = post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
-	if a.status != 500 || rule(a) != "store_failed" {
+	if a.status != 500 || ruleOf(a) != "store_failed" {
 		t.Errorf("store failure: %d %v", a.status, a.body)
 	}
 }
@@ -381,5 +383,142 @@ func TestAllConfiguredSchemesMustPass(t *testing.T) {
 	}
 	if a := post(t, srv.URL+"/webhooks/rokt?token=token-0123456789abcdef", []byte(testBody), map[string]string{"X-Signature": sig}); a.status != 200 {
 		t.Errorf("both: %d", a.status)
+	}
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// TestUndecodableBodiesAreKeptAsReceived: a body whose Content-Encoding cannot be undone is
+// kept as it arrived (the first max_body bytes, and its full size), with a detail naming the
+// encoding.
+func TestUndecodableBodiesAreKeptAsReceived(t *testing.T) {
+	valid := gzipped([]byte(testBody))
+	corrupt := bytes.Clone(valid)
+	for i := 12; i < len(corrupt)-8; i++ {
+		corrupt[i] ^= 0x5a
+	}
+	badChecksum := bytes.Clone(valid)
+	badChecksum[len(badChecksum)-6] ^= 0xff
+	junk := bytes.Repeat([]byte("not gzip "), 600) // 5400 bytes, over the 4096-byte limit
+	tests := []struct {
+		name     string
+		encoding string
+		body     []byte
+		status   int
+		rule     string
+		detail   string
+	}{
+		{"plain JSON labelled gzip", "gzip", []byte(testBody), 400, "unreadable_body", "Content-Encoding is gzip"},
+		{"corrupt deflate data", "gzip", corrupt, 400, "unreadable_body", "Content-Encoding is gzip"},
+		{"cut gzip stream", "gzip", valid[:len(valid)-10], 400, "unreadable_body", "Content-Encoding is gzip"},
+		{"wrong checksum", "gzip", badChecksum, 400, "unreadable_body", "Content-Encoding is gzip"},
+		{"junk over the limit", "gzip", junk, 400, "unreadable_body", "Content-Encoding is gzip"},
+		{"brotli", "br", valid, 415, "unsupported_encoding", `Content-Encoding "br"`},
+		{"two codings", "gzip, gzip", gzipped(valid), 415, "unsupported_encoding", `Content-Encoding "gzip, gzip"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStore{}
+			srv := newServer(t, st)
+			a := post(t, srv.URL+"/webhooks/rokt", tt.body, map[string]string{"Content-Encoding": tt.encoding})
+			if a.status != tt.status || ruleOf(a) != tt.rule {
+				t.Fatalf("%d %v, want %d %s", a.status, a.body, tt.status, tt.rule)
+			}
+			if len(st.rejected) != 1 || len(st.rows) != 0 {
+				t.Fatalf("%d rejections kept, %d rows stored; want the one rejection", len(st.rejected), len(st.rows))
+			}
+			rej := st.rejected[0]
+			want := tt.body[:min(len(tt.body), 4096)]
+			if !bytes.Equal(rej.Body, want) || rej.BodySize != int64(len(tt.body)) {
+				t.Errorf("kept %d bytes (size %d), want the first %d bytes as received (size %d)", len(rej.Body), rej.BodySize, len(want), len(tt.body))
+			}
+			if rej.Reason != tt.rule || rej.Status != tt.status || !strings.Contains(rej.Detail, tt.detail) {
+				t.Errorf("kept reason %s status %d detail %q; want %s %d and a detail naming %s", rej.Reason, rej.Status, rej.Detail, tt.rule, tt.status, tt.detail)
+			}
+			if tt.status == 415 && a.header.Get("Accept-Encoding") != "gzip" {
+				t.Errorf("415 without Accept-Encoding: gzip (%q)", a.header.Get("Accept-Encoding"))
+			}
+		})
+	}
+}
+
+// TestContentCodingNames: codings compare case-insensitively, x-gzip is gzip, identity is no
+// coding, and a body that reads as it is despite an unknown coding is taken.
+func TestContentCodingNames(t *testing.T) {
+	for i, enc := range []string{"GZIP", "x-gzip", " gzip ", "identity, gzip"} {
+		st := &fakeStore{}
+		srv := newServer(t, st)
+		body := strings.Replace(testBody, "58\"", strconv.Itoa(i)+"\"", 1)
+		if a := post(t, srv.URL+"/webhooks/rokt", gzipped([]byte(body)), map[string]string{"Content-Encoding": enc}); a.status != 200 || len(st.rows) != 1 || string(st.rows[0].Raw) != body {
+			t.Errorf("Content-Encoding %q: %d %v", enc, a.status, a.body)
+		}
+	}
+	for _, enc := range []string{"identity", "br", "utf-8"} {
+		st := &fakeStore{}
+		srv := newServer(t, st)
+		if a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{"Content-Encoding": enc}); a.status != 200 || len(st.rows) != 1 {
+			t.Errorf("JSON labelled Content-Encoding %q: %d %v", enc, a.status, a.body)
+		}
+	}
+}
+
+// TestBrokenConnectionKeepsWhatArrived: a sender that stops before its Content-Length is
+// answered unreadable_body, and the bytes that arrived are kept, compressed or not.
+func TestBrokenConnectionKeepsWhatArrived(t *testing.T) {
+	compressed := gzipped([]byte(testBody))
+	for _, tt := range []struct {
+		name     string
+		encoding string
+		sent     []byte
+	}{
+		{"identity", "", []byte(testBody[:40])},
+		{"gzip", "gzip", compressed[:len(compressed)/2]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStore{}
+			srv := newServer(t, st)
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			head := "POST /webhooks/rokt HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+			if tt.encoding != "" {
+				head += "Content-Encoding: " + tt.encoding + "\r\n"
+			}
+			conn.Write(append([]byte(head+"\r\n"), tt.sent...))
+			conn.(*net.TCPConn).CloseWrite()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 400 || len(st.rejected) != 1 {
+				t.Fatalf("%d, %d rejections kept", resp.StatusCode, len(st.rejected))
+			}
+			rej := st.rejected[0]
+			if rej.Reason != "unreadable_body" || !bytes.Equal(rej.Body, tt.sent) || rej.BodySize != int64(len(tt.sent)) || !strings.Contains(rej.Detail, "reading the body failed") {
+				t.Errorf("kept %s %q (size %d, detail %q), want the %d bytes that arrived", rej.Reason, rej.Body, rej.BodySize, rej.Detail, len(tt.sent))
+			}
+		})
+	}
+}
+
+// TestUnverifiableSignatureIsNotKept: a signed source cannot check the signature of a body
+// that does not inflate, so the request is unauthorized and nothing is kept.
+func TestUnverifiableSignatureIsNotKept(t *testing.T) {
+	st := &fakeStore{}
+	srv := newServer(t, st, NewHMACAuth("X-Signature", []string{"k"}, "hex", ""))
+	mac := hmac.New(sha256.New, []byte("k"))
+	mac.Write([]byte(testBody))
+	a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), map[string]string{"Content-Encoding": "gzip", "X-Signature": hex.EncodeToString(mac.Sum(nil))})
+	if a.status != 401 || len(st.rejected)+len(st.rows) != 0 {
+		t.Errorf("%d %v, %d rejections kept; want 401 and nothing kept", a.status, a.body, len(st.rejected))
 	}
 }
