@@ -19,8 +19,8 @@ type Attempt struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	Outcome    string    `json:"outcome"`
-	StatusCode int       `json:"status_code,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	StatusCode int       `json:"status_code,omitempty"` // the request's answer, else its first failed row's
+	Error      string    `json:"error,omitempty"`       // the request's error, else its first failed row's
 	Delivered  int       `json:"delivered"`
 	Retried    int       `json:"retried"`
 	Failed     int       `json:"failed"`
@@ -137,11 +137,70 @@ func (e *Engine) History(ctx context.Context, f HistoryFilter) (Page[Attempt], e
 		}
 		page.Items = append(page.Items, a)
 	}
+	if err := rows.Err(); err != nil {
+		return Page[Attempt]{}, fmt.Errorf("delivery: history: %w", err)
+	}
 	if len(page.Items) > f.Limit {
 		page.Items = page.Items[:f.Limit]
 		page.Next = strconv.FormatInt(page.Items[f.Limit-1].ID, 10)
 	}
-	return page, rows.Err()
+	if err := e.withRowFailures(ctx, page.Items); err != nil {
+		return Page[Attempt]{}, err
+	}
+	return page, nil
+}
+
+// withRowFailures gives each attempt that failed rows without failing as a whole the status
+// code and error of its first failed row. A destination that answers row by row (a webhook
+// POST per row, a 207 of per-row results) leaves the attempt's own status_code and error
+// empty: they are recorded only for answers to the whole request.
+func (e *Engine) withRowFailures(ctx context.Context, items []Attempt) error {
+	at := map[int64]*Attempt{}
+	args := []any{rowRetry, rowDead, rowNotSent}
+	var marks []string
+	lo, hi := int64(0), int64(0)
+	for i := range items {
+		a := &items[i]
+		if a.StatusCode != 0 || a.Error != "" || a.Retried+a.Failed == 0 {
+			continue
+		}
+		if len(at) == 0 || a.ID < lo {
+			lo = a.ID
+		}
+		hi = max(hi, a.ID)
+		at[a.ID] = a
+		args = append(args, a.ID)
+		marks = append(marks, "?")
+	}
+	if len(at) == 0 {
+		return nil
+	}
+	// The range lets DuckDB skip the row groups of other attempts (ids only grow).
+	args = append(args, lo, hi)
+	rows, err := e.store.DB().QueryContext(ctx, `SELECT delivery_id, status_code, error FROM delivery_rows
+		WHERE outcome IN (?, ?, ?) AND (status_code IS NOT NULL OR error IS NOT NULL)
+		AND delivery_id IN (`+strings.Join(marks, ", ")+`) AND delivery_id BETWEEN ? AND ?
+		ORDER BY delivery_id, seq`, args...)
+	if err != nil {
+		return fmt.Errorf("delivery: history: failed rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var code sql.NullInt64
+		var errText sql.NullString
+		if err := rows.Scan(&id, &code, &errText); err != nil {
+			return fmt.Errorf("delivery: history: failed rows: %w", err)
+		}
+		if a := at[id]; a != nil {
+			a.StatusCode, a.Error = int(code.Int64), errText.String
+			delete(at, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("delivery: history: failed rows: %w", err)
+	}
+	return nil
 }
 
 // DeadLetter is a row a sink gave up on.
