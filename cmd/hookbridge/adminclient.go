@@ -11,9 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hookbridge/hookbridge/connector/admin"
+	"github.com/hookbridge/hookbridge/connector/store"
 )
 
 // adminClient talks to a running server's admin API.
@@ -65,10 +69,54 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 		io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	// Numbers in untyped places (query rows) stay as written: a float64 would print a BIGINT
+	// such as 12345678 as 1.2345678e+07 and round those past 2^53.
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
 		return fmt.Errorf("admin API answer: %w", err)
 	}
 	return nil
+}
+
+// query runs a read-only statement on the server. Integers (and decimals) stay exact;
+// floating-point columns become float64, as they are when the file is read directly.
+func (c *adminClient) query(ctx context.Context, req admin.QueryRequest, res *store.QueryResult) error {
+	if err := c.do(ctx, "POST", "/admin/v1/query", req, res); err != nil {
+		return err
+	}
+	for j, col := range res.Columns {
+		switch col.Type {
+		case "FLOAT", "DOUBLE":
+		default:
+			continue
+		}
+		for _, row := range res.Rows {
+			if n, ok := row[j].(json.Number); ok {
+				if f, err := n.Float64(); err == nil {
+					row[j] = f
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// heldFileSQL asks DuckDB for the absolute path of the file the server holds.
+const heldFileSQL = "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+
+// heldFile asks the server which DuckDB file it holds.
+func (c *adminClient) heldFile(ctx context.Context) (string, error) {
+	var res store.QueryResult
+	if err := c.query(ctx, admin.QueryRequest{SQL: heldFileSQL, Limit: 1}, &res); err != nil {
+		return "", err
+	}
+	if len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
+		if path, ok := res.Rows[0][0].(string); ok && path != "" {
+			return path, nil
+		}
+	}
+	return "", errors.New("admin API: the server does not say which file it holds")
 }
 
 // send returns the response of a successful request; a non-2xx answer becomes an error that
@@ -136,23 +184,42 @@ func (c *adminClient) stream(ctx context.Context, method, path string, body any,
 	return sc.Err()
 }
 
-// progressBar draws a one-line bar on w when w is a terminal-ish writer; tests pass a buffer.
+// isTerminal reports whether w is a terminal (a character device), where a line can be
+// redrawn with \r. A pipe, a file or a test's buffer is not.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws a one-line bar on w. On a terminal it is redrawn in place; elsewhere
+// (a pipe, a log file) only the final state is written, once.
 type progressBar struct {
 	w     io.Writer
+	tty   bool
 	label string
 	start time.Time
 	last  time.Time
+	ended bool
 }
 
 func newProgressBar(w io.Writer, label string) *progressBar {
-	return &progressBar{w: w, label: label, start: time.Now()}
+	return &progressBar{w: w, tty: isTerminal(w), label: label, start: time.Now()}
 }
 
-// elapsedLine shows "label … Ns" on w, redrawn every second once a second has passed, until
-// the returned stop is called, which ends the line (nothing is shown for work that took less
-// than a second) (for work whose size is not known in advance, such as the
-// server writing an export before the download starts). stop may be called more than once.
+// elapsedLine shows "label … Ns" on w until the returned stop is called, for work whose size
+// is not known in advance (such as the server writing an export before the download starts).
+// Nothing is shown for work that took less than a second. On a terminal the line is redrawn
+// every second once a second has passed, and stop ends it; elsewhere stop writes it once,
+// with the final time. stop may be called more than once.
 func elapsedLine(w io.Writer, label string) (stop func()) {
+	return elapsedLineOn(w, isTerminal(w), label)
+}
+
+func elapsedLineOn(w io.Writer, tty bool, label string) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()
@@ -163,12 +230,18 @@ func elapsedLine(w io.Writer, label string) (stop func()) {
 		for {
 			select {
 			case <-done:
-				if time.Since(start) >= time.Second { // the ticker has shown the line
-					fmt.Fprintf(w, "\r%s … %s\n", label, time.Since(start).Round(time.Second))
+				if time.Since(start) >= time.Second {
+					cr := ""
+					if tty { // the ticker has shown the line: redraw it
+						cr = "\r"
+					}
+					fmt.Fprintf(w, "%s%s … %s\n", cr, label, time.Since(start).Round(time.Second))
 				}
 				return
 			case <-t.C:
-				fmt.Fprintf(w, "\r%s … %s", label, time.Since(start).Round(time.Second))
+				if tty {
+					fmt.Fprintf(w, "\r%s … %s", label, time.Since(start).Round(time.Second))
+				}
 			}
 		}
 	}()
@@ -178,21 +251,34 @@ func elapsedLine(w io.Writer, label string) (stop func()) {
 	}
 }
 
-// update redraws the bar; it draws at most 10 times a second, and always the final state.
+// update redraws the bar; it draws at most 10 times a second, and always the final state
+// (done >= total), which ends the line; updates after that are ignored.
 func (p *progressBar) update(done, total int) {
+	if p.ended {
+		return
+	}
+	final := done >= total
+	if !final && !p.tty {
+		return
+	}
 	now := time.Now()
-	if done < total && now.Sub(p.last) < 100*time.Millisecond {
+	if !final && now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}
 	p.last = now
 	const width = 30
-	filled := 0
+	filled := width
 	if total > 0 {
-		filled = width * done / total
+		filled = min(width*done/total, width)
 	}
 	rate := float64(done) / max(now.Sub(p.start).Seconds(), 0.001)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d (%.0f/s)", p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total, rate)
-	if done >= total {
+	cr := ""
+	if p.tty {
+		cr = "\r"
+	}
+	fmt.Fprintf(p.w, "%s%s [%s%s] %d/%d (%.0f/s)", cr, p.label, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total, rate)
+	if final {
+		p.ended = true
 		fmt.Fprintln(p.w)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 
+	"github.com/hookbridge/hookbridge/connector"
 	"github.com/hookbridge/hookbridge/connector/importer"
+	"github.com/hookbridge/hookbridge/connector/store"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -30,40 +31,44 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	defer f.Close()
-	fi, _ := f.Stat()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
 	bar := newProgressBar(e.stderr, "importing "+fs.Arg(0))
-	body := &countingReader{r: bufio.NewReaderSize(f, 1<<20), onRead: func(n int64) { bar.update(int(n), int(max(fi.Size(), n))) }}
+	// The bar ends once the import has, not when the last byte is read.
+	body := &countingReader{r: bufio.NewReaderSize(f, 1<<20), onRead: func(n int64) { bar.update(int(n), int(max(fi.Size(), n+1))) }}
 
 	var final importer.Progress
 	var serverErr string
-	err = af.client(e).stream(ctx, "POST", "/admin/v1/import", rawBody{body}, func(line []byte) error {
-		// Progress lines are importer.Progress objects; the last line wraps one with done or
-		// error.
-		var last struct {
-			Error    string             `json:"error"`
-			Progress *importer.Progress `json:"progress"`
-		}
-		if err := json.Unmarshal(line, &last); err != nil {
+	c := af.client(e)
+	err = lf.serverOrFile(ctx, e, c, fileAccess{create: true},
+		func() error {
+			return c.stream(ctx, "POST", "/admin/v1/import", rawBody{body}, func(line []byte) error {
+				// Progress lines are importer.Progress objects; the last line wraps one
+				// with done or error.
+				var last struct {
+					Error    string             `json:"error"`
+					Progress *importer.Progress `json:"progress"`
+				}
+				if err := json.Unmarshal(line, &last); err != nil {
+					return err
+				}
+				if last.Progress != nil {
+					final, serverErr = *last.Progress, last.Error
+					return nil
+				}
+				return json.Unmarshal(line, &final)
+			})
+		},
+		func(st *store.Store, cfg *connector.Config) error {
+			decoders, err := cfg.Decoders()
+			if err != nil {
+				return err
+			}
+			final, err = importer.Import(ctx, body, st, importer.Options{Decoders: decoders, Bulk: true})
 			return err
-		}
-		if last.Progress != nil {
-			final, serverErr = *last.Progress, last.Error
-			return nil
-		}
-		return json.Unmarshal(line, &final)
-	})
-	if errors.Is(err, errServerDown) {
-		st, cfg, lerr := lf.openOrCreate(ctx, e)
-		if lerr != nil {
-			return lerr
-		}
-		defer st.Close()
-		decoders, derr := cfg.Decoders()
-		if derr != nil {
-			return derr
-		}
-		final, err = importer.Import(ctx, body, st, importer.Options{Decoders: decoders, Bulk: true})
-	}
+		})
 	bar.update(int(body.n), int(body.n))
 	if err != nil {
 		return fmt.Errorf("import: %w", err)

@@ -49,7 +49,7 @@ func commands() []command {
 		{"send", "post payload files to a running server and print each answer", cmdSend},
 		{"config", "print the built-in configuration, or check a configuration file", cmdConfig},
 		{"status", "show the running server's sinks: state, cursor, lag, retries, dead letters", cmdStatus},
-		{"sinks", "pause or resume a sink on the running server", cmdSinks},
+		{"sinks", "pause or resume a sink on the running server, or check sinks' settings and destinations", cmdSinks},
 		{"deliveries", "list delivery attempts (the notification history)", cmdDeliveries},
 		{"dead-letters", "list rows sinks gave up on", cmdDeadLetters},
 		{"replay", "re-send events or dead letters to a sink", cmdReplay},
@@ -80,18 +80,40 @@ func exitCode(err error) int {
 	return 1
 }
 
+// isHelp reports whether a command-line word asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// run runs one command line. Help asked for (hookbridge help, hookbridge help COMMAND,
+// COMMAND --help) is printed on stdout and is no error.
 func run(ctx context.Context, args []string, e *env) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		printUsage(e.stdout)
-		if len(args) == 0 {
-			return usageError{"no command given"}
+		return usageError{"no command given"}
+	}
+	if isHelp(args[0]) {
+		if len(args) == 1 {
+			printUsage(e.stdout)
+			return nil
 		}
-		return nil
+		args = []string{args[1], "--help"}
 	}
 	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
+		if c.name != args[0] {
+			continue
 		}
+		err := c.run(ctx, e, args[1:])
+		var u usageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			return nil // the flag set printed the usage on stdout
+		case errors.As(err, &u) && len(args) > 1 && isHelp(args[1]):
+			// A command with subcommands answers help with its usage line.
+			fmt.Fprintln(e.stdout, u.msg)
+			return nil
+		}
+		return err
 	}
 	return usageError{fmt.Sprintf("unknown command %q (run 'hookbridge help' for the list)", args[0])}
 }
@@ -108,13 +130,35 @@ func printUsage(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting.
+// newFlagSet returns a flag set that reports errors instead of exiting. Its usage goes to
+// stdout when asked for (-h, --help: Parse returns flag.ErrHelp, which run turns into exit
+// status 0), and to stderr after the message of a mistake.
 func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("hookbridge "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	errOut := &watchedWriter{w: e.stderr}
+	fs.SetOutput(errOut)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: hookbridge %s\n\n", usage)
+		// The flag package writes a mistake's message before it shows the usage, and
+		// nothing before the usage that -h asks for.
+		w := e.stdout
+		if errOut.wrote {
+			w = e.stderr
+		}
+		fmt.Fprintf(w, "Usage: hookbridge %s\n\n", usage)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(errOut)
 	}
 	return fs
+}
+
+// watchedWriter remembers whether anything was written through it.
+type watchedWriter struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.w.Write(p)
 }

@@ -21,7 +21,8 @@ import (
 	"github.com/hookbridge/hookbridge/connector/store"
 )
 
-// localFlags name the DuckDB file for commands that work on it directly when no server runs.
+// localFlags name the DuckDB file for commands that work on it directly when no server holds
+// it.
 type localFlags struct {
 	config *string
 	data   *string
@@ -38,66 +39,106 @@ func (f localFlags) load(e *env) (*connector.Config, error) {
 	return loadConfig(e, *f.config, "", *f.data)
 }
 
-// openLocal opens the file itself, read-only or with the writer, when no server holds it.
-func (f localFlags) openLocal(ctx context.Context, e *env, readOnly bool, allowed ...string) (*store.Store, *connector.Config, error) {
-	return f.open(ctx, e, readOnly, false, allowed...)
+// fileAccess is how a command opens the file when it works on it directly.
+type fileAccess struct {
+	readOnly bool
+	// create makes the file when it does not exist (import).
+	create bool
+	// allowed are the directories SQL may write to (export, snapshot).
+	allowed []string
 }
 
-// openOrCreate opens the file with the writer, creating it when it does not exist (import).
-func (f localFlags) openOrCreate(ctx context.Context, e *env) (*store.Store, *connector.Config, error) {
-	return f.open(ctx, e, false, true)
-}
+// errNoDatabase says the file to open directly does not exist.
+var errNoDatabase = errors.New("there is no database")
 
-func (f localFlags) open(ctx context.Context, e *env, readOnly, create bool, allowed ...string) (*store.Store, *connector.Config, error) {
+// open opens the file itself, read-only or with the writer. The configuration comes back even
+// when the open fails, to name the file in messages.
+func (f localFlags) open(ctx context.Context, e *env, a fileAccess) (*store.Store, *connector.Config, error) {
 	cfg, err := f.load(e)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := os.Stat(cfg.Data); err != nil && !create {
-		return nil, nil, fmt.Errorf("no server answers and there is no database at %s (start 'hookbridge serve', or pass --data)", cfg.Data)
+	if _, err := os.Stat(cfg.Data); err != nil && !a.create {
+		return nil, cfg, fmt.Errorf("%w at %s", errNoDatabase, cfg.Data)
 	}
-	st, err := store.Open(ctx, store.Options{Path: cfg.Data, ReadOnly: readOnly, AllowedDirectories: allowed, AnalyticsZone: cfg.Analytics.TimeZone, Logger: quietLogger()})
+	st, err := store.Open(ctx, store.Options{Path: cfg.Data, ReadOnly: a.readOnly, AllowedDirectories: a.allowed, AnalyticsZone: cfg.Analytics.TimeZone, Logger: quietLogger()})
 	if err != nil {
-		return nil, nil, err
+		return nil, cfg, err
 	}
 	return st, cfg, nil
 }
 
-// openNamed opens the file --data names when no process holds it, so a --data naming another
-// file than a running server's is read directly. It returns nil (and no error) when --data is
-// not given or the file is held, which means a server has it: go through the server then.
-func (f localFlags) openNamed(ctx context.Context, e *env, readOnly bool, allowed ...string) (*store.Store, error) {
+// serverOrFile runs a command on the right file, in the right way. Without --data that is
+// the running server's file, through its admin API (server); when no server answers, the
+// configuration's file, opened directly (local). With --data it is the file --data names,
+// opened directly, unless a process holds it: then it goes through the server only if the
+// server, asked which file it holds, holds that one.
+func (f localFlags) serverOrFile(ctx context.Context, e *env, c *adminClient, a fileAccess, server func() error, local func(*store.Store, *connector.Config) error) error {
 	if *f.data == "" {
-		return nil, nil
-	}
-	st, _, err := f.open(ctx, e, readOnly, false, allowed...)
-	if errors.Is(err, store.ErrLocked) {
-		return nil, nil
-	}
-	return st, err
-}
-
-// serverOrFile runs server, unless --data names a file no process holds; then, or when no
-// server answers, it opens the file and runs local on it instead.
-func (f localFlags) serverOrFile(ctx context.Context, e *env, readOnly bool, allowed []string, server func() error, local func(*store.Store) error) error {
-	st, err := f.openNamed(ctx, e, readOnly, allowed...)
-	if err != nil {
-		return err
-	}
-	if st == nil {
 		if err := server(); !errors.Is(err, errServerDown) {
 			return err
 		}
-		if st, _, err = f.openLocal(ctx, e, readOnly, allowed...); err != nil {
+		st, cfg, err := f.open(ctx, e, a)
+		if errors.Is(err, errNoDatabase) {
+			return fmt.Errorf("no server answers at %s and %w (start 'hookbridge serve', or pass --data)", c.base, err)
+		}
+		if err != nil {
 			return err
 		}
+		defer st.Close()
+		return local(st, cfg)
 	}
-	defer st.Close()
-	return local(st)
+	st, cfg, err := f.open(ctx, e, a)
+	if err == nil {
+		defer st.Close()
+		return local(st, cfg)
+	}
+	locked := errors.Is(err, store.ErrLocked)
+	if !locked && !errors.Is(err, errNoDatabase) {
+		return err
+	}
+	held, herr := c.heldFile(ctx)
+	switch {
+	case errors.Is(herr, errServerDown) && locked:
+		return fmt.Errorf("%w; and no server answers at %s (point --server at the server that holds %s)", err, c.base, cfg.Data)
+	case errors.Is(herr, errServerDown):
+		return fmt.Errorf("no server answers at %s and %w (pass --data naming an existing file, or start 'hookbridge serve')", c.base, err)
+	case herr != nil && locked:
+		return fmt.Errorf("another process holds %s, and asking the server at %s which file it holds failed: %w", cfg.Data, c.base, herr)
+	case herr != nil:
+		return err
+	case locked && sameFile(held, cfg.Data):
+		return server()
+	case locked:
+		return fmt.Errorf("another process holds %s, not the server at %s, which holds %s (point --server at the server that holds it, or stop that process)", cfg.Data, c.base, held)
+	}
+	return fmt.Errorf("a server is running at %s (holding %s); %w", c.base, held, err)
+}
+
+// sameFile reports whether two paths name one file: the same file on disk, or, when either
+// does not exist, the same absolute, cleaned path.
+func sameFile(a, b string) bool {
+	if fa, err := os.Stat(a); err == nil {
+		if fb, err := os.Stat(b); err == nil {
+			return os.SameFile(fa, fb)
+		}
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	return errA == nil && errB == nil && absA == absB
+}
+
+// queryViews are the analytics views (and table macros) a query may read besides the tables.
+// The store keeps its list unexported, as SQL; keep this one in step with
+// connector/store/analytics.go.
+var queryViews = []string{
+	"mailing_list", "subscription_changes", "subscriptions_daily", "subscriptions_hourly",
+	"campaign_days(first_day, last_day[, days_around := 7])", "tag_popularity_by_postcode", "subscribes_by_weekday_hour",
 }
 
 func cmdQuery(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "query", `query [--format table|csv|json] [--limit N] [--timeout D] "SQL"`)
+	usage := `query [--format table|csv|json] [--limit N] [--timeout D] "SQL" (views: ` + strings.Join(queryViews, ", ") + ")"
+	fs := newFlagSet(e, "query", usage)
 	af := addAdminFlags(fs)
 	lf := addLocalFlags(fs)
 	format := fs.String("format", "table", "table, csv or json")
@@ -107,18 +148,19 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{`usage: hookbridge query [--format table|csv|json] "SELECT …" (views: mailing_list, subscriptions_daily, subscriptions_hourly, tag_popularity_by_postcode, subscribes_by_weekday_hour)`}
+		return usageError{"usage: hookbridge " + usage}
 	}
 	if *format != "table" && *format != "csv" && *format != "json" {
 		return usageError{"--format: use table, csv or json"}
 	}
 	sql := fs.Arg(0)
 	var res store.QueryResult
-	err := lf.serverOrFile(ctx, e, true, nil,
+	c := af.client(e)
+	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
 		func() error {
-			return af.client(e).do(ctx, "POST", "/admin/v1/query", admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
+			return c.query(ctx, admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
 		},
-		func(st *store.Store) error {
+		func(st *store.Store, _ *connector.Config) error {
 			r, err := st.Query(ctx, sql, *limit, *timeout)
 			if err == nil {
 				res = *r
@@ -235,7 +277,11 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 	if res.Truncated {
 		suffix = " (more rows: raise --limit, or use export)"
 	}
-	fmt.Fprintf(w, "(%d rows%s)\n", len(res.Rows), suffix)
+	noun := "rows"
+	if len(res.Rows) == 1 {
+		noun = "row"
+	}
+	fmt.Fprintf(w, "(%d %s%s)\n", len(res.Rows), noun, suffix)
 	return nil
 }
 
@@ -259,21 +305,58 @@ func cell(v any, null string) string {
 }
 
 func cmdExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "export", "export (--table T | --query SQL) --format parquet|csv --out PATH")
+	const usage = "export (--table T | --query SQL) --out PATH.parquet|PATH.csv [--format parquet|csv]"
+	fs := newFlagSet(e, "export", usage)
 	af := addAdminFlags(fs)
 	lf := addLocalFlags(fs)
 	table := fs.String("table", "", "table or view to export (events, subscriptions, mailing_list, …)")
 	query := fs.String("query", "", "read-only query whose result is exported")
-	format := fs.String("format", "parquet", "parquet or csv")
+	format := fs.String("format", "", "parquet or csv (default: from the --out extension, .parquet or .csv)")
 	out := fs.String("out", "", "file to write (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" || (*table == "") == (*query == "") {
-		return usageError{"usage: hookbridge export (--table T | --query SQL) --format parquet|csv --out PATH"}
+		return usageError{"usage: hookbridge " + usage}
 	}
-	return fetchFile(ctx, e, af, lf, "/admin/v1/export", admin.ExportRequest{Table: *table, Query: *query, Format: *format}, *out, true,
-		func(st *store.Store, dir string) (string, error) { return st.Export(ctx, *query, *table, *format, dir) })
+	f, err := exportFormat(*format, *out)
+	if err != nil {
+		return err
+	}
+	return fetchFile(ctx, e, af, lf, "/admin/v1/export", admin.ExportRequest{Table: *table, Query: *query, Format: f}, *out, true,
+		func(st *store.Store, dir string) (string, error) { return st.Export(ctx, *query, *table, f, dir) })
+}
+
+// exportFormats are the formats export writes, by the file extension that names each.
+var exportFormats = map[string]string{".parquet": "parquet", ".csv": "csv"}
+
+// otherFormats are extensions that name a format export does not write: a file named so is
+// not given parquet or csv.
+var otherFormats = map[string]string{".json": "json", ".jsonl": "json lines", ".ndjson": "json lines", ".duckdb": "duckdb"}
+
+// exportFormat is the format to write out in: the --format given, which the extension of out
+// must not contradict, else the one its extension names.
+func exportFormat(format, out string) (string, error) {
+	ext := strings.ToLower(filepath.Ext(out))
+	byExt, known := exportFormats[ext]
+	if !known {
+		byExt, known = otherFormats[ext]
+	}
+	switch {
+	case format != "" && format != "parquet" && format != "csv":
+		return "", usageError{fmt.Sprintf("--format %q: use parquet or csv", format)}
+	case format != "" && known && byExt != format:
+		return "", usageError{fmt.Sprintf("--format %s contradicts --out %s, whose extension %s means %s: make them agree", format, out, ext, byExt)}
+	case format != "":
+		return format, nil
+	case exportFormats[ext] != "":
+		return exportFormats[ext], nil
+	case known:
+		return "", usageError{fmt.Sprintf("--out %s: its extension %s means %s, which export does not write: name the file .parquet or .csv", out, ext, byExt)}
+	case ext == "":
+		return "", usageError{fmt.Sprintf("--out %s has no extension to tell the format from: name it .parquet or .csv, or pass --format parquet|csv", out)}
+	}
+	return "", usageError{fmt.Sprintf("--out %s: the extension %s names no format export writes: name the file .parquet or .csv, or pass --format parquet|csv", out, ext)}
 }
 
 func cmdSnapshot(ctx context.Context, e *env, args []string) error {
@@ -301,12 +384,13 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	// Writing the file comes before any byte of it arrives: say how long it has taken.
 	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
 	var resp *http.Response
-	err := lf.serverOrFile(ctx, e, readOnly, []string{dir},
+	c := af.client(e)
+	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: readOnly, allowed: []string{dir}},
 		func() (err error) {
-			resp, err = af.client(e).send(ctx, "POST", path, body)
+			resp, err = c.send(ctx, "POST", path, body)
 			return err
 		},
-		func(st *store.Store) error {
+		func(st *store.Store, _ *connector.Config) error {
 			made, err := local(st, dir)
 			if err != nil {
 				return err
@@ -328,7 +412,7 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	}
 	defer os.Remove(tmp.Name())
 	bar := newProgressBar(e.stderr, "downloading "+filepath.Base(out))
-	n, err := io.Copy(tmp, &countingReader{r: resp.Body, onRead: func(n int64) { bar.update(int(n), int(max(resp.ContentLength, n))) }})
+	n, err := io.Copy(tmp, &countingReader{r: resp.Body, onRead: func(n int64) { bar.update(int(n), int(max(resp.ContentLength, n+1))) }})
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

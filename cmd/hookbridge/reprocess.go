@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"text/tabwriter"
 
+	"github.com/hookbridge/hookbridge/connector"
 	"github.com/hookbridge/hookbridge/connector/admin"
 	"github.com/hookbridge/hookbridge/connector/store"
 )
@@ -22,36 +22,36 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	bar := newProgressBar(e.stderr, "reprocessing")
 	var final store.ReprocessProgress
 	var serverErr string
-	err := af.client(e).stream(ctx, "POST", "/admin/v1/reprocess", struct{}{}, func(line []byte) error {
-		var last struct {
-			Error    string                   `json:"error"`
-			Progress *store.ReprocessProgress `json:"progress"`
-		}
-		if err := json.Unmarshal(line, &last); err != nil {
+	c := af.client(e)
+	err := lf.serverOrFile(ctx, e, c, fileAccess{},
+		func() error {
+			return c.stream(ctx, "POST", "/admin/v1/reprocess", struct{}{}, func(line []byte) error {
+				var last struct {
+					Error    string                   `json:"error"`
+					Progress *store.ReprocessProgress `json:"progress"`
+				}
+				if err := json.Unmarshal(line, &last); err != nil {
+					return err
+				}
+				if last.Progress != nil {
+					final, serverErr = *last.Progress, last.Error
+					return nil
+				}
+				if err := json.Unmarshal(line, &final); err != nil {
+					return err
+				}
+				bar.update(int(final.Done), int(final.Total))
+				return nil
+			})
+		},
+		func(st *store.Store, cfg *connector.Config) error {
+			decoders, err := cfg.Decoders()
+			if err != nil {
+				return err
+			}
+			final, err = st.Reprocess(ctx, decoders, func(p store.ReprocessProgress) { bar.update(int(p.Done), int(p.Total)) })
 			return err
-		}
-		if last.Progress != nil {
-			final, serverErr = *last.Progress, last.Error
-			return nil
-		}
-		if err := json.Unmarshal(line, &final); err != nil {
-			return err
-		}
-		bar.update(int(final.Done), int(final.Total))
-		return nil
-	})
-	if errors.Is(err, errServerDown) {
-		st, cfg, lerr := lf.openLocal(ctx, e, false)
-		if lerr != nil {
-			return lerr
-		}
-		defer st.Close()
-		decoders, derr := cfg.Decoders()
-		if derr != nil {
-			return derr
-		}
-		final, err = st.Reprocess(ctx, decoders, func(p store.ReprocessProgress) { bar.update(int(p.Done), int(p.Total)) })
-	}
+		})
 	if err != nil {
 		return fmt.Errorf("reprocess: %w", err)
 	}
@@ -73,16 +73,17 @@ func cmdKeys(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var rep admin.KeyReport
-	err := af.client(e).do(ctx, "GET", "/admin/v1/keys?source="+url.QueryEscape(*source), nil, &rep)
-	if errors.Is(err, errServerDown) {
-		st, _, lerr := lf.openLocal(ctx, e, true)
-		if lerr != nil {
-			return lerr
-		}
-		defer st.Close()
-		rep.Source = *source
-		rep.Keys, rep.Events, err = st.KeyReport(ctx, *source)
-	}
+	c := af.client(e)
+	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
+		func() error {
+			return c.do(ctx, "GET", "/admin/v1/keys?source="+url.QueryEscape(*source), nil, &rep)
+		},
+		func(st *store.Store, _ *connector.Config) error {
+			var err error
+			rep.Source = *source
+			rep.Keys, rep.Events, err = st.KeyReport(ctx, *source)
+			return err
+		})
 	if err != nil {
 		return err
 	}

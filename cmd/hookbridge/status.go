@@ -65,16 +65,21 @@ func cmdSinks(ctx context.Context, e *env, args []string) error {
 	if len(args) >= 1 && args[0] == "check" {
 		return cmdSinksCheck(ctx, e, args[1:])
 	}
-	fs := newFlagSet(e, "sinks", "sinks pause|resume NAME [--reason TEXT] [--server URL]")
+	const usage = "usage: hookbridge sinks pause|resume NAME [--reason TEXT] | hookbridge sinks check [NAME…] --config FILE"
+	if len(args) == 0 || (args[0] != "pause" && args[0] != "resume") {
+		return usageError{usage}
+	}
+	verb := args[0]
+	fs := newFlagSet(e, "sinks "+verb, "sinks "+verb+" NAME [--reason TEXT] [--server URL]")
 	af := addAdminFlags(fs)
 	reason := fs.String("reason", "", "why the sink is paused (shown by status)")
-	if len(args) < 2 || (args[0] != "pause" && args[0] != "resume") {
-		return usageError{"usage: hookbridge sinks pause|resume NAME [--reason TEXT] | hookbridge sinks check [NAME…] --config FILE"}
-	}
-	verb, name := args[0], args[1]
-	if err := fs.Parse(args[2:]); err != nil {
+	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return err
 	}
+	if fs.NArg() != 1 {
+		return usageError{usage}
+	}
+	name := fs.Arg(0)
 	var body any
 	if verb == "pause" {
 		body = map[string]string{"reason": *reason}

@@ -21,6 +21,13 @@ func buildVersion() string {
 }
 
 func cmdVersion(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "version", "version: print the version")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"usage: hookbridge version"}
+	}
 	fmt.Fprintf(e.stdout, "hookbridge %s\n", buildVersion())
 	return nil
 }
