@@ -501,21 +501,24 @@ func (e *ValidationError) Error() string {
 
 // problem records a problem with the key at path.
 func (c *Config) problem(v *ValidationError, path, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	v.Problems = append(v.Problems, c.locate(path)+": "+fmt.Sprintf(format, args...))
+}
+
+// locate is "line N: path", N being the line of path in the file, or of its nearest parent
+// key written there; just path when neither is.
+func (c *Config) locate(path string) string {
 	key := path
 	for key != "" {
 		if line, ok := c.lines[key]; ok {
-			v.Problems = append(v.Problems, fmt.Sprintf("line %d: %s: %s", line, path, msg))
-			return
+			return fmt.Sprintf("line %d: %s", line, path)
 		}
-		// Fall back to the nearest parent key that is written in the file.
 		if i := strings.LastIndexAny(key, ".["); i > 0 {
 			key = key[:i]
 		} else {
 			key = ""
 		}
 	}
-	v.Problems = append(v.Problems, fmt.Sprintf("%s: %s", path, msg))
+	return path
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

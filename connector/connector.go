@@ -23,6 +23,7 @@ import (
 	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/connector/receiver"
 	"github.com/hookbridge/hookbridge/connector/store"
+	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -185,8 +186,11 @@ func (c *Connector) startDelivery(ctx context.Context) error {
 		return errors.New("connector: sinks are configured but no plugin host was given")
 	}
 	var sinks []delivery.SinkOptions
-	for _, sc := range c.cfg.Sinks {
+	for i, sc := range c.cfg.Sinks {
 		o, err := c.opts.OpenSink(ctx, sc)
+		if se := (*sdk.SettingsError)(nil); errors.As(err, &se) {
+			return fmt.Errorf("connector: sink %s (plugin %s): %s: %s", sc.Name, sc.Plugin, c.cfg.locate(fmt.Sprintf("sinks[%d].settings.%s", i, se.Field)), se.Message)
+		}
 		if err != nil {
 			return fmt.Errorf("connector: sink %s (plugin %s): %w", sc.Name, sc.Plugin, err)
 		}

@@ -3,9 +3,9 @@ package connector
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/plugins"
@@ -31,15 +31,44 @@ func PluginOpener(r plugins.Resolver, log *slog.Logger) SinkOpener {
 		}
 		if err := c.Configure(ctx, sc.Name, settings, sc.Mapping); err != nil {
 			c.Close()
-			var se *sdk.SettingsError
-			if errors.As(err, &se) {
-				return nil, fmt.Errorf("settings.%s: %s", se.Field, se.Message)
-			}
-			return nil, err
+			return nil, err // a *sdk.SettingsError is given its line by the connector
 		}
 		spec := c.Spec()
 		return &OpenedSink{Sink: &pluginSink{c: c}, Closer: c, KeyColumn: spec.KeyColumn, MaxBatchRows: spec.MaxBatchRows, Columns: spec.Columns}, nil
 	}
+}
+
+// CheckSinkPlugins checks each sink's plugin without starting the sinks: the plugin exists,
+// and the sink's settings fit the settings schema the plugin describes. Problems name the
+// line and key like Validate's. Checks only a plugin's own code makes (a secret's encoding,
+// the destination's answer) are left to the sink's start and to `hookbridge sinks check`.
+func (c *Config) CheckSinkPlugins(ctx context.Context, r plugins.Resolver) error {
+	v := &ValidationError{File: c.file}
+	for i, sc := range c.Sinks {
+		p := fmt.Sprintf("sinks[%d]", i)
+		launch, err := r.Resolve(sc.Plugin)
+		if err != nil {
+			c.problem(v, p+".plugin", "%s", strings.TrimPrefix(err.Error(), "plugins: "))
+			continue
+		}
+		d, err := plugins.Describe(ctx, launch)
+		if err != nil {
+			c.problem(v, p+".plugin", "%v", err)
+			continue
+		}
+		problems, err := plugins.CheckSettings(d.Settings, sc.Settings)
+		if err != nil {
+			c.problem(v, p+".plugin", "%v", err)
+			continue
+		}
+		for _, sp := range problems {
+			c.problem(v, p+".settings."+sp.Field, "%s", sp.Message)
+		}
+	}
+	if len(v.Problems) > 0 {
+		return v
+	}
+	return nil
 }
 
 // pluginSink adapts a plugin client to the delivery engine.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbridge/hookbridge/internal/suggest"
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 )
 
@@ -43,7 +44,12 @@ func (r Resolver) Resolve(name string) (Launch, error) {
 	path := filepath.Join(r.Dir, ExternalPrefix+name)
 	fi, err := os.Stat(path)
 	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return Launch{}, fmt.Errorf("plugins: no plugin %q: not a built-in (%s) and no executable %s", name, strings.Join(r.Builtins, ", "), path)
+		hint := ""
+		external, _ := r.External()
+		if near := suggest.Nearest(name, append(slices.Clone(r.Builtins), external...)); near != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", near)
+		}
+		return Launch{}, fmt.Errorf("plugins: no plugin %q%s: not a built-in (%s) and no executable %s", name, hint, strings.Join(r.Builtins, ", "), path)
 	}
 	return Launch{Name: name, Path: path, Env: r.Env, Stdout: r.Stdout}, nil
 }

@@ -31,6 +31,46 @@ func TestConfigCommands(t *testing.T) {
 	if out, _, err := runCmd(t, map[string]string{"NOPE": "0123456789abcdefgh"}, "config", "check", bad); err != nil || !strings.Contains(out, "ok") {
 		t.Errorf("config check with the variable set: %v %s", err, out)
 	}
+	// Sink settings are checked against the built-in plugins' own schemas.
+	sinks := filepath.Join(t.TempDir(), "sinks.yaml")
+	os.WriteFile(sinks, []byte(`sources:
+  - name: rokt
+sinks:
+  - name: debug
+    plugin: jsonl
+    settings:
+      pth: ./out.jsonl
+  - name: partner
+    plugin: webhook
+    settings:
+      url: 127.0.0.1:9099/hook
+      body: orignal
+      secret: AAAA
+  - name: typo
+    plugin: jsnl
+`), 0o644)
+	_, _, err = runCmd(t, nil, "config", "check", sinks)
+	for _, want := range []string{
+		"line 7: sinks[0].settings.pth: is not a setting of this sink (did you mean path?)",
+		"line 6: sinks[0].settings.path: is required",
+		`line 11: sinks[1].settings.url: "127.0.0.1:9099/hook" is not an absolute URL`,
+		`line 12: sinks[1].settings.body: "orignal" is not one of original, normalised (did you mean original?)`,
+		"line 13: sinks[1].settings.secret: does not match ^whsec_",
+		`line 15: sinks[2].plugin: no plugin "jsnl" (did you mean jsonl?)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config check of bad sink settings: %v lacks %q", err, want)
+		}
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("sources:\n  - name: rokt\nsinks:\n  - name: debug\n    plugin: jsonl\n    settings: {path: "+filepath.Join(dir, "out.jsonl")+"}\n"), 0o644)
+	if out, _, err := runCmd(t, nil, "config", "check", good); err != nil || !strings.Contains(out, "ok (1 sources, 1 sinks") {
+		t.Errorf("config check of good sink settings: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.jsonl")); err == nil {
+		t.Error("config check created the sink's file: it must not start the sink")
+	}
 }
 
 func TestSendAndStatusAgainstARunningServer(t *testing.T) {

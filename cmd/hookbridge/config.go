@@ -7,24 +7,51 @@ import (
 	"github.com/hookbridge/hookbridge/connector"
 )
 
+// configUsage is config's usage line; the README's Configuration section describes every
+// option.
+const configUsage = "usage: hookbridge config default | hookbridge config check FILE (every option: README.md, section Configuration)"
+
 func cmdConfig(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError{"usage: hookbridge config default | hookbridge config check FILE"}
+		return usageError{configUsage}
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, configUsage)
+		return nil
 	}
 	switch args[0] {
 	case "default":
+		fs := newFlagSet(e, "config default", "config default: print the built-in configuration (README.md, section Configuration, describes every option)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 0 {
+			return usageError{"usage: hookbridge config default"}
+		}
 		_, err := e.stdout.Write(connector.DefaultConfig())
 		return err
 	case "check":
-		if len(args) != 2 {
+		fs := newFlagSet(e, "config check", "config check FILE: validate a configuration file and each sink's settings against its plugin (every error names the line and key)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
 			return usageError{"usage: hookbridge config check FILE"}
 		}
-		cfg, err := connector.Load(args[1], e.getenv)
+		file := fs.Arg(0)
+		cfg, err := connector.Load(file, e.getenv)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", args[1], len(cfg.Sources), len(cfg.Sinks))
+		r, err := resolver(e, cfg.PluginsDir)
+		if err != nil {
+			return err
+		}
+		if err := cfg.CheckSinkPlugins(ctx, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks; each sink's settings fit its plugin)\n", file, len(cfg.Sources), len(cfg.Sinks))
 		return nil
 	}
-	return usageError{fmt.Sprintf("config %q: use default or check", args[0])}
+	return usageError{fmt.Sprintf("config %q: use default or check (%s)", args[0], configUsage)}
 }

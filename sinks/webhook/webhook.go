@@ -55,7 +55,7 @@ const settingsSchema = `{
   "required": ["url"],
   "properties": {
     "url": {"type": "string", "format": "uri", "description": "endpoint that receives the POSTs"},
-    "secret": {"type": "string", "description": "Standard Webhooks signing secret: whsec_ followed by base64"},
+    "secret": {"type": "string", "pattern": "^whsec_", "description": "Standard Webhooks signing secret: whsec_ followed by base64"},
     "body": {"enum": ["original", "normalised"], "default": "original"},
     "batch": {"type": "boolean", "default": false, "description": "one POST per batch (a JSON array) instead of one per event"},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
