@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,8 +30,8 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	count := fs.Int("count", 0, "events to produce (default 1000 unless --duration is given)")
 	duration := fs.Duration("duration", 0, "send for this long")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same events")
-	span := fs.Duration("span", 90*24*time.Hour, "for --out: the time the events' received_at spread over")
-	start := fs.String("start", "2025-09-01T00:00:00Z", "for --out: the first received_at (RFC 3339)")
+	span := fs.Duration("span", 90*24*time.Hour, "the time the events' times spread over (default when sending: the expected sending time)")
+	start := fs.String("start", "2025-09-01T00:00:00Z", "the first event time, RFC 3339 (default when sending: now)")
 	dupRate := fs.Float64("duplicates", 0.01, "share of events sent twice in a row (0 for none)")
 	lateRate := fs.Float64("late", 0.005, "share of events redelivered much later, out of order (0 for none)")
 	bare := fs.Float64("bare-unsubscribes", 0.1, "share of Unsubscribes without the top-level calendarSubscriptionId")
@@ -56,6 +57,18 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	t0, err := time.Parse(time.RFC3339, *start)
 	if err != nil {
 		return usageError{fmt.Sprintf("--start: %v", err)}
+	}
+	if *out == "" {
+		// Sent events carry times (a removal's removedDateTimeUtc, say) near the time they
+		// are sent, so live traffic shows up in today's figures.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["start"] {
+			t0 = time.Now().UTC()
+		}
+		if !set["span"] {
+			*span = expectedSending(*count, *rate, *duration)
+		}
 	}
 	neg := func(v float64) float64 {
 		if v == 0 {
@@ -111,6 +124,20 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// expectedSending is about how long sending takes: --duration, or count events at rate (a
+// millisecond each when the rate is not limited), at least a second.
+func expectedSending(count int, rate float64, duration time.Duration) time.Duration {
+	d := duration
+	switch {
+	case d > 0:
+	case rate > 0:
+		d = time.Duration(float64(count) / rate * float64(time.Second))
+	default:
+		d = time.Duration(count) * time.Millisecond
+	}
+	return max(d, time.Second)
+}
+
 // simulateToFile writes count events as import lines.
 func simulateToFile(e *env, g *simulate.Generator, path string, count int, source string) error {
 	f, err := os.Create(path)
@@ -135,6 +162,9 @@ func simulateToFile(e *env, g *simulate.Generator, path string, count int, sourc
 		if count >= 100000 && (i+1)%10000 == 0 {
 			bar.update(i+1, count)
 		}
+	}
+	if count >= 100000 {
+		bar.update(count, count) // ends the line, unless the loop's last update did
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

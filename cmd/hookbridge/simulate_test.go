@@ -41,6 +41,13 @@ func TestSimulate(t *testing.T) {
 	if err != nil || !strings.Contains(out, "sent 300 events") || !strings.Contains(out, "300 acknowledged") || !strings.Contains(out, "0 failed") {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
+	// Sent events carry times near now, not the --out default's 2025.
+	out, _, err = runCmd(t, server, "query", "--format", "csv", `SELECT count(*) FILTER (WHERE event_type = 'Unsubscribe'),
+		count(*) FILTER (WHERE occurred_at < now() - INTERVAL 1 HOUR OR occurred_at > now() + INTERVAL 1 MINUTE)
+		FROM events WHERE received_at > now() - INTERVAL 1 HOUR`)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) < 2 || strings.HasPrefix(lines[1], "0,") || !strings.HasSuffix(lines[1], ",0") {
+		t.Errorf("live events' times: want Unsubscribes and none far from now (unsubscribes,far): %v\n%s", err, out)
+	}
 	// --duration stops sending; what is in flight at the deadline is answered, not failed.
 	// Every answer of this endpoint takes longer than the whole run, so all of them are.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
