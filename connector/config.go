@@ -294,6 +294,9 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias // *name: the anchored node, checked where it is used
+	}
 	var problems []string
 	switch {
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
@@ -314,6 +317,18 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
+			if key == "<<" && n.Content[i].Tag == "!!merge" {
+				// A merge key (<<: *defaults, or a list of them) adds the merged mappings'
+				// keys to this one.
+				merged := []*yaml.Node{n.Content[i+1]}
+				if m := n.Content[i+1]; m.Kind == yaml.SequenceNode {
+					merged = m.Content
+				}
+				for _, m := range merged {
+					problems = append(problems, unknownKeys(m, t, path)...)
+				}
+				continue
+			}
 			p := key
 			if path != "" {
 				p = path + "." + key
