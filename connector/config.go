@@ -278,7 +278,9 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 		return nil, &ValidationError{File: file, Problems: problems}
 	}
 	if err := root.Content[0].Decode(cfg); err != nil {
-		return nil, &ValidationError{File: file, Problems: cfg.decodeProblems(err)}
+		values := map[string][]string{}
+		indexValues(root.Content[0], "", values)
+		return nil, &ValidationError{File: file, Problems: cfg.decodeProblems(err, values)}
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -304,20 +306,23 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 			problems = append(problems, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
-		fields := map[string]reflect.Type{}
-		var names []string
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" || !f.IsExported() {
-				continue
-			}
-			fields[name] = f.Type
+		fields := yamlFields(t, map[string]reflect.Type{})
+		names := make([]string, 0, len(fields))
+		for name := range fields {
 			names = append(names, name)
 		}
+		sort.Strings(names)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			if key == "<<" && n.Content[i].Tag == "!!merge" {
+			kn := n.Content[i]
+			if kn.Kind == yaml.AliasNode && kn.Alias != nil {
+				kn = kn.Alias
+			}
+			if kn.Kind != yaml.ScalarNode {
+				problems = append(problems, fmt.Sprintf("line %d: %s: a key must be a plain name", n.Content[i].Line, path))
+				continue
+			}
+			key := kn.Value
+			if key == "<<" && kn.Tag == "!!merge" {
 				// A merge key (<<: *defaults, or a list of them) adds the merged mappings'
 				// keys to this one.
 				merged := []*yaml.Node{n.Content[i+1]}
@@ -348,6 +353,29 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 	return problems
 }
 
+// yamlFields adds the YAML keys of struct type t, and the types they decode into, to fields:
+// a field's tag names it (an untagged field goes by its lower-cased name, as yaml.v3 does), and
+// an ",inline" struct's keys are its own.
+func yamlFields(t reflect.Type, fields map[string]reflect.Type) map[string]reflect.Type {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+		case strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct:
+			yamlFields(f.Type, fields)
+		case name == "":
+			fields[strings.ToLower(f.Name)] = f.Type
+		default:
+			fields[name] = f.Type
+		}
+	}
+	return fields
+}
+
 var decodeLineRE = regexp.MustCompile(`^line (\d+): `)
 
 // problemLine is the line a problem starts with ("line 12: …"), or 0.
@@ -360,8 +388,10 @@ func problemLine(p string) int {
 }
 
 // decodeProblems turns yaml's decoding errors ("line 12: cannot unmarshal …") into problems
-// that also name the key written on that line.
-func (c *Config) decodeProblems(err error) []string {
+// that also name the key: the one whose value on that line is the value the error quotes, or
+// the only key written on that line. values maps "line\x00value" to the paths of the scalar
+// values written there.
+func (c *Config) decodeProblems(err error, values map[string][]string) []string {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -369,23 +399,70 @@ func (c *Config) decodeProblems(err error) []string {
 	} else {
 		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
-	byLine := map[int]string{}
-	for p, l := range c.lines {
-		if q, ok := byLine[l]; !ok || len(p) > len(q) {
-			byLine[l] = p // the deepest key on the line: "limits.max_body", not "limits"
+	onLine := map[int][]string{}
+	for _, paths := range values {
+		for _, p := range paths {
+			l := c.lines[p]
+			onLine[l] = append(onLine[l], p)
 		}
 	}
 	for i, m := range msgs {
 		m = typeNameRE.ReplaceAllString(m, "")
 		if sm := decodeLineRE.FindStringSubmatch(m); sm != nil {
 			line, _ := strconv.Atoi(sm[1])
-			if p, ok := byLine[line]; ok {
-				m = fmt.Sprintf("line %d: %s: %s", line, p, m[len(sm[0]):])
+			var candidates []string
+			if v, ok := quotedValue(m[len(sm[0]):]); ok {
+				candidates = values[fmt.Sprintf("%d\x00%s", line, v)]
+			}
+			if len(candidates) != 1 {
+				candidates = onLine[line]
+			}
+			if len(candidates) == 1 {
+				m = fmt.Sprintf("line %d: %s: %s", line, candidates[0], m[len(sm[0]):])
 			}
 		}
 		msgs[i] = m
 	}
 	return msgs
+}
+
+var quotedRE = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|`[^`]*`")
+
+// quotedValue is the first value an error message quotes, as "…" (Go-quoted) or `…`.
+func quotedValue(msg string) (string, bool) {
+	q := quotedRE.FindString(msg)
+	if q == "" {
+		return "", false
+	}
+	if q[0] == '`' {
+		return q[1 : len(q)-1], true
+	}
+	v, err := strconv.Unquote(q)
+	return v, err == nil
+}
+
+// indexValues records, for every scalar value below n that belongs to a key, its path under
+// "line\x00value".
+func indexValues(n *yaml.Node, path string, values map[string][]string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			indexValues(n.Content[i+1], p, values)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			indexValues(c, fmt.Sprintf("%s[%d]", path, i), values)
+		}
+	case yaml.ScalarNode:
+		if path != "" {
+			k := fmt.Sprintf("%d\x00%s", n.Line, n.Value)
+			values[k] = append(values[k], path)
+		}
+	}
 }
 
 var typeNameRE = regexp.MustCompile(` in type [\w.]+| into [\w.]+`)

@@ -74,6 +74,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"anchors and merge keys", "sources:\n  - &rokt\n    name: rokt\n    max_body: 1MiB\n  - <<: *rokt\n    name: other\nsinks:\n  - name: a\n    plugin: jsonl\n    retry: &retry {max_attempts: 3}\n  - name: b\n    plugin: jsonl\n    retry: *retry\n", nil, nil},
 		{"merge key typo", "x-defaults: &d\n  name: rokt\n  formt: rokt-calendar-v2\nsources:\n  - <<: *d\n", nil,
 			[]string{"line 1: x-defaults: unknown key", "line 3: sources[0].formt: unknown key (did you mean format?)"}},
+		{"flow style size", "limits: {queue_bytes: lots, read_timeout: 1s}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_bytes:", `"lots" is not a size`}},
+		{"flow style int", "limits: {group_wait: 1ms, queue_events: many}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_events:", "many"}},
 		{"every missing env", "admin:\n  token: ${ADMIN_TOKEN}\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"2 problems", "line 2: admin.token: environment variable ADMIN_TOKEN", "line 6: sources[0].auth.token: environment variable ROKT_TOKEN"}},
 		{"event type typo", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
