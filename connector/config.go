@@ -53,7 +53,13 @@ type Config struct {
 	file string
 	// lines maps a key path ("sources[0].auth.token") to its line in file.
 	lines map[string]int
+	// warnings are what Validate found suspicious but allowed.
+	warnings []string
 }
+
+// Warnings lists what the last validation found suspicious but allowed, each naming its line
+// and key; `config check` prints them and `serve` logs them.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // AnalyticsConfig configures the analytics views.
 type AnalyticsConfig struct {
@@ -619,6 +625,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // by their plugins when the sinks start.
 func (c *Config) Validate() error {
 	v := &ValidationError{File: c.file}
+	c.warnings = nil
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		c.problem(v, "listen", "%q is not host:port (e.g. 127.0.0.1:8080)", c.Listen)
 	}

@@ -78,8 +78,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"flow style int", "limits: {group_wait: 1ms, queue_events: many}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_events:", "many"}},
 		{"every missing env", "admin:\n  token: ${ADMIN_TOKEN}\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"2 problems", "line 2: admin.token: environment variable ADMIN_TOKEN", "line 6: sources[0].auth.token: environment variable ROKT_TOKEN"}},
-		{"event type typo", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
-			[]string{"2 problems", `sinks[0].events[1]: "Unsubscibe" is not a documented event type (did you mean Unsubscribe?)`, `sinks[0].events[2]: "subscribe" is written Subscribe`}},
+		{"event type case", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
+			[]string{`line 6: sinks[0].events[2]: "subscribe" is written Subscribe`}},
 		{"undocumented event type", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, CalendarArchived]\n", nil, nil},
 		{"missing env", "listen: 127.0.0.1:8080\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"line 5", "sources[0].auth.token", "ROKT_TOKEN is not set"}},
@@ -128,6 +128,32 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestEventTypeNearMissIsAWarning: a name a few letters from a documented type may be a typo
+// or a type the sender has not documented: it is allowed, with a warning naming its line.
+func TestEventTypeNearMissIsAWarning(t *testing.T) {
+	yaml := "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, SubscriptionEventMoved, CalendarArchived]\n"
+	cfg, err := Parse([]byte(yaml), "w.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`line 6: sinks[0].events[1]: "Unsubscibe" is not a documented event type (did you mean Unsubscribe?)`,
+		`line 6: sinks[0].events[2]: "SubscriptionEventMoved" is not a documented event type (did you mean SubscriptionEventRemoved?)`,
+	}
+	got := cfg.Warnings()
+	if len(got) != len(want) {
+		t.Fatalf("warnings %q, want %d", got, len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %q, want %q", got[i], want[i])
+		}
+	}
+	if err := cfg.Validate(); err != nil || len(cfg.Warnings()) != len(want) {
+		t.Errorf("validating again: %v, %d warnings", err, len(cfg.Warnings()))
 	}
 }
 

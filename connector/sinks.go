@@ -35,28 +35,30 @@ type SinkOpener func(ctx context.Context, sc SinkConfig) (*OpenedSink, error)
 
 var eventTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
-// checkEventType says what is wrong with an event type a sink names, or "". A sink matches
-// stored event types exactly, so a documented type in other letter case, or a name within a
-// few letters of one, would match nothing: both are refused. Any other name is allowed, since
-// an undocumented type is stored under the name its sender gave it.
-func checkEventType(t string) string {
+// checkEventType says what is wrong with an event type a sink names (problem), or what looks
+// like a mistake (warning). A sink matches stored event types exactly, and the decoder stores
+// a documented type in its documented spelling whatever the sender's letter case, so the same
+// name in other letter case would match nothing: a problem. A name a few letters from a
+// documented one is most likely a typo, but may be an undocumented type the sender will send
+// under exactly that name (such events are stored under their sent name): a warning.
+func checkEventType(t string) (problem, warning string) {
 	if !eventTypeRE.MatchString(t) {
-		return fmt.Sprintf("%q is not an event type name (e.g. Subscribe, Unsubscribe, Test)", t)
+		return fmt.Sprintf("%q is not an event type name (e.g. Subscribe, Unsubscribe, Test)", t), ""
 	}
 	known := make([]string, len(schemas.KnownTypes))
 	for i, k := range schemas.KnownTypes {
 		known[i] = string(k)
 		if t == known[i] {
-			return ""
+			return "", ""
 		}
 		if strings.EqualFold(t, known[i]) {
-			return fmt.Sprintf("%q is written %s", t, known[i])
+			return fmt.Sprintf("%q is written %s", t, known[i]), ""
 		}
 	}
 	if near := suggest.Nearest(t, known); near != "" {
-		return fmt.Sprintf("%q is not a documented event type (did you mean %s?)", t, near)
+		return "", fmt.Sprintf("%q is not a documented event type (did you mean %s?); the sink gets such events only if the sender sends this exact type", t, near)
 	}
-	return ""
+	return "", ""
 }
 
 // validateSink checks one sink's delivery options (plugin settings are checked by the plugin).
@@ -67,8 +69,12 @@ func (c *Config) validateSink(v *ValidationError, i int) {
 		c.problem(v, p+".trigger", "%v", err)
 	}
 	for j, t := range s.Events {
-		if msg := checkEventType(t); msg != "" {
-			c.problem(v, fmt.Sprintf("%s.events[%d]", p, j), "%s", msg)
+		problem, warning := checkEventType(t)
+		if problem != "" {
+			c.problem(v, fmt.Sprintf("%s.events[%d]", p, j), "%s", problem)
+		}
+		if warning != "" {
+			c.warnings = append(c.warnings, c.locate(fmt.Sprintf("%s.events[%d]", p, j))+": "+warning)
 		}
 	}
 	switch s.Start {

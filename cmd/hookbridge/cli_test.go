@@ -64,8 +64,9 @@ sinks:
 	}
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("sources:\n  - name: rokt\nsinks:\n  - name: debug\n    plugin: jsonl\n    settings: {path: "+filepath.Join(dir, "out.jsonl")+"}\n"), 0o644)
-	if out, _, err := runCmd(t, nil, "config", "check", good); err != nil || !strings.Contains(out, "ok (1 sources, 1 sinks") {
+	os.WriteFile(good, []byte("sources:\n  - name: rokt\nsinks:\n  - name: debug\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe]\n    settings: {path: "+filepath.Join(dir, "out.jsonl")+"}\n"), 0o644)
+	if out, _, err := runCmd(t, nil, "config", "check", good); err != nil || !strings.Contains(out, "ok (1 sources, 1 sinks") ||
+		!strings.Contains(out, `warning: line 6: sinks[0].events[1]: "Unsubscibe" is not a documented event type (did you mean Unsubscribe?)`) {
 		t.Errorf("config check of good sink settings: %v %s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.jsonl")); err == nil {

@@ -50,6 +50,9 @@ func cmdConfig(ctx context.Context, e *env, args []string) error {
 		if err := cfg.CheckSinkPlugins(ctx, r); err != nil {
 			return err
 		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(e.stdout, "%s: warning: %s\n", file, w)
+		}
 		fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks; each sink's settings fit its plugin)\n", file, len(cfg.Sources), len(cfg.Sinks))
 		return nil
 	}

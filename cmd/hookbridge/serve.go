@@ -35,6 +35,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 	r, err := resolver(e, cfg.PluginsDir)
 	if err != nil {
 		return err
