@@ -58,16 +58,22 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageError{fmt.Sprintf("--start: %v", err)}
 	}
+	// The generator spreads planned events over span; it plans at least 1,000 (its subscriber
+	// pool grows with them) and keeps going at the same pace after them.
+	planned := max(*count, 1000)
 	if *out == "" {
 		// Sent events carry times (a removal's removedDateTimeUtc, say) near the time they
-		// are sent, so live traffic shows up in today's figures.
+		// are sent, so live traffic shows up in today's figures: the events to be sent spread
+		// over about the time sending them takes.
+		n, took := expectedSending(*count, *rate, *duration)
+		planned = max(n, 1000)
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["start"] {
 			t0 = time.Now().UTC()
 		}
 		if !set["span"] {
-			*span = expectedSending(*count, *rate, *duration)
+			*span = took * time.Duration(planned) / time.Duration(n)
 		}
 	}
 	neg := func(v float64) float64 {
@@ -76,7 +82,7 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 		}
 		return v
 	}
-	opts := simulate.Options{Seed: *seed, Start: t0, Span: *span, Count: max(*count, 1000), DuplicateRate: neg(*dupRate), LateRate: neg(*lateRate), BareUnsubscribeRate: neg(*bare)}
+	opts := simulate.Options{Seed: *seed, Start: t0, Span: *span, Count: planned, DuplicateRate: neg(*dupRate), LateRate: neg(*lateRate), BareUnsubscribeRate: neg(*bare)}
 	g := simulate.New(opts)
 	if *out != "" {
 		return simulateToFile(e, g, *out, *count, *source)
@@ -124,18 +130,22 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// expectedSending is about how long sending takes: --duration, or count events at rate (a
-// millisecond each when the rate is not limited), at least a second.
-func expectedSending(count int, rate float64, duration time.Duration) time.Duration {
-	d := duration
-	switch {
-	case d > 0:
-	case rate > 0:
-		d = time.Duration(float64(count) / rate * float64(time.Second))
-	default:
-		d = time.Duration(count) * time.Millisecond
+// expectedSending is about how many events sending produces and how long it takes: count
+// events, or --duration's worth at rate; at rate, or 0.3 ms each when the rate is not limited
+// (a local server's pace), so times run behind the sending rather than ahead of it.
+func expectedSending(count int, rate float64, duration time.Duration) (int, time.Duration) {
+	n := count
+	if n == 0 {
+		n = 1000 // --duration without a rate: as many as the server takes
+		if rate > 0 {
+			n = max(1, int(rate*duration.Seconds()))
+		}
 	}
-	return max(d, time.Second)
+	took := time.Duration(n) * 300 * time.Microsecond
+	if rate > 0 {
+		took = time.Duration(float64(n) / rate * float64(time.Second))
+	}
+	return n, max(took, time.Millisecond)
 }
 
 // simulateToFile writes count events as import lines.

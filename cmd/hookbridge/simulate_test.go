@@ -71,3 +71,24 @@ func TestSimulate(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	<-srv.exited
 }
+
+func TestExpectedSending(t *testing.T) {
+	for _, tt := range []struct {
+		count    int
+		rate     float64
+		duration time.Duration
+		n        int
+		took     time.Duration
+	}{
+		{300, 0, 0, 300, 90 * time.Millisecond},
+		{300, 50, 0, 300, 6 * time.Second},
+		{0, 50, time.Minute, 3000, time.Minute},
+		{0, 0, time.Minute, 1000, 300 * time.Millisecond},
+		{1, 0, 0, 1, time.Millisecond},
+	} {
+		n, took := expectedSending(tt.count, tt.rate, tt.duration)
+		if n != tt.n || took != tt.took {
+			t.Errorf("expectedSending(%d, %v, %v) = %d, %v; want %d, %v", tt.count, tt.rate, tt.duration, n, took, tt.n, tt.took)
+		}
+	}
+}
