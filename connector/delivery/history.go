@@ -144,8 +144,10 @@ func (e *Engine) History(ctx context.Context, f HistoryFilter) (Page[Attempt], e
 		page.Items = page.Items[:f.Limit]
 		page.Next = strconv.FormatInt(page.Items[f.Limit-1].ID, 10)
 	}
-	if err := e.withRowFailures(ctx, page.Items); err != nil {
-		return Page[Attempt]{}, err
+	if f.EventID == "" { // by event, each attempt shows that event's own row instead
+		if err := e.withRowFailures(ctx, page.Items); err != nil {
+			return Page[Attempt]{}, err
+		}
 	}
 	return page, nil
 }
@@ -180,7 +182,7 @@ func (e *Engine) withRowFailures(ctx context.Context, items []Attempt) error {
 	rows, err := e.store.DB().QueryContext(ctx, `SELECT delivery_id, status_code, error FROM delivery_rows
 		WHERE outcome IN (?, ?, ?) AND (status_code IS NOT NULL OR error IS NOT NULL)
 		AND delivery_id IN (`+strings.Join(marks, ", ")+`) AND delivery_id BETWEEN ? AND ?
-		ORDER BY delivery_id, seq`, args...)
+		QUALIFY row_number() OVER (PARTITION BY delivery_id ORDER BY seq) = 1`, args...)
 	if err != nil {
 		return fmt.Errorf("delivery: history: failed rows: %w", err)
 	}
@@ -194,7 +196,6 @@ func (e *Engine) withRowFailures(ctx context.Context, items []Attempt) error {
 		}
 		if a := at[id]; a != nil {
 			a.StatusCode, a.Error = int(code.Int64), errText.String
-			delete(at, id)
 		}
 	}
 	if err := rows.Err(); err != nil {

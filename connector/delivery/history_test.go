@@ -70,4 +70,17 @@ func TestHistoryBySinkShowsTheDestinationsAnswer(t *testing.T) {
 	if len(byEvent.Items) != 1 || byEvent.Items[0].Row == nil || byEvent.Items[0].Row.StatusCode != 400 || !strings.Contains(byEvent.Items[0].Row.Error, "unknown calendar") {
 		t.Errorf("history by event id: %+v", byEvent.Items)
 	}
+	// By event, an attempt shows the event's own row, not another row's answer beside it.
+	okEvent, err := h.eng.History(context.Background(), HistoryFilter{EventID: "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(okEvent.Items) == 0 {
+		t.Fatal("no attempt carried the event ok")
+	}
+	for _, a := range okEvent.Items {
+		if a.StatusCode != 0 || a.Error != "" {
+			t.Errorf("history of a delivered event shows another row's answer: %+v", a)
+		}
+	}
 }
