@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 
 	"github.com/hookbridge/hookbridge/connector/delivery"
@@ -66,6 +67,7 @@ func (c *Config) CheckSinkPlugins(ctx context.Context, r plugins.Resolver) error
 		}
 	}
 	if len(v.Problems) > 0 {
+		sort.SliceStable(v.Problems, func(i, j int) bool { return problemLine(v.Problems[i]) < problemLine(v.Problems[j]) })
 		return v
 	}
 	return nil

@@ -71,7 +71,7 @@ sinks:
 	for _, want := range []string{
 		"3 problems",
 		`line 7: sinks[0].settings.url: "127.0.0.1:9099/hook" is not an absolute URL`,
-		`line 8: sinks[0].settings.body: "orignal" is not one of original, normalised (did you mean original?)`,
+		`line 8: sinks[0].settings.body: "orignal" is not one of "original", "normalised" (did you mean original?)`,
 		`line 10: sinks[1].plugin: no plugin "jsnl" (did you mean jsonl?)`,
 	} {
 		if !strings.Contains(err.Error(), want) {

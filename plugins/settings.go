@@ -1,11 +1,13 @@
 package plugins
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,6 +27,9 @@ type SettingsProblem struct {
 // maximum, pattern, items and format "uri". A check only the plugin's own code makes (a
 // secret's encoding, say) still happens when the sink starts, or with `hookbridge sinks check`.
 func CheckSettings(schema json.RawMessage, settings map[string]any) ([]SettingsProblem, error) {
+	if len(bytes.TrimSpace(schema)) == 0 || string(bytes.TrimSpace(schema)) == "null" {
+		return nil, nil // a plugin that describes no settings schema takes any
+	}
 	var s jsonSchema
 	if err := json.Unmarshal(schema, &s); err != nil {
 		return nil, fmt.Errorf("plugins: settings schema: %w", err)
@@ -40,7 +45,7 @@ func CheckSettings(schema json.RawMessage, settings map[string]any) ([]SettingsP
 
 // jsonSchema is the subset of JSON Schema CheckSettings reads.
 type jsonSchema struct {
-	Type                 string                 `json:"type"`
+	Type                 schemaTypes            `json:"type"`
 	Properties           map[string]*jsonSchema `json:"properties"`
 	Required             []string               `json:"required"`
 	AdditionalProperties json.RawMessage        `json:"additionalProperties"`
@@ -52,6 +57,32 @@ type jsonSchema struct {
 	Items                *jsonSchema            `json:"items"`
 }
 
+// schemaTypes is JSON Schema's "type": one name, or a list of names.
+type schemaTypes []string
+
+// UnmarshalJSON reads "string" or ["string", "null"].
+func (t *schemaTypes) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*t = schemaTypes{one}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("type: want a name or a list of names")
+	}
+	*t = list
+	return nil
+}
+
+func (t schemaTypes) String() string {
+	parts := make([]string, len(t))
+	for i, n := range t {
+		parts[i] = article(n)
+	}
+	return strings.Join(parts, " or ")
+}
+
 func (s *jsonSchema) check(path string, v any, problems *[]SettingsProblem) {
 	add := func(field, format string, args ...any) {
 		*problems = append(*problems, SettingsProblem{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -59,22 +90,39 @@ func (s *jsonSchema) check(path string, v any, problems *[]SettingsProblem) {
 	if v == nil {
 		return // an empty value leaves the plugin's default
 	}
-	if !hasType(s.Type, v) {
-		add(path, "is %s, want %s", describe(v), article(s.Type))
+	if m, ok := v.(map[any]any); ok {
+		for k := range m {
+			if _, ok := k.(string); !ok {
+				add(path, "a key (%v) is not text: write it in quotes", k)
+				return
+			}
+		}
+	}
+	if len(s.Type) > 0 && !slices.ContainsFunc(s.Type, func(t string) bool { return hasType(t, v) }) {
+		add(path, "is %s, want %s", describe(v), s.Type)
 		return
 	}
 	if len(s.Enum) > 0 {
+		got, _ := json.Marshal(v)
 		var names []string
 		for _, e := range s.Enum {
-			if fmt.Sprint(e) == fmt.Sprint(v) {
+			want, _ := json.Marshal(e)
+			if bytes.Equal(got, want) { // the same type and value: "1" is not 1
 				names = nil
 				break
 			}
-			names = append(names, fmt.Sprint(e))
+			names = append(names, string(want))
 		}
 		if names != nil {
-			msg := fmt.Sprintf("%q is not one of %s", fmt.Sprint(v), strings.Join(names, ", "))
-			if near := suggest.Nearest(fmt.Sprint(v), names); near != "" {
+			msg := fmt.Sprintf("%s is not one of %s", got, strings.Join(names, ", "))
+			texts := make([]string, len(s.Enum))
+			for i, e := range s.Enum {
+				texts[i] = fmt.Sprint(e)
+			}
+			switch near := suggest.Nearest(fmt.Sprint(v), texts); {
+			case near == fmt.Sprint(v):
+				msg += " (quote it, or not: the value is right, its type is not)"
+			case near != "":
 				msg += fmt.Sprintf(" (did you mean %s?)", near)
 			}
 			add(path, "%s", msg)

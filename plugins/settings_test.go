@@ -2,8 +2,11 @@ package plugins
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // settingsSchema is shaped like the built-in webhook sink's.
@@ -29,7 +32,7 @@ func TestCheckSettings(t *testing.T) {
 		{"valid", `{"url": "https://example.com/hooks", "body": "normalised", "batch": true, "concurrency": 4, "secret": "whsec_AAAA", "headers": {"X-Team": "crm"}, "tags": ["a"]}`, nil},
 		{"empty values leave defaults", `{"url": "https://example.com/hooks", "body": null}`, nil},
 		{"unknown key", `{"url": "https://example.com/hooks", "bodi": "original"}`, []string{"bodi: is not a setting of this sink (did you mean body?)"}},
-		{"enum", `{"url": "https://example.com/hooks", "body": "orignal"}`, []string{`body: "orignal" is not one of original, normalised (did you mean original?)`}},
+		{"enum", `{"url": "https://example.com/hooks", "body": "orignal"}`, []string{`body: "orignal" is not one of "original", "normalised" (did you mean original?)`}},
 		{"not a url", `{"url": "127.0.0.1:9099/hook"}`, []string{`url: "127.0.0.1:9099/hook" is not an absolute URL`}},
 		{"required", `{"body": "original"}`, []string{"url: is required"}},
 		{"type", `{"url": "https://example.com", "batch": "yes", "concurrency": 2.5}`, []string{`batch: is the text "yes", want true or false`, "concurrency: is the number 2.5, want an integer"}},
@@ -63,5 +66,42 @@ func TestCheckSettings(t *testing.T) {
 	}
 	if _, err := CheckSettings(json.RawMessage(`{"type": `), nil); err == nil {
 		t.Error("a broken schema was accepted")
+	}
+}
+
+// TestCheckSettingsOfYAMLValues checks values shaped as a configuration file gives them
+// (ints, not float64; maps with non-text keys), and schema forms beyond the basics.
+func TestCheckSettingsOfYAMLValues(t *testing.T) {
+	var settings map[string]any
+	if err := yaml.Unmarshal([]byte("url: https://example.com\nconcurrency: 4\nlevel: 1\nmode: \"1\"\nheaders: {1: x}\nnote: ~\n"), &settings); err != nil {
+		t.Fatal(err)
+	}
+	schema := `{"type": "object", "additionalProperties": false, "properties": {
+		"url": {"type": "string", "format": "uri"},
+		"concurrency": {"type": "integer", "maximum": 32},
+		"level": {"enum": ["1", "2"]},
+		"mode": {"enum": [1, 2, ""]},
+		"headers": {"type": "object"},
+		"note": {"type": ["string", "null"]}}}`
+	problems, err := CheckSettings(json.RawMessage(schema), settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Field+": "+p.Message)
+	}
+	want := []string{
+		"headers: a key (1) is not text: write it in quotes",
+		`level: 1 is not one of "1", "2" (quote it, or not: the value is right, its type is not)`,
+		`mode: "1" is not one of 1, 2, "" (quote it, or not: the value is right, its type is not)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	for _, empty := range []string{"", "null"} {
+		if p, err := CheckSettings(json.RawMessage(empty), map[string]any{"anything": 1}); err != nil || len(p) != 0 {
+			t.Errorf("schema %q: %v %v; a plugin without a schema takes any settings", empty, p, err)
+		}
 	}
 }

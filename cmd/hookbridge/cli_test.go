@@ -54,7 +54,7 @@ sinks:
 		"line 7: sinks[0].settings.pth: is not a setting of this sink (did you mean path?)",
 		"line 6: sinks[0].settings.path: is required",
 		`line 11: sinks[1].settings.url: "127.0.0.1:9099/hook" is not an absolute URL`,
-		`line 12: sinks[1].settings.body: "orignal" is not one of original, normalised (did you mean original?)`,
+		`line 12: sinks[1].settings.body: "orignal" is not one of "original", "normalised" (did you mean original?)`,
 		"line 13: sinks[1].settings.secret: does not match ^whsec_",
 		`line 15: sinks[2].plugin: no plugin "jsnl" (did you mean jsonl?)`,
 	} {
