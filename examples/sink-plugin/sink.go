@@ -16,17 +16,22 @@ import (
 type settings struct {
 	// Path is the file rows are appended to, one JSON object per line.
 	Path string `json:"path"`
+	// RequireEmail refuses rows without an email (a per-row failure, as a CRM would answer).
+	RequireEmail bool `json:"require_email,omitempty"`
 }
 
 // jsonFile appends each row's mapped fields (or its normalised columns) as a JSON line.
-// Re-sent batches are skipped: the ids of written batches are kept beside the file
-// (PATH.batches), so a batch the host sends again after a crash is not written twice.
+// Rows already written are skipped when their batch comes again: "BATCH-ID SEQ" of every
+// written row is kept beside the file (PATH.written). A batch comes again after a crash (its
+// outcome unknown), after rows were marked Retry, and when an operator replays dead letters,
+// always under the same id; so the record is per row, not per batch: a row this sink failed
+// is written when it comes back, never skipped as if done.
 type jsonFile struct {
 	mu      sync.Mutex
 	set     settings
 	file    *os.File
-	batches *os.File
-	done    map[string]bool
+	written *os.File
+	done    map[string]bool // "BATCH-ID SEQ"
 }
 
 func newSink() sdk.Sink { return &jsonFile{} }
@@ -34,11 +39,13 @@ func newSink() sdk.Sink { return &jsonFile{} }
 func (s *jsonFile) Spec() sdk.Spec {
 	return sdk.Spec{
 		Name:        "jsonfile",
-		Version:     "0.1.0",
-		Description: "example plugin: appends JSON lines to a file, skipping re-sent batches",
+		Version:     "0.2.0",
+		Description: "example plugin: appends JSON lines to a file, skipping rows it already wrote",
 		Settings: json.RawMessage(`{"type":"object","additionalProperties":false,"required":["path"],
-			"properties":{"path":{"type":"string","description":"file to append to"}}}`),
+			"properties":{"path":{"type":"string","description":"file to append to"},
+			"require_email":{"type":"boolean","default":false,"description":"fail rows without an email"}}}`),
 		MaxBatchRows: 500,
+		Columns:      []string{"email"}, // needed by require_email, whatever the mapping
 	}
 }
 
@@ -51,7 +58,7 @@ func (s *jsonFile) Configure(ctx context.Context, cfg sdk.Config) error {
 		return &sdk.SettingsError{Field: "path", Message: "is required"}
 	}
 	done := map[string]bool{}
-	if f, err := os.Open(set.Path + ".batches"); err == nil {
+	if f, err := os.Open(set.Path + ".written"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			done[sc.Text()] = true
@@ -62,30 +69,36 @@ func (s *jsonFile) Configure(ctx context.Context, cfg sdk.Config) error {
 	if err != nil {
 		return &sdk.SettingsError{Field: "path", Message: err.Error()}
 	}
-	batches, err := os.OpenFile(set.Path+".batches", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	written, err := os.OpenFile(set.Path+".written", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		file.Close()
 		return &sdk.SettingsError{Field: "path", Message: err.Error()}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.set, s.file, s.batches, s.done = set, file, batches, done
-	cfg.Logger.Info("jsonfile ready", "path", set.Path, "batches already written", len(done))
+	s.set, s.file, s.written, s.done = set, file, written, done
+	cfg.Logger.Info("jsonfile ready", "path", set.Path, "rows already written", len(done))
 	return nil
 }
 
 func (s *jsonFile) Write(ctx context.Context, b *sdk.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done[b.ID] {
-		return nil // a re-send of a batch this file already holds
-	}
 	rows, err := b.Rows()
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
+	var buf, keys bytes.Buffer
+	var fresh []string
 	for i := range rows {
+		key := fmt.Sprintf("%s %d", b.ID, rows[i].Seq)
+		if s.done[key] {
+			continue // written when this batch came before: delivered, not written twice
+		}
+		if s.set.RequireEmail && rows[i].Email == "" {
+			b.Fail(rows[i].Seq, "row has no email", 0)
+			continue
+		}
 		line := b.Fields(&rows[i])
 		if line == nil {
 			line = rows[i].Map()
@@ -97,8 +110,13 @@ func (s *jsonFile) Write(ctx context.Context, b *sdk.Batch) error {
 			continue
 		}
 		buf.Write(append(out, '\n'))
+		keys.WriteString(key + "\n")
+		fresh = append(fresh, key)
 	}
-	// Rows first, then the batch id: a crash in between writes the rows again later, never
+	if len(fresh) == 0 {
+		return nil
+	}
+	// Rows first, then their keys: a crash in between writes the rows again later, never
 	// loses them.
 	if _, err := s.file.Write(buf.Bytes()); err != nil {
 		return sdk.SinkDown(err, 0, 0)
@@ -106,11 +124,13 @@ func (s *jsonFile) Write(ctx context.Context, b *sdk.Batch) error {
 	if err := s.file.Sync(); err != nil {
 		return sdk.SinkDown(err, 0, 0)
 	}
-	if _, err := fmt.Fprintln(s.batches, b.ID); err != nil {
+	if _, err := s.written.Write(keys.Bytes()); err != nil {
 		return sdk.SinkDown(err, 0, 0)
 	}
-	s.done[b.ID] = true
-	return s.batches.Sync()
+	for _, k := range fresh {
+		s.done[k] = true
+	}
+	return s.written.Sync()
 }
 
 func (s *jsonFile) Close(ctx context.Context) error {
@@ -121,11 +141,11 @@ func (s *jsonFile) Close(ctx context.Context) error {
 		err = s.file.Close()
 		s.file = nil
 	}
-	if s.batches != nil {
-		if cerr := s.batches.Close(); err == nil {
+	if s.written != nil {
+		if cerr := s.written.Close(); err == nil {
 			err = cerr
 		}
-		s.batches = nil
+		s.written = nil
 	}
 	return err
 }

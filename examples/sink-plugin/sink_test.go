@@ -20,8 +20,12 @@ func TestConformance(t *testing.T) {
 		BadSettings: map[string]json.RawMessage{"path": json.RawMessage(`{}`), "colour": json.RawMessage(`{"path":"x","colour":1}`)},
 		Reset: func(t *testing.T) {
 			os.Remove(path)
-			os.Remove(path + ".batches")
+			os.Remove(path + ".written")
 		},
+		// The rows without an email (the Test event, the bare Unsubscribe) fail, on every send.
+		Failing:     json.RawMessage(`{"path":"` + path + `","require_email":true}`),
+		FailingRows: sinktest.DefaultRows(),
+		FailingSeqs: withoutEmail(sinktest.DefaultRows()),
 		Delivered: func(t *testing.T, rows []schemas.Row) {
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -32,4 +36,14 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+func withoutEmail(rows []schemas.Row) []int64 {
+	var seqs []int64
+	for _, r := range rows {
+		if r.Email == "" {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	return seqs
 }

@@ -38,8 +38,10 @@ type Sink interface {
 
 	// Write sends one batch. It may block (network calls) until ctx ends. Mark rows that did
 	// not go through on the batch (Retry, Fail, Accept); unmarked rows count as delivered
-	// when Write returns nil. The batch ID stays the same when the same rows are sent again,
-	// so a sink can make re-sends harmless. Errors:
+	// when Write returns nil. The batch ID stays the same when the same rows are sent again
+	// (after a crash, after rows were marked Retry, when dead letters are replayed), so a
+	// sink can skip rows it already wrote under that ID; a row it did not write (marked
+	// Retry or Fail before) must be tried again, never skipped as delivered. Errors:
 	//   - SinkDown(err, wait): the destination as a whole is unusable now (bad credentials,
 	//     outage, 429); no row is charged an attempt and the sink backs off.
 	//   - Pause(err): stop the sink until an operator resumes it (e.g. 410 Gone).

@@ -47,7 +47,8 @@ type Config struct {
 	// Reset empties the destination between checks (optional).
 	Reset func(t *testing.T)
 	// Failing, when set, are settings and rows under which the rows whose seqs are listed in
-	// FailingSeqs must come back failed or retried, and the others delivered.
+	// FailingSeqs must come back failed or retried, and the others delivered, also when the
+	// same batch is sent a second time.
 	Failing     json.RawMessage
 	FailingRows []schemas.Row
 	FailingSeqs []int64
@@ -109,7 +110,8 @@ func Run(t *testing.T, cfg Config) {
 				t.Fatal(err)
 			}
 			if resp.Error != "" || resp.SinkError != nil || resp.BatchRejected != nil || len(resp.Rows) != 0 {
-				t.Fatalf("send %d: %+v", round, resp)
+				t.Fatalf("send %d of the same batch: every row must be delivered, got %+v\n"+
+					"(the round trip sends Config.Rows, by default DefaultRows(): pass rows your sink accepts as Rows, and check per-row failures with Failing, FailingRows and FailingSeqs)", round, resp)
 			}
 			if cfg.Delivered != nil {
 				cfg.Delivered(t, cfg.Rows)
@@ -125,24 +127,34 @@ func Run(t *testing.T, cfg Config) {
 			sink := cfg.New()
 			c := connect(t, sink)
 			configure(t, c, cfg.Failing, cfg.Mapping)
-			resp, err := c.Write(context.Background(), writeRequest(t, sink.Spec(), cfg.Mapping, "conformance-batch-2", cfg.FailingRows))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var failed []int64
-			for _, r := range resp.Rows {
-				if r.Outcome == sinkpb.Outcome_OUTCOME_FAILED || r.Outcome == sinkpb.Outcome_OUTCOME_RETRY {
-					failed = append(failed, r.Seq)
-					if r.Reason == "" {
-						t.Errorf("row %d failed without a reason", r.Seq)
-					}
-				}
-			}
-			slices.Sort(failed)
+			req := writeRequest(t, sink.Spec(), cfg.Mapping, "conformance-batch-2", cfg.FailingRows)
 			want := slices.Clone(cfg.FailingSeqs)
 			slices.Sort(want)
-			if !slices.Equal(failed, want) {
-				t.Errorf("rows reported failing: %v, want %v (response %+v)", failed, want, resp)
+			// The same batch comes again (a retry, a replay of dead letters): a row that failed
+			// must be tried again, not skipped as if the batch were done.
+			for round := 1; round <= 2; round++ {
+				req.Attempt = int32(round)
+				resp, err := c.Write(context.Background(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var failed []int64
+				for _, r := range resp.Rows {
+					if r.Outcome == sinkpb.Outcome_OUTCOME_FAILED || r.Outcome == sinkpb.Outcome_OUTCOME_RETRY {
+						failed = append(failed, r.Seq)
+						if r.Reason == "" {
+							t.Errorf("send %d: row %d failed without a reason", round, r.Seq)
+						}
+					}
+				}
+				slices.Sort(failed)
+				if !slices.Equal(failed, want) {
+					msg := "rows reported failing"
+					if round == 2 {
+						msg = "the same batch sent again: rows reported failing (a row that failed must fail again, or be written, when its batch comes back; never be skipped as delivered)"
+					}
+					t.Errorf("send %d: %s: %v, want %v (response %+v)", round, msg, failed, want, resp)
+				}
 			}
 			closeSink(t, c)
 		})
