@@ -183,6 +183,10 @@ type SinkConfig struct {
 	RateLimit RateLimitConfig   `yaml:"rate_limit"`
 	Retry     RetryConfig       `yaml:"retry"`
 	Mapping   map[string]string `yaml:"mapping"`
+	// Timeout bounds one Write (or Poll) of the plugin (default 2m). A plugin that has not
+	// answered by then has its batch retried, and is health-checked, and restarted if it
+	// does not answer that either.
+	Timeout Duration `yaml:"timeout"`
 	// Settings are the plugin's own settings, passed to it as JSON.
 	Settings map[string]any `yaml:"settings"`
 }

@@ -76,6 +76,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			[]string{"line 1: x-defaults: unknown key", "line 3: sources[0].formt: unknown key (did you mean format?)"}},
 		{"flow style size", "limits: {queue_bytes: lots, read_timeout: 1s}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_bytes:", `"lots" is not a size`}},
 		{"flow style int", "limits: {group_wait: 1ms, queue_events: many}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_events:", "many"}},
+		{"sink timeout", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    timeout: 2h\n", nil, []string{"line 6: sinks[0].timeout:", "between 0s", "1h"}},
 		{"every missing env", "admin:\n  token: ${ADMIN_TOKEN}\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"2 problems", "line 2: admin.token: environment variable ADMIN_TOKEN", "line 6: sources[0].auth.token: environment variable ROKT_TOKEN"}},
 		{"event type case", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
@@ -154,6 +155,21 @@ func TestEventTypeNearMissIsAWarning(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil || len(cfg.Warnings()) != len(want) {
 		t.Errorf("validating again: %v, %d warnings", err, len(cfg.Warnings()))
+	}
+}
+
+// TestSinkTimeoutReachesTheEngine: a sink's timeout bounds its plugin's writes.
+func TestSinkTimeoutReachesTheEngine(t *testing.T) {
+	cfg, err := Parse([]byte("sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    timeout: 45s\n"), "t.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, err := sinkOptions(cfg.Sinks[0], &OpenedSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if so.Timeout != 45*time.Second {
+		t.Errorf("timeout %v, want 45s", so.Timeout)
 	}
 }
 

@@ -102,6 +102,9 @@ func (c *Config) validateSink(v *ValidationError, i int) {
 	if s.Retry.MaxAttempts < 0 || s.Retry.MaxAge < 0 {
 		c.problem(v, p+".retry", "max_attempts and max_age must be positive")
 	}
+	if s.Timeout < 0 || time.Duration(s.Timeout) > time.Hour {
+		c.problem(v, p+".timeout", "must be between 0s (the default, 2m) and 1h")
+	}
 }
 
 // sinkOptions turns a configured sink and its opened plugin into the engine's options.
@@ -154,5 +157,6 @@ func sinkOptions(sc SinkConfig, o *OpenedSink) (delivery.SinkOptions, error) {
 		Per:       time.Duration(sc.RateLimit.Per),
 		Daily:     sc.RateLimit.Daily,
 		Retry:     delivery.RetryPolicy{Schedule: sched, MaxAttempts: sc.Retry.MaxAttempts, MaxAge: time.Duration(sc.Retry.MaxAge)},
+		Timeout:   time.Duration(sc.Timeout),
 	}, nil
 }

@@ -66,7 +66,8 @@ type Client struct {
 	spec       sdk.Spec
 	checks     bool
 	configured *sinkpb.ConfigureRequest
-	failures   int
+	failures   int // calls or starts that failed in a row
+	restarts   int // restarts since the host started it
 	notBefore  time.Time
 	closed     bool
 	// lastOK is when the plugin last answered; a call after healthEvery without one is
@@ -251,7 +252,8 @@ func (c *Client) ready(ctx context.Context) error {
 	}
 	if c.pc != nil {
 		c.pc.Kill()
-		c.log.Warn("plugins: restarting plugin", "plugin", c.launch.Name, "restarts", c.failures)
+		c.restarts++
+		c.log.Warn("plugins: restarting plugin", "plugin", c.launch.Name, "restarts", c.restarts, "failed_in_a_row", c.failures)
 	}
 	err := c.start(ctx)
 	if err == nil && c.configured != nil {

@@ -373,6 +373,30 @@ func TestOrderPerKeyAndCoalescing(t *testing.T) {
 	}
 }
 
+// TestWholeBatchErrorShowsInStatus: a plugin that fails a batch as a whole (a plain error, a
+// crash, a timeout) has its rows retried, and status shows why.
+func TestWholeBatchErrorShowsInStatus(t *testing.T) {
+	h := newHarness(t)
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		if call == 0 {
+			return nil, errors.New("plugin process exited during write")
+		}
+		return &Result{}, nil
+	}}
+	h.start(crm(sink))
+	h.ingest(subscribe("e1", "s1", "a@example.com"))
+	h.eventually("the retry delivered", func() bool {
+		return h.count("SELECT count(*) FROM delivery_rows WHERE event_id = 'e1' AND outcome = 'delivered'") == 1
+	})
+	st, err := h.eng.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st[0].LastError, "plugin process exited during write") {
+		t.Errorf("status does not show the whole-batch error: %+v", st[0])
+	}
+}
+
 func TestSinkWideErrorBacksOffWithoutChargingRows(t *testing.T) {
 	h := newHarness(t)
 	var mu sync.Mutex

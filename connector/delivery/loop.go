@@ -542,7 +542,9 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	case errors.As(err, &rejected):
 		res = &Result{Rows: []RowResult{{Seq: rows[0].Seq, Outcome: Failed, Reason: rejected.Reason, StatusCode: rejected.StatusCode}}}
 	case err != nil:
-		// The plugin crashed or timed out: nothing is known of the rows, so all are retried.
+		// The plugin crashed, timed out or failed the batch as a whole: nothing is known of
+		// the rows, so all are retried; status shows the error.
+		l.noteError(fmt.Errorf("delivery: %s: write: %w", l.name, err))
 		res = &Result{}
 		for _, s := range seqs {
 			res.Rows = append(res.Rows, RowResult{Seq: s, Outcome: Retry, Reason: err.Error()})
