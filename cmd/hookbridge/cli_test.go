@@ -140,3 +140,26 @@ sinks:
 		t.Errorf("checking one sink: %v\n%s", err, out)
 	}
 }
+
+// TestPluginsListTakesTheConfigsFolder: plugins list and describe find external plugins in
+// the configuration's plugins_dir with --config.
+func TestPluginsListTakesTheConfigsFolder(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\ncat <<'EOF'\n" + `{"name": "hook", "version": "1.2.3", "protocol": 1, "description": "a test plugin", "settings": {"type": "object"}}` + "\nEOF\n"
+	if err := os.WriteFile(filepath.Join(dir, "hookbridge-sink-hook"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("plugins_dir: "+dir+"\nsources:\n  - name: rokt\n"), 0o644)
+	out, _, err := runCmd(t, nil, "plugins", "list", "--config", cfg)
+	if err != nil || !strings.Contains(out, "hook") || !strings.Contains(out, "1.2.3") {
+		t.Errorf("plugins list --config: %v\n%s", err, out)
+	}
+	out, _, err = runCmd(t, nil, "plugins", "describe", "hook", "--config", cfg)
+	if err != nil || !strings.Contains(out, "a test plugin") {
+		t.Errorf("plugins describe --config: %v\n%s", err, out)
+	}
+	if _, _, err := runCmd(t, nil, "plugins", "list", "--config", cfg, "--plugins-dir", dir); exitCode(err) != 2 {
+		t.Errorf("both --config and --plugins-dir: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+}

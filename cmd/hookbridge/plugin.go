@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
 
+	"github.com/hookbridge/hookbridge/connector"
 	"github.com/hookbridge/hookbridge/plugins"
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/sinks/builtin"
@@ -34,12 +36,25 @@ func resolver(e *env, dir string) (plugins.Resolver, error) {
 
 func cmdPlugins(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "describe") {
-		return usageError{"usage: hookbridge plugins list | hookbridge plugins describe NAME  [--plugins-dir DIR]"}
+		return usageError{"usage: hookbridge plugins list | hookbridge plugins describe NAME  [--config FILE | --plugins-dir DIR]"}
 	}
-	fs := newFlagSet(e, "plugins "+args[0], "plugins list|describe [NAME] [--plugins-dir DIR]")
+	fs := newFlagSet(e, "plugins "+args[0], "plugins list|describe [NAME] [--config FILE | --plugins-dir DIR]")
 	dir := fs.String("plugins-dir", "./plugins", "folder of external plugins (hookbridge-sink-NAME executables)")
+	configPath := fs.String("config", "", "take the plugins folder from this configuration's plugins_dir")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return err
+	}
+	if *configPath != "" {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "plugins-dir" })
+		if set {
+			return usageError{"give --config or --plugins-dir, not both"}
+		}
+		cfg, err := connector.Load(*configPath, e.getenv)
+		if err != nil {
+			return err
+		}
+		*dir = cfg.PluginsDir
 	}
 	r, err := resolver(e, *dir)
 	if err != nil {
