@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -74,17 +73,33 @@ func New(cfg *Config, opts Options) (*Connector, error) {
 	return &Connector{cfg: cfg, opts: opts, log: opts.Logger, serveErr: make(chan error, 1)}, nil
 }
 
-// Start opens the database, binds the listener and starts serving.
+// Start binds the listeners, opens the database and starts serving. The listeners come
+// first, so an address in use fails the start before the database file is created, migrated
+// or touched.
 func (c *Connector) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("connector: listen on %s: %w", c.cfg.Listen, err)
+	}
+	var aln net.Listener
+	if c.cfg.Admin.Listen != "" {
+		if aln, err = net.Listen("tcp", c.cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("connector: admin listen on %s: %w", c.cfg.Admin.Listen, err)
+		}
+	}
+	closeListeners := func() {
+		ln.Close()
+		if aln != nil {
+			aln.Close()
+		}
+	}
 	c.reg = prometheus.NewRegistry()
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exportDir := c.cfg.ExportDir()
-	if err := os.MkdirAll(exportDir, 0o755); err != nil {
-		return fmt.Errorf("connector: exports folder: %w", err)
-	}
+	// The exports folder is made by the first export or snapshot (see admin), not here.
 	st, err := store.Open(ctx, store.Options{
 		Path:               c.cfg.Data,
-		AllowedDirectories: []string{exportDir},
+		AllowedDirectories: []string{c.cfg.ExportDir()},
 		AnalyticsZone:      c.cfg.Analytics.TimeZone,
 		QueueEvents:        c.cfg.Limits.QueueEvents,
 		QueueBytes:         int64(c.cfg.Limits.QueueBytes),
@@ -97,17 +112,20 @@ func (c *Connector) Start(ctx context.Context) error {
 		Registerer:         c.reg,
 	})
 	if err != nil {
+		closeListeners()
 		return err
 	}
 	c.store = st
 	rc, err := c.newReceiver()
 	if err != nil {
 		st.Close()
+		closeListeners()
 		return err
 	}
 	if err := c.startDelivery(ctx); err != nil {
 		c.closeSinks()
 		st.Close()
+		closeListeners()
 		return err
 	}
 	mux := http.NewServeMux()
@@ -128,26 +146,14 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := api.RegisterDashboard(adminMux); err != nil {
 		c.stopDelivery()
 		st.Close()
+		closeListeners()
 		return err
 	}
 
-	ln, err := net.Listen("tcp", c.cfg.Listen)
-	if err != nil {
-		c.stopDelivery()
-		st.Close()
-		return fmt.Errorf("connector: listen on %s: %w", c.cfg.Listen, err)
-	}
 	c.ln = ln
 	c.srv = c.httpServer(receiver.NoRedirect(mux))
 	go func() { c.serveErr <- c.srv.Serve(ln) }()
-	if c.cfg.Admin.Listen != "" {
-		aln, err := net.Listen("tcp", c.cfg.Admin.Listen)
-		if err != nil {
-			c.srv.Close()
-			c.stopDelivery()
-			st.Close()
-			return fmt.Errorf("connector: admin listen on %s: %w", c.cfg.Admin.Listen, err)
-		}
+	if aln != nil {
 		c.admin = c.httpServer(adminMux)
 		go c.admin.Serve(aln)
 		c.log.Info("hookbridge: admin API listening", "addr", aln.Addr().String())

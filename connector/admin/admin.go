@@ -59,7 +59,7 @@ type Options struct {
 	// Data serves queries, exports, snapshots, imports, reprocessing and the key report.
 	Data Data
 	// ExportDir is where exports and snapshots are written before they are sent (one of the
-	// store's allowed directories).
+	// store's allowed directories). It is made by the first export or snapshot.
 	ExportDir string
 	// Decoders decode imported and reprocessed bodies, by source.
 	Decoders map[string]*schemas.Decoder

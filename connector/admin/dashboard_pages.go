@@ -399,7 +399,12 @@ func (d *dashboard) mailingListCSV(w http.ResponseWriter, r *http.Request, sess 
 		http.Error(w, "exports are not available on this server", http.StatusNotFound)
 		return
 	}
-	path, err := d.a.opts.Data.Export(r.Context(), "SELECT * FROM mailing_list ORDER BY email_key", "", "csv", d.a.opts.ExportDir)
+	dir, err := d.a.exportDir()
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	path, err := d.a.opts.Data.Export(r.Context(), "SELECT * FROM mailing_list ORDER BY email_key", "", "csv", dir)
 	if err != nil {
 		d.fail(w, err)
 		return

@@ -106,7 +106,11 @@ func (a *API) export(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		return statusErr(http.StatusBadRequest, "body: %v", err)
 	}
-	path, err := d.Export(r.Context(), req.Query, req.Table, req.Format, a.opts.ExportDir)
+	dir, err := a.exportDir()
+	if err != nil {
+		return err
+	}
+	path, err := d.Export(r.Context(), req.Query, req.Table, req.Format, dir)
 	if err != nil {
 		return statusErr(http.StatusBadRequest, "%v", err)
 	}
@@ -122,11 +126,27 @@ func (a *API) snapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	path, err := d.Snapshot(r.Context(), a.opts.ExportDir)
+	dir, err := a.exportDir()
+	if err != nil {
+		return err
+	}
+	path, err := d.Snapshot(r.Context(), dir)
 	if err != nil {
 		return err
 	}
 	return a.sendFile(w, path, "application/octet-stream", "hookbridge-snapshot.duckdb")
+}
+
+// exportDir returns the folder exports and snapshots are written to, made on first use: a
+// server that never exports leaves no empty folder beside its data file.
+func (a *API) exportDir() (string, error) {
+	if a.opts.ExportDir == "" {
+		return "", nil
+	}
+	if err := os.MkdirAll(a.opts.ExportDir, 0o755); err != nil {
+		return "", fmt.Errorf("admin: exports folder: %w", err)
+	}
+	return a.opts.ExportDir, nil
 }
 
 // sendFile streams a file the store wrote into the export folder and removes it.

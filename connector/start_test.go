@@ -1,0 +1,132 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookbridge/hookbridge/connector/store"
+)
+
+// TestBusyAddressLeavesTheDataAlone: when an address to listen on is taken, Start fails
+// before it opens the store: a new data file is not created (nor its folder, nor the exports
+// folder), and an existing one is not touched.
+func TestBusyAddressLeavesTheDataAlone(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	start := func(data, listen, adminListen string) error {
+		t.Helper()
+		cfg, err := Parse([]byte("sources:\n  - name: rokt\n"), "test.yaml", env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Listen, cfg.Admin.Listen, cfg.Data = listen, adminListen, data
+		c, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Start(context.Background())
+		if err == nil {
+			c.Stop()
+		}
+		return err
+	}
+	for _, tc := range []struct{ name, listen, admin string }{
+		{"webhook address taken", busy.Addr().String(), ""},
+		{"admin address taken", free(), busy.Addr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			data := filepath.Join(dir, "hb.duckdb")
+			err := start(data, tc.listen, tc.admin)
+			if err == nil || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("Start on a taken address: %v, want address already in use", err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				entries, _ := os.ReadDir(dir)
+				t.Errorf("a failed start left %s behind (%v; holding %v)", dir, err, entries)
+			}
+
+			// A file from an earlier run is left as it was.
+			existing := filepath.Join(t.TempDir(), "hb.duckdb")
+			st, err := store.Open(context.Background(), store.Options{Path: existing, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(existing)
+			info, _ := os.Stat(existing)
+			time.Sleep(10 * time.Millisecond) // a rewrite would show in the modification time
+			if err := start(existing, tc.listen, tc.admin); err == nil {
+				t.Fatal("Start on a taken address succeeded")
+			}
+			after, _ := os.ReadFile(existing)
+			info2, _ := os.Stat(existing)
+			if !bytes.Equal(before, after) || !info.ModTime().Equal(info2.ModTime()) {
+				t.Error("a failed start changed the existing data file")
+			}
+			entries, _ := os.ReadDir(filepath.Dir(existing))
+			if len(entries) != 1 {
+				t.Errorf("a failed start left files beside the existing one: %v", entries)
+			}
+		})
+	}
+}
+
+// TestExportFolderOnlyForAnExport: the exports folder beside the data file is made by the
+// first export or snapshot, not by the server starting or stopping.
+func TestExportFolderOnlyForAnExport(t *testing.T) {
+	c := startServer(t, "sources:\n  - name: rokt\n", nil)
+	exports := c.cfg.ExportDir()
+	if _, err := os.Stat(exports); !os.IsNotExist(err) {
+		t.Fatalf("the server made %s at start (%v)", exports, err)
+	}
+	base := "http://" + c.Addr()
+	for _, req := range []struct{ path, body string }{
+		{"/admin/v1/export", `{"table": "events", "format": "csv"}`},
+		{"/admin/v1/snapshot", `{}`},
+	} {
+		resp, err := http.Post(base+req.path, "application/json", strings.NewReader(req.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) == 0 {
+			t.Errorf("%s: %d %q", req.path, resp.StatusCode, body)
+		}
+		if _, err := os.Stat(exports); err != nil {
+			t.Errorf("%s did not make the exports folder: %v", req.path, err)
+		}
+		if err := os.Remove(exports); err != nil { // empty again: the file was sent and removed
+			t.Errorf("the exports folder after %s: %v", req.path, err)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(exports); !os.IsNotExist(err) {
+		t.Errorf("the server left %s behind (%v)", exports, err)
+	}
+}
