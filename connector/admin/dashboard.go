@@ -222,7 +222,9 @@ func setSessionCookie(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (d *dashboard) render(w http.ResponseWriter, r *http.Request, sess session, name, title, nav string, data any) {
-	p := page{Title: title, Nav: nav, CSRF: sess.csrf, CanLogout: d.a.opts.Token != "", Flash: r.URL.Query().Get("flash"), Ready: true, Data: data}
+	// Sign out is offered to a signed-in browser only: the sign-in page renders without a
+	// session (and so without a CSRF token to sign out with).
+	p := page{Title: title, Nav: nav, CSRF: sess.csrf, CanLogout: d.a.opts.Token != "" && sess.csrf != "", Flash: r.URL.Query().Get("flash"), Ready: true, Data: data}
 	if d.a.opts.Store != nil {
 		p.StateSeq = d.a.opts.Store.StateSeq()
 		if err := d.a.opts.Store.Ready(); err != nil {
