@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 
+	"github.com/hookbridge/hookbridge/connector"
+	"github.com/hookbridge/hookbridge/internal/suggest"
 	"github.com/hookbridge/hookbridge/plugins"
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 )
@@ -29,6 +32,9 @@ func cmdSinksCheck(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := unknownSinks(cfg, *configPath, fs.Args()); err != nil {
+		return fmt.Errorf("sinks check: %w", err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	failed := 0
 	checked := 0
@@ -43,13 +49,51 @@ func cmdSinksCheck(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%s (%s): %s\n", sc.Name, sc.Plugin, msg)
 	}
-	if checked == 0 {
-		return fmt.Errorf("sinks check: no sink named %v in the configuration", fs.Args())
-	}
 	if failed > 0 {
 		return fmt.Errorf("sinks check: %d of %d sinks failed", failed, checked)
 	}
 	return nil
+}
+
+// unknownSinks refuses, before any plugin starts, the names the configuration has no sink
+// of, and a configuration without sinks. It says which configuration was read: without
+// --config that is the built-in one, which has none.
+func unknownSinks(cfg *connector.Config, configPath string, names []string) error {
+	where, hint := configPath, ""
+	if where == "" {
+		where, hint = "the built-in configuration", " (pass --config FILE)"
+	}
+	known := make([]string, len(cfg.Sinks))
+	for i, sc := range cfg.Sinks {
+		known[i] = sc.Name
+	}
+	if len(known) == 0 && len(names) == 0 {
+		return fmt.Errorf("%s has no sinks%s", where, hint)
+	}
+	var missing []string
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	what := "no sink named "
+	if len(missing) > 1 {
+		what = "no sinks named "
+	}
+	what += strings.Join(missing, ", ") + " in " + where
+	if len(known) == 0 {
+		return fmt.Errorf("%s, which has no sinks%s", what, hint)
+	}
+	detail := "its sinks: " + strings.Join(known, ", ")
+	if len(missing) == 1 {
+		if near := suggest.Nearest(missing[0], known); near != "" {
+			detail += "; did you mean " + near + "?"
+		}
+	}
+	return fmt.Errorf("%s (%s)", what, detail)
 }
 
 // checkSink configures and checks one sink; it says what was checked.

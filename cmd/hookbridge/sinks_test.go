@@ -261,3 +261,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// TestSinksCheckNamesTheConfiguration: a sink name the configuration lacks is refused, saying
+// which configuration was read (the built-in one has no sinks) and naming the sink plainly.
+func TestSinksCheckNamesTheConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte("sources: [{name: rokt}]\nsinks:\n  - name: warehouse\n    plugin: jsonl\n    settings: {path: "+filepath.Join(dir, "out.jsonl")+"}\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"sinks", "check", "warehouse"}, []string{"no sink named warehouse in the built-in configuration, which has no sinks (pass --config FILE)"}},
+		{[]string{"sinks", "check"}, []string{"the built-in configuration has no sinks (pass --config FILE)"}},
+		{[]string{"sinks", "check", "warehose", "--config", cfg}, []string{"no sink named warehose in " + cfg + " (its sinks: warehouse; did you mean warehouse?)"}},
+		{[]string{"sinks", "check", "a", "b", "--config", cfg}, []string{"no sinks named a, b in " + cfg}},
+	} {
+		out, _, err := runCmd(t, nil, c.args...)
+		if err == nil {
+			t.Errorf("%v: no error\n%s", c.args, out)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %q lacks %q", c.args, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "[") {
+			t.Errorf("%v: %q shows a Go slice", c.args, err)
+		}
+		if out != "" {
+			t.Errorf("%v checked sinks before refusing an unknown name:\n%s", c.args, out)
+		}
+	}
+}
