@@ -11,6 +11,11 @@ import (
 
 // slogAdapter is an hclog.Logger that writes to a *slog.Logger. go-plugin logs through hclog
 // and re-levels each JSON line a plugin writes to stderr; this puts both in the host's log.
+//
+// The host's logger names the sink's plugin under "plugin" (jsonl); go-plugin names the
+// plugin's executable under that key too (/usr/libexec/hookbridge-sink-x). So that each key
+// appears once, go-plugin's goes under "plugin_path", and a named logger's name (go-plugin's
+// "stdio", or the executable's base name on the lines a plugin writes) under "logger".
 type slogAdapter struct {
 	l    *slog.Logger
 	name string
@@ -37,11 +42,22 @@ func (a *slogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || level == hclog.NoLevel {
 		level = hclog.Info
 	}
-	all := append(append([]any(nil), a.args...), args...)
+	all := renameKeys(append(append([]any(nil), a.args...), args...))
 	if a.name != "" {
-		all = append(all, "plugin", a.name)
+		all = append(all, "logger", a.name)
 	}
 	a.l.Log(context.Background(), slogLevel(level), msg, all...)
+}
+
+// renameKeys moves go-plugin's "plugin" (the executable's path) to "plugin_path" in
+// key-value pairs, in place.
+func renameKeys(kvs []any) []any {
+	for i := 0; i+1 < len(kvs); i += 2 {
+		if k, ok := kvs[i].(string); ok && k == "plugin" {
+			kvs[i] = "plugin_path"
+		}
+	}
+	return kvs
 }
 
 func (a *slogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
