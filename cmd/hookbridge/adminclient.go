@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,7 +32,7 @@ type adminFlags struct {
 	token  *string
 }
 
-func addAdminFlags(fs *flag.FlagSet) adminFlags {
+func addAdminFlags(fs *flagSet) adminFlags {
 	return adminFlags{
 		server: fs.String("server", "", "admin API of the running server (default $HOOKBRIDGE_SERVER, else http://127.0.0.1:8080)"),
 		token:  fs.String("token", "", "admin token (default $HOOKBRIDGE_ADMIN_TOKEN)"),

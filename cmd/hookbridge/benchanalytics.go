@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -246,7 +245,7 @@ type simulatedFlags struct {
 	seed   *uint64
 }
 
-func addSimulatedFlags(fs *flag.FlagSet, events int) simulatedFlags {
+func addSimulatedFlags(fs *flagSet, events int) simulatedFlags {
 	return simulatedFlags{
 		events: fs.Int("events", events, "simulated events in the store"),
 		dir:    fs.String("dir", "./bench-data", "folder for the JSON-lines file and the store (reused when present)"),

@@ -65,3 +65,36 @@ func TestHelpOnMistakes(t *testing.T) {
 		t.Errorf("an unknown flag: %v\nstdout %q\nstderr %q", err, out, errOut)
 	}
 }
+
+// TestUnknownFlagIsAUsageError: an unknown flag, or a flag given a value it cannot take, is a
+// mistake on the command line like any other: exit status 2, the message and the command's
+// usage on stderr, for every command that takes flags.
+func TestUnknownFlagIsAUsageError(t *testing.T) {
+	withSub := map[string][]string{
+		"config": {"default", "check"}, "sinks": {"pause", "resume", "check"}, "plugins": {"list", "describe"},
+		"bench": {"ingest", "analytics", "dashboard"}, "plugin": nil, // plugin serves a sink to hookbridge itself
+	}
+	var lines [][]string
+	for _, c := range commands() {
+		subs, ok := withSub[c.name]
+		if !ok {
+			lines = append(lines, []string{c.name})
+		}
+		for _, s := range subs {
+			lines = append(lines, []string{c.name, s})
+		}
+	}
+	for _, words := range lines {
+		args := append(append([]string(nil), words...), "--bogus")
+		out, errOut, err := runCmd(t, nil, args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: %v (exit status %d), want exit status 2", args, err, exitCode(err))
+		}
+		if out != "" || !strings.Contains(errOut, "-bogus") || !strings.Contains(errOut, "Usage: hookbridge "+words[0]) {
+			t.Errorf("%v: stdout %q\nstderr %q\nwant the mistake and the usage on stderr", args, out, errOut)
+		}
+	}
+	if _, _, err := runCmd(t, nil, "query", "--limit", "many", "SELECT 1"); err == nil || exitCode(err) != 2 {
+		t.Errorf("query --limit many: %v (exit status %d), want exit status 2", err, exitCode(err))
+	}
+}

@@ -130,10 +130,25 @@ func printUsage(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
+// flagSet is a command's flag set. Its Parse reports a mistake on the command line (an
+// unknown flag, a value a flag cannot take) as a usageError, so every command exits 2 on
+// one, as on its other usage mistakes.
+type flagSet struct{ *flag.FlagSet }
+
+// Parse parses args. Help asked for comes back as flag.ErrHelp; any other error is a
+// usageError, whose message the flag package has already written, with the usage, on stderr.
+func (fs *flagSet) Parse(args []string) error {
+	err := fs.FlagSet.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err.Error()}
+}
+
 // newFlagSet returns a flag set that reports errors instead of exiting. Its usage goes to
 // stdout when asked for (-h, --help: Parse returns flag.ErrHelp, which run turns into exit
-// status 0), and to stderr after the message of a mistake.
-func newFlagSet(e *env, name, usage string) *flag.FlagSet {
+// status 0), and to stderr after the message of a mistake (exit status 2).
+func newFlagSet(e *env, name, usage string) *flagSet {
 	fs := flag.NewFlagSet("hookbridge "+name, flag.ContinueOnError)
 	errOut := &watchedWriter{w: e.stderr}
 	fs.SetOutput(errOut)
@@ -149,7 +164,7 @@ func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 		fs.PrintDefaults()
 		fs.SetOutput(errOut)
 	}
-	return fs
+	return &flagSet{fs}
 }
 
 // watchedWriter remembers whether anything was written through it.

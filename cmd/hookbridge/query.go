@@ -6,12 +6,13 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,7 +29,7 @@ type localFlags struct {
 	data   *string
 }
 
-func addLocalFlags(fs *flag.FlagSet) localFlags {
+func addLocalFlags(fs *flagSet) localFlags {
 	return localFlags{
 		config: fs.String("config", "", "configuration file, used when no server runs (default: the built-in one)"),
 		data:   fs.String("data", "", "DuckDB file: read directly unless a running server holds it (default: the configuration's data, through the server when one answers)"),
@@ -128,16 +129,9 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && absA == absB
 }
 
-// queryViews are the analytics views (and table macros) a query may read besides the tables.
-// The store keeps its list unexported, as SQL; keep this one in step with
-// connector/store/analytics.go.
-var queryViews = []string{
-	"mailing_list", "subscription_changes", "subscriptions_daily", "subscriptions_hourly",
-	"campaign_days(first_day, last_day[, days_around := 7])", "tag_popularity_by_postcode", "subscribes_by_weekday_hour",
-}
-
 func cmdQuery(ctx context.Context, e *env, args []string) error {
-	usage := `query [--format table|csv|json] [--limit N] [--timeout D] "SQL" (views: ` + strings.Join(queryViews, ", ") + ")"
+	// The views come from the store, which makes them, so the list cannot fall behind.
+	usage := `query [--format table|csv|json] [--limit N] [--timeout D] "SQL" (views: ` + strings.Join(store.AnalyticsViews(), ", ") + ")"
 	fs := newFlagSet(e, "query", usage)
 	af := addAdminFlags(fs)
 	lf := addLocalFlags(fs)
@@ -406,7 +400,7 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 		return nil
 	}
 	defer resp.Body.Close()
-	tmp, err := os.CreateTemp(dir, ".hookbridge-download-*")
+	tmp, err := createDownload(dir)
 	if err != nil {
 		return err
 	}
@@ -425,6 +419,20 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	}
 	fmt.Fprintf(e.stdout, "wrote %s (%d bytes)\n", out, n)
 	return nil
+}
+
+// createDownload makes a new file in dir to download into. It gets the mode of any file
+// this user makes (0666 less the umask), the one DuckDB gives the file when there is no
+// server: os.CreateTemp's 0600 would set a file that came through the server apart.
+func createDownload(dir string) (*os.File, error) {
+	for range 100 {
+		name := filepath.Join(dir, ".hookbridge-download-"+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, os.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("download: no free temporary name in %s", dir)
 }
 
 type countingReader struct {

@@ -133,3 +133,17 @@ func TestRowCount(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryUsageListsTheViews: query's usage names every analytics view the store makes (the
+// store's test checks that its list is complete).
+func TestQueryUsageListsTheViews(t *testing.T) {
+	out, _, err := runCmd(t, nil, "query", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range store.AnalyticsViews() {
+		if !strings.Contains(out, v) {
+			t.Errorf("query --help lacks %s:\n%s", v, out)
+		}
+	}
+}

@@ -544,3 +544,42 @@ func TestDeleteRowsByValuesAndByView(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAnalyticsViewsListsEveryView: each name AnalyticsViews gives (which the query usage
+// shows) is a view, or a table macro taking the arguments it shows, in a fresh store; and
+// every view and table macro the store makes is listed.
+func TestAnalyticsViewsListsEveryView(t *testing.T) {
+	s := openStore(t, Options{})
+	made := map[string]string{} // name: "view", or the table macro's parameters
+	res, err := s.Query(context.Background(), `SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'
+		UNION ALL SELECT function_name, array_to_string(parameters, ', ') FROM duckdb_functions() WHERE function_type = 'table_macro' AND NOT internal AND schema_name = 'main'`, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Rows {
+		made[r[0].(string)] = r[1].(string)
+	}
+	listed := map[string]bool{}
+	for _, v := range AnalyticsViews() {
+		name, args, macro := strings.Cut(v, "(")
+		listed[name] = true
+		got, ok := made[name]
+		switch {
+		case !ok:
+			t.Errorf("%s is listed but the store has no view or table macro of that name", v)
+		case macro != (got != "view"):
+			t.Errorf("%s is listed as a %s, but the store makes a %s", v, map[bool]string{true: "table macro", false: "view"}[macro], map[bool]string{true: "table macro", false: "view"}[got != "view"])
+		case macro:
+			for _, p := range strings.Split(got, ", ") {
+				if !strings.Contains(args, p) {
+					t.Errorf("%s does not show the macro's parameter %s (%s)", v, p, got)
+				}
+			}
+		}
+	}
+	for name := range made {
+		if !listed[name] {
+			t.Errorf("the store makes %s, which AnalyticsViews does not list", name)
+		}
+	}
+}
