@@ -12,14 +12,18 @@ import (
 )
 
 // The analytics page's charts aggregate every event and subscription (about half a second
-// on a million events, more while ingest runs). They are kept for chartsMaxAge: an older set
-// is shown while one request recomputes it in the background, so only the first request for
-// a choice of days, calendar and zone waits for them, and the page says how old they are.
-// The mailing list's total and first page go with the charts; later pages are read live.
+// on a million events, more while ingest runs). They are kept, and a page never shows a set
+// older than chartsMaxAge, as it says: once a set is older than chartsRefreshAge it is
+// recomputed in the background while it is still shown, so a page visited at least that often
+// never waits; the first request after a quieter spell (or for a new choice of days,
+// calendar and zone) waits for a fresh set rather than being shown an old one, such as one
+// computed before the data arrived. The mailing list's total and first page go with the
+// charts; later pages are read live.
 const (
-	chartsMaxAge  = 30 * time.Second
-	chartsTimeout = 2 * time.Minute
-	chartsKept    = 16 // sets of chart choices (days, calendar, zone) kept
+	chartsMaxAge     = 30 * time.Second
+	chartsRefreshAge = chartsMaxAge / 2
+	chartsTimeout    = 2 * time.Minute
+	chartsKept       = 16 // sets of chart choices (days, calendar, zone) kept
 )
 
 // chartChoice is what the charts depend on, as the request gave it.
@@ -39,7 +43,7 @@ type chartSet struct {
 	listTotal int64
 	list      []listRow // the mailing list's first page
 	listNext  string
-	at        time.Time
+	at        time.Time // when its computation started: its figures are at least this recent
 }
 
 // chartCache keeps chart sets by choice. Safe for concurrent use.
@@ -49,41 +53,57 @@ type chartCache struct {
 }
 
 type chartEntry struct {
-	set        *chartSet     // nil until the first computation ends
-	ready      chan struct{} // closed when the first computation ends
-	err        error         // of the first computation
-	refreshing bool
-	used       time.Time
+	set     *chartSet         // the latest set computed; nil until the first computation ends
+	running *chartComputation // the computation under way, if any
+	used    time.Time
 }
 
-// get returns the set for c: a kept one (recomputed in the background once it is older than
-// chartsMaxAge), or one computed now. Requests for a choice being computed wait for that
-// computation instead of starting their own.
+// chartComputation is one run of compute for a choice. Requests that cannot be shown the
+// kept set wait for it.
+type chartComputation struct {
+	done chan struct{} // closed when set and err are written
+	set  *chartSet
+	err  error
+}
+
+// get returns the set for c: the kept one while it is at most chartsMaxAge old (starting a
+// background recomputation once it is older than chartsRefreshAge), else a fresh one. Requests
+// that need a fresh set wait for the computation under way instead of starting their own.
 func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) (*chartSet, error) {
 	now := time.Now()
 	cc.mu.Lock()
-	if e := cc.entries[c]; e != nil {
-		e.used = now
-		if e.set == nil {
-			cc.mu.Unlock()
-			select {
-			case <-e.ready:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if e.err != nil {
-				return nil, e.err
-			}
-			return e.set, nil
-		}
-		if now.Sub(e.set.at) > chartsMaxAge && !e.refreshing {
-			e.refreshing = true
-			go cc.refresh(c, e, compute, onError)
-		}
-		set := e.set
-		cc.mu.Unlock()
-		return set, nil
+	e := cc.entries[c]
+	if e == nil {
+		e = cc.add(c, now)
 	}
+	e.used = now
+	if e.set != nil {
+		if age := now.Sub(e.set.at); age <= chartsMaxAge {
+			if age > chartsRefreshAge && e.running == nil {
+				cc.start(c, e, compute, onError)
+			}
+			set := e.set
+			cc.mu.Unlock()
+			return set, nil
+		}
+	}
+	run := e.running
+	if run == nil {
+		// The requests waiting for it report its failure themselves.
+		run = cc.start(c, e, compute, nil)
+	}
+	cc.mu.Unlock()
+	select {
+	case <-run.done:
+		return run.set, run.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// add makes the entry for c, dropping the least recently used one beyond chartsKept (cc.mu
+// held).
+func (cc *chartCache) add(c chartChoice, now time.Time) *chartEntry {
 	if cc.entries == nil {
 		cc.entries = map[chartChoice]*chartEntry{}
 	}
@@ -97,36 +117,38 @@ func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(conte
 		}
 		delete(cc.entries, oldest)
 	}
-	e := &chartEntry{ready: make(chan struct{}), used: now}
+	e := &chartEntry{used: now}
 	cc.entries[c] = e
-	cc.mu.Unlock()
-
-	// Others may wait for this computation: it does not end with this request.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chartsTimeout)
-	defer cancel()
-	set, err := compute(cctx, c)
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	e.set, e.err = set, err
-	close(e.ready)
-	if err != nil && cc.entries[c] == e {
-		delete(cc.entries, c) // the next request tries again
-	}
-	return set, err
+	return e
 }
 
-func (cc *chartCache) refresh(c chartChoice, e *chartEntry, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) {
-	ctx, cancel := context.WithTimeout(context.Background(), chartsTimeout)
-	defer cancel()
-	set, err := compute(ctx, c)
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	e.refreshing = false
-	if err != nil {
-		onError(err) // the older set stays; the next request tries again
-		return
-	}
-	e.set = set
+// start computes c's set in the background (cc.mu held). It does not end with the request
+// that started it, since others may wait for it. On failure the kept set, if any, stays (a
+// request finding it too old tries again), onError hears of it when given, and an entry that
+// never had a set is dropped, so the next request tries again.
+func (cc *chartCache) start(c chartChoice, e *chartEntry, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) *chartComputation {
+	run := &chartComputation{done: make(chan struct{})}
+	e.running = run
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), chartsTimeout)
+		defer cancel()
+		set, err := compute(ctx, c)
+		cc.mu.Lock()
+		run.set, run.err = set, err
+		e.running = nil
+		switch {
+		case err == nil:
+			e.set = set
+		case e.set == nil && cc.entries[c] == e:
+			delete(cc.entries, c)
+		}
+		cc.mu.Unlock()
+		close(run.done)
+		if err != nil && onError != nil {
+			onError(err)
+		}
+	}()
+	return run
 }
 
 func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess session) {

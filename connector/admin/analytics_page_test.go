@@ -47,12 +47,13 @@ func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
 	// Another choice is its own set.
 	b := chartChoice{from: "2026-10-01"}
 	mu.Lock()
-	age = time.Minute // this one is born old
+	age = chartsMaxAge - 5*time.Second // this one is born due for a refresh, but still young enough to show
 	mu.Unlock()
 	if got := get(b).listTotal; got != 2 {
 		t.Fatalf("second choice: set %d", got)
 	}
-	// An old set is served at once while one background refresh runs, however many ask.
+	// A set due for a refresh is served at once while one background refresh runs, however
+	// many ask.
 	for range 5 {
 		if got := get(b).listTotal; got != 2 {
 			t.Fatalf("during the refresh: set %d", got)
@@ -69,7 +70,7 @@ func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
 	}
 	// A failed refresh keeps the older set and reports the error.
 	mu.Lock()
-	age, fail = time.Minute, false
+	age, fail = chartsMaxAge-5*time.Second, false
 	mu.Unlock()
 	c := chartChoice{from: "2026-09-01"}
 	old := get(c).listTotal
@@ -94,6 +95,71 @@ func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
 	if n != chartsKept || kept {
 		t.Errorf("%d sets kept (want %d), the oldest still there: %v", n, chartsKept, kept)
 	}
+}
+
+// TestChartCacheNeverServesASetOlderThanMaxAge: a kept set older than chartsMaxAge (say, one
+// computed while the store was still empty) is not shown: the first request after a quiet
+// spell waits for a fresh one, and requests arriving meanwhile wait for the same computation.
+func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
+	var cc chartCache
+	var calls atomic.Int32
+	contacts := atomic.Int64{} // what the store holds
+	release := make(chan struct{}, 10)
+	compute := func(ctx context.Context, c chartChoice) (*chartSet, error) {
+		calls.Add(1)
+		if calls.Load() > 1 {
+			<-release
+		}
+		return &chartSet{listTotal: contacts.Load(), at: time.Now()}, nil
+	}
+	c := chartChoice{}
+	get := func() (*chartSet, error) {
+		return cc.get(context.Background(), c, compute, func(err error) { t.Error(err) })
+	}
+	set, err := get()
+	if err != nil || set.listTotal != 0 {
+		t.Fatalf("first request: %v %v", set, err)
+	}
+	// 90 contacts arrive; the kept set grows old.
+	contacts.Store(90)
+	cc.mu.Lock()
+	cc.entries[c].set.at = time.Now().Add(-chartsMaxAge - time.Minute)
+	cc.mu.Unlock()
+	results := make(chan int64, 3)
+	for range 3 {
+		go func() {
+			set, err := get()
+			if err != nil {
+				t.Error(err)
+			}
+			results <- set.listTotal
+		}()
+	}
+	waitUntil(t, func() bool { return calls.Load() == 2 })
+	select {
+	case n := <-results:
+		t.Fatalf("a request was answered with the old set (%d contacts) before the recomputation ended", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- struct{}{}
+	for range 3 {
+		if n := <-results; n != 90 {
+			t.Errorf("a request after the set grew old got %d contacts, want 90", n)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d computations, want 2 (one for the three requests after the set grew old)", calls.Load())
+	}
+	// A set between the refresh age and chartsMaxAge is still shown, and refreshed behind it.
+	cc.mu.Lock()
+	cc.entries[c].set.at = time.Now().Add(-chartsRefreshAge - time.Second)
+	cc.mu.Unlock()
+	contacts.Store(91)
+	if set, err := get(); err != nil || set.listTotal != 90 {
+		t.Errorf("a set due for a refresh: %v %v, want it served at once", set, err)
+	}
+	release <- struct{}{}
+	waitUntil(t, func() bool { set, _ := get(); return set.listTotal == 91 })
 }
 
 func waitUntil(t *testing.T, cond func() bool) {
