@@ -281,15 +281,15 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	// Unknown keys and unset variables are reported together, in line order.
 	problems := unknownKeys(root.Content[0], reflect.TypeFor[Config](), "")
 	cfg := &Config{file: file, lines: map[string]int{}}
-	indexLines(root.Content[0], "", cfg.lines)
-	problems = interpolate(root.Content[0], "", getenv, problems)
+	indexLines(root.Content[0], cfg.lines)
+	problems = interpolate(root.Content[0], getenv, problems)
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problemLine(problems[i]) < problemLine(problems[j]) })
 		return nil, &ValidationError{File: file, Problems: problems}
 	}
 	if err := root.Content[0].Decode(cfg); err != nil {
 		values := map[string][]string{}
-		indexValues(root.Content[0], "", values)
+		indexValues(root.Content[0], values)
 		return nil, &ValidationError{File: file, Problems: cfg.decodeProblems(err, values)}
 	}
 	cfg.applyDefaults()
@@ -451,9 +451,10 @@ func quotedValue(msg string) (string, bool) {
 	return v, err == nil
 }
 
-// indexValues records, for every scalar value below n that belongs to a key, its path under
-// "line\x00value".
-func indexValues(n *yaml.Node, path string, values map[string][]string) {
+// walkYAML calls visit for every node below n (n included) with its key path
+// ("sources[0].auth.token") and, for a mapping's value, the node of its key.
+func walkYAML(n *yaml.Node, path string, key *yaml.Node, visit func(path string, key, n *yaml.Node)) {
+	visit(path, key, n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -461,41 +462,38 @@ func indexValues(n *yaml.Node, path string, values map[string][]string) {
 			if path != "" {
 				p = path + "." + p
 			}
-			indexValues(n.Content[i+1], p, values)
+			walkYAML(n.Content[i+1], p, n.Content[i], visit)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			indexValues(c, fmt.Sprintf("%s[%d]", path, i), values)
-		}
-	case yaml.ScalarNode:
-		if path != "" {
-			k := fmt.Sprintf("%d\x00%s", n.Line, n.Value)
-			values[k] = append(values[k], path)
+			walkYAML(c, fmt.Sprintf("%s[%d]", path, i), nil, visit)
 		}
 	}
 }
 
+// indexValues records, for every scalar value below n that belongs to a key, its path under
+// "line\x00value".
+func indexValues(n *yaml.Node, values map[string][]string) {
+	walkYAML(n, "", nil, func(path string, _, n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && path != "" {
+			k := fmt.Sprintf("%d\x00%s", n.Line, n.Value)
+			values[k] = append(values[k], path)
+		}
+	})
+}
+
 var typeNameRE = regexp.MustCompile(` in type [\w.]+| into [\w.]+`)
 
-// indexLines records the line of every key path below n.
-func indexLines(n *yaml.Node, path string, lines map[string]int) {
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			lines[p] = n.Content[i].Line
-			indexLines(n.Content[i+1], p, lines)
+// indexLines records the line of every key path below n (a list item's: the item's line).
+func indexLines(n *yaml.Node, lines map[string]int) {
+	walkYAML(n, "", nil, func(path string, key, n *yaml.Node) {
+		switch {
+		case key != nil:
+			lines[path] = key.Line
+		case path != "":
+			lines[path] = n.Line
 		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			lines[p] = c.Line
-			indexLines(c, p, lines)
-		}
-	}
+	})
 }
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
@@ -503,23 +501,10 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 // interpolate replaces ${NAME} (or ${NAME:-default}) in every scalar value; $$ is a literal
 // $. It returns missing with a problem, naming the key, for every reference to an unset
 // variable without a default. Values taken from the environment are strings.
-func interpolate(n *yaml.Node, path string, getenv func(string) string, missing []string) []string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			missing = interpolate(n.Content[i+1], p, getenv, missing)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			missing = interpolate(c, fmt.Sprintf("%s[%d]", path, i), getenv, missing)
-		}
-	case yaml.ScalarNode:
-		if !strings.Contains(n.Value, "$") {
-			return missing
+func interpolate(n *yaml.Node, getenv func(string) string, missing []string) []string {
+	walkYAML(n, "", nil, func(path string, _, n *yaml.Node) {
+		if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
+			return
 		}
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 			if ref == "$$" {
@@ -535,7 +520,7 @@ func interpolate(n *yaml.Node, path string, getenv func(string) string, missing 
 			missing = append(missing, fmt.Sprintf("line %d: %s: environment variable %s is not set (export it, or write ${%s:-default})", n.Line, path, m[1], m[1]))
 			return ""
 		})
-	}
+	})
 	return missing
 }
 
