@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +43,7 @@ func (s *answeringSink) Close() error { return nil }
 func TestSinkHistoryPageShowsStatusAndError(t *testing.T) {
 	exe := chromium(t)
 	sink := &answeringSink{}
-	cfg, err := Parse([]byte(`
+	c := startWithSink(t, `
 admin:
   token: dashboard-test-token-0123
 sources:
@@ -54,22 +53,7 @@ sinks:
     plugin: scripted
     trigger: realtime
     retry: {schedule: [50ms], max_attempts: 2}
-`), "dash.yaml", env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Data = filepath.Join(t.TempDir(), "hb.duckdb")
-	c, err := New(cfg, Options{Logger: quietLog(), OpenSink: func(ctx context.Context, sc SinkConfig) (*OpenedSink, error) {
-		return &OpenedSink{Sink: sink, Closer: sink, KeyColumn: "email_key"}, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+`, sink, sink)
 	base := "http://" + c.Addr()
 	// One event per batch: the 400 attempt fails, the 500 one is retried once and fails.
 	for i, email := range []string{"bad@example.com", "down@example.com"} {

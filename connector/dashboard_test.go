@@ -103,7 +103,7 @@ func TestDashboardInChromium(t *testing.T) {
 	exe := chromium(t)
 	out := artifacts(t)
 	sink := &dashSink{badEmail: "dead.letter+footy@example.com", got: map[string]int{}}
-	cfg, err := Parse([]byte(`
+	c := startWithSink(t, `
 admin:
   token: dashboard-test-token-0123
 sources:
@@ -114,22 +114,7 @@ sinks:
     trigger: realtime
     mapping: {email: email, first_name: firstname}
     retry: {schedule: [50ms], max_attempts: 2}
-`), "dash.yaml", env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Data = filepath.Join(t.TempDir(), "hb.duckdb")
-	c, err := New(cfg, Options{Logger: quietLog(), OpenSink: func(ctx context.Context, sc SinkConfig) (*OpenedSink, error) {
-		return &OpenedSink{Sink: sink, Closer: sink, KeyColumn: "email_key"}, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+`, sink, sink)
 	base := "http://" + c.Addr()
 
 	// Traffic keeps arriving while the pages are used.
@@ -364,6 +349,29 @@ func distinctColours(t *testing.T, buf []byte) int {
 		}
 	}
 	return len(seen)
+}
+
+// startWithSink starts a connector on a loopback port and a fresh DuckDB file, from yaml,
+// with every configured sink served by sink; it stops when the test ends.
+func startWithSink(t *testing.T, yaml string, sink delivery.Sink, closer io.Closer) *Connector {
+	t.Helper()
+	cfg, err := Parse([]byte(yaml), "test.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Data = filepath.Join(t.TempDir(), "hb.duckdb")
+	c, err := New(cfg, Options{Logger: quietLog(), OpenSink: func(ctx context.Context, sc SinkConfig) (*OpenedSink, error) {
+		return &OpenedSink{Sink: sink, Closer: closer, KeyColumn: "email_key"}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
