@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,7 +76,7 @@ func New(cfg *Config, opts Options) (*Connector, error) {
 
 // Start binds the listeners, opens the database and starts serving. The listeners come
 // first, so an address in use fails the start before the database file is created, migrated
-// or touched.
+// or touched; until the rest has started they answer 503 + Retry-After.
 func (c *Connector) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
@@ -88,10 +89,21 @@ func (c *Connector) Start(ctx context.Context) error {
 			return fmt.Errorf("connector: admin listen on %s: %w", c.cfg.Admin.Listen, err)
 		}
 	}
+	// Until everything has started, the listeners answer 503 + Retry-After (and /healthz
+	// 200), so a sender is told to come back rather than left waiting while the store opens
+	// and migrates.
+	web, adm := &startingHandler{}, &startingHandler{}
+	c.ln = ln
+	c.srv = c.httpServer(web)
+	go func() { c.serveErr <- c.srv.Serve(ln) }()
+	if aln != nil {
+		c.admin = c.httpServer(adm)
+		go c.admin.Serve(aln)
+	}
 	closeListeners := func() {
-		ln.Close()
-		if aln != nil {
-			aln.Close()
+		c.srv.Close()
+		if c.admin != nil {
+			c.admin.Close()
 		}
 	}
 	c.reg = prometheus.NewRegistry()
@@ -150,16 +162,34 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 
-	c.ln = ln
-	c.srv = c.httpServer(receiver.NoRedirect(mux))
-	go func() { c.serveErr <- c.srv.Serve(ln) }()
+	web.serve(receiver.NoRedirect(mux))
 	if aln != nil {
-		c.admin = c.httpServer(adminMux)
-		go c.admin.Serve(aln)
+		adm.serve(adminMux)
 		c.log.Info("hookbridge: admin API listening", "addr", aln.Addr().String())
 	}
 	c.log.Info("hookbridge: listening", "addr", ln.Addr().String(), "data", c.cfg.Data, "sources", c.cfg.SourceNames(), "sinks", len(c.cfg.Sinks))
 	return nil
+}
+
+// startingHandler answers 503 + Retry-After (and /healthz 200: the process is alive) until
+// serve gives it the real handler.
+type startingHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *startingHandler) serve(h http.Handler) { s.h.Store(&h) }
+
+func (s *startingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := s.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+		fmt.Fprintln(w, `{"status":"starting"}`)
+		return
+	}
+	w.Header().Set("Retry-After", "5")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, `{"error":{"rule":"unavailable","detail":"hookbridge is starting; retry shortly"}}`)
 }
 
 func (c *Connector) httpServer(h http.Handler) *http.Server {

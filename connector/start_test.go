@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +129,26 @@ func TestExportFolderOnlyForAnExport(t *testing.T) {
 	}
 	if _, err := os.Stat(exports); !os.IsNotExist(err) {
 		t.Errorf("the server left %s behind (%v)", exports, err)
+	}
+}
+
+// TestStartingHandlerAsksToComeBack: while the store opens, requests get 503 with
+// Retry-After (the liveness check 200); once started, the real handler answers.
+func TestStartingHandlerAsksToComeBack(t *testing.T) {
+	h := &startingHandler{}
+	get := func(method, path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+		return w
+	}
+	if w := get("POST", "/webhooks/rokt"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"unavailable"`) {
+		t.Errorf("while starting: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if w := get("GET", "/healthz"); w.Code != http.StatusOK {
+		t.Errorf("healthz while starting: %d", w.Code)
+	}
+	h.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	if w := get("POST", "/webhooks/rokt"); w.Code != http.StatusTeapot {
+		t.Errorf("after start: %d", w.Code)
 	}
 }
