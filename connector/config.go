@@ -303,17 +303,34 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 // has no field for, with its line, its path and the nearest known key. Free-form maps (a
 // sink's settings, checked by its plugin) are not looked into.
 func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
+	return (&keyWalk{open: map[*yaml.Node]bool{}}).unknown(n, t, path)
+}
+
+// keyWalk is one unknownKeys walk. open holds the nodes being checked (an alias to one of
+// them loops); budget bounds alias expansions (nested merge keys can multiply them).
+type keyWalk struct {
+	open   map[*yaml.Node]bool
+	budget int
+}
+
+func (w *keyWalk) unknown(n *yaml.Node, t reflect.Type, path string) []string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		w.budget++
+		if w.open[n.Alias] || w.budget > 10000 {
+			return []string{fmt.Sprintf("line %d: %s: the alias *%s refers to the mapping it is in (or expands too often)", n.Line, path, n.Value)}
+		}
 		n = n.Alias // *name: the anchored node, checked where it is used
 	}
+	w.open[n] = true
+	defer delete(w.open, n)
 	var problems []string
 	switch {
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, c := range n.Content {
-			problems = append(problems, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+			problems = append(problems, w.unknown(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		fields := yamlFields(t, map[string]reflect.Type{})
@@ -340,7 +357,7 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 					merged = m.Content
 				}
 				for _, m := range merged {
-					problems = append(problems, unknownKeys(m, t, path)...)
+					problems = append(problems, w.unknown(m, t, path)...)
 				}
 				continue
 			}
@@ -357,7 +374,7 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
 				problems = append(problems, msg)
 				continue
 			}
-			problems = append(problems, unknownKeys(n.Content[i+1], ft, p)...)
+			problems = append(problems, w.unknown(n.Content[i+1], ft, p)...)
 		}
 	}
 	return problems

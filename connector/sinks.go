@@ -103,7 +103,7 @@ func (c *Config) validateSink(v *ValidationError, i int) {
 		c.problem(v, p+".retry", "max_attempts and max_age must be positive")
 	}
 	if s.Timeout < 0 || time.Duration(s.Timeout) > time.Hour {
-		c.problem(v, p+".timeout", "must be between 0s (the default, 2m) and 1h")
+		c.problem(v, p+".timeout", "must be at most 1h (unset: 2m)")
 	}
 }
 

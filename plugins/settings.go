@@ -212,6 +212,8 @@ func hasType(t string, v any) bool {
 	switch t {
 	case "":
 		return true
+	case "null":
+		return v == nil
 	case "string":
 		_, ok := v.(string)
 		return ok
@@ -271,6 +273,8 @@ func article(t string) string {
 		return "an " + t
 	case "boolean":
 		return "true or false"
+	case "null":
+		return "nothing"
 	}
 	return "a " + t
 }

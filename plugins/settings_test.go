@@ -73,7 +73,7 @@ func TestCheckSettings(t *testing.T) {
 // (ints, not float64; maps with non-text keys), and schema forms beyond the basics.
 func TestCheckSettingsOfYAMLValues(t *testing.T) {
 	var settings map[string]any
-	if err := yaml.Unmarshal([]byte("url: https://example.com\nconcurrency: 4\nlevel: 1\nmode: \"1\"\nheaders: {1: x}\nnote: ~\n"), &settings); err != nil {
+	if err := yaml.Unmarshal([]byte("url: https://example.com\nconcurrency: 4\nlevel: 1\nmode: \"1\"\nheaders: {1: x}\nnote: ~\nsize: ten\n"), &settings); err != nil {
 		t.Fatal(err)
 	}
 	schema := `{"type": "object", "additionalProperties": false, "properties": {
@@ -82,7 +82,8 @@ func TestCheckSettingsOfYAMLValues(t *testing.T) {
 		"level": {"enum": ["1", "2"]},
 		"mode": {"enum": [1, 2, ""]},
 		"headers": {"type": "object"},
-		"note": {"type": ["string", "null"]}}}`
+		"note": {"type": ["string", "null"]},
+		"size": {"type": ["integer", "null"]}}}`
 	problems, err := CheckSettings(json.RawMessage(schema), settings)
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +96,7 @@ func TestCheckSettingsOfYAMLValues(t *testing.T) {
 		"headers: a key (1) is not text: write it in quotes",
 		`level: 1 is not one of "1", "2" (quote it, or not: the value is right, its type is not)`,
 		`mode: "1" is not one of 1, 2, "" (quote it, or not: the value is right, its type is not)`,
+		`size: is the text "ten", want an integer or nothing`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)

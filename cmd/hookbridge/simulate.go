@@ -73,7 +73,7 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 			t0 = time.Now().UTC()
 		}
 		if !set["span"] {
-			*span = took * time.Duration(planned) / time.Duration(n)
+			*span = time.Duration(float64(took) * float64(planned) / float64(n))
 		}
 	}
 	neg := func(v float64) float64 {

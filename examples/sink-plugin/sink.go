@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/hookbridge/hookbridge/plugins/sdk"
@@ -58,12 +58,20 @@ func (s *jsonFile) Configure(ctx context.Context, cfg sdk.Config) error {
 		return &sdk.SettingsError{Field: "path", Message: "is required"}
 	}
 	done := map[string]bool{}
-	if f, err := os.Open(set.Path + ".written"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			done[sc.Text()] = true
+	if b, err := os.ReadFile(set.Path + ".written"); err == nil {
+		// A crash can cut the last record short ("b1 1" for "b1 12"): only whole lines count,
+		// and the cut one is dropped so appends start on a fresh line.
+		whole := b[:bytes.LastIndexByte(b, '\n')+1]
+		if len(whole) < len(b) {
+			if err := os.Truncate(set.Path+".written", int64(len(whole))); err != nil {
+				return &sdk.SettingsError{Field: "path", Message: err.Error()}
+			}
 		}
-		f.Close()
+		for _, line := range strings.Split(string(whole), "\n") {
+			if line != "" {
+				done[line] = true
+			}
+		}
 	}
 	file, err := os.OpenFile(set.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/hookbridge/hookbridge/plugins/sdk"
 	"github.com/hookbridge/hookbridge/plugins/sinktest"
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -46,4 +50,24 @@ func withoutEmail(rows []schemas.Row) []int64 {
 		}
 	}
 	return seqs
+}
+
+// TestCutRecordIsNotTakenForAWrittenRow: a crash that cut the last "BATCH-ID SEQ" record short
+// ("b1 1" of "b1 12") must not make row 1 of batch b1 count as written.
+func TestCutRecordIsNotTakenForAWrittenRow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rows.jsonl")
+	if err := os.WriteFile(path+".written", []byte("b0 7\nb1 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink().(*jsonFile)
+	if err := s.Configure(context.Background(), sdk.Config{Name: "t", Settings: json.RawMessage(`{"path":"` + path + `"}`), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if !s.done["b0 7"] || s.done["b1 1"] {
+		t.Errorf("records read: %v; want b0 7 only", s.done)
+	}
+	if b, _ := os.ReadFile(path + ".written"); string(b) != "b0 7\n" {
+		t.Errorf("the record file is %q after the cut line was dropped", b)
+	}
 }

@@ -151,7 +151,7 @@ func Run(t *testing.T, cfg Config) {
 				if !slices.Equal(failed, want) {
 					msg := "rows reported failing"
 					if round == 2 {
-						msg = "the same batch sent again: rows reported failing (a row that failed must fail again, or be written, when its batch comes back; never be skipped as delivered)"
+						msg = "the same batch sent again: rows reported failing (under these settings a failing row fails every time: it must fail again when its batch comes back, never be skipped as delivered)"
 					}
 					t.Errorf("send %d: %s: %v, want %v (response %+v)", round, msg, failed, want, resp)
 				}
