@@ -269,6 +269,37 @@ func Load(name string, getenv func(string) string) (*Config, error) {
 	return Parse(data, file, getenv)
 }
 
+// PluginsDir reads only plugins_dir from the configuration file name (default ./plugins),
+// resolving ${ENV} references in that value alone, so listing plugins needs none of the
+// configuration's secrets.
+func PluginsDir(name string, getenv func(string) string) (string, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return "", fmt.Errorf("config: %s: %w", name, err)
+	}
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return "./plugins", nil
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != "plugins_dir" {
+			continue
+		}
+		v := m.Content[i+1]
+		if missing := interpolate(v, getenv, nil); len(missing) > 0 {
+			return "", fmt.Errorf("config: %s: %s", name, strings.Replace(missing[0], ": :", ": plugins_dir:", 1))
+		}
+		if v.Kind == yaml.ScalarNode && v.Value != "" {
+			return v.Value, nil
+		}
+	}
+	return "./plugins", nil
+}
+
 // Parse parses and validates configuration text; file names it in errors.
 func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
 	var root yaml.Node

@@ -50,11 +50,11 @@ func cmdPlugins(ctx context.Context, e *env, args []string) error {
 		if set {
 			return usageError{"give --config or --plugins-dir, not both"}
 		}
-		cfg, err := connector.Load(*configPath, e.getenv)
+		d, err := connector.PluginsDir(*configPath, e.getenv)
 		if err != nil {
 			return err
 		}
-		*dir = cfg.PluginsDir
+		*dir = d
 	}
 	r, err := resolver(e, *dir)
 	if err != nil {
