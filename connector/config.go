@@ -469,7 +469,9 @@ func (c *Config) decodeProblems(err error, values map[string][]string) []string 
 		if sm := decodeLineRE.FindStringSubmatch(m); sm != nil {
 			line, _ := strconv.Atoi(sm[1])
 			var candidates []string
-			if v, ok := quotedValue(m[len(sm[0]):]); ok {
+			if tag := unmarshalTagRE.FindStringSubmatch(m); tag != nil {
+				candidates = values[fmt.Sprintf("%d\x00%s", line, tag[1])]
+			} else if v, ok := quotedValue(m[len(sm[0]):]); ok {
 				candidates = values[fmt.Sprintf("%d\x00%s", line, v)]
 			}
 			if len(candidates) != 1 {
@@ -483,6 +485,9 @@ func (c *Config) decodeProblems(err error, values map[string][]string) []string 
 	}
 	return msgs
 }
+
+// unmarshalTagRE finds the tag of a list or mapping yaml could not decode.
+var unmarshalTagRE = regexp.MustCompile(`cannot unmarshal (!!map|!!seq) `)
 
 var quotedRE = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|`[^`]*`")
 
@@ -522,9 +527,15 @@ func walkYAML(n *yaml.Node, path string, key *yaml.Node, visit func(path string,
 // indexValues records, for every scalar value below n that belongs to a key, its path under
 // "line\x00value".
 func indexValues(n *yaml.Node, values map[string][]string) {
-	walkYAML(n, "", nil, func(path string, _, n *yaml.Node) {
-		if n.Kind == yaml.ScalarNode && path != "" {
+	walkYAML(n, "", nil, func(path string, key, n *yaml.Node) {
+		switch {
+		case n.Kind == yaml.ScalarNode && path != "":
 			k := fmt.Sprintf("%d\x00%s", n.Line, n.Value)
+			values[k] = append(values[k], path)
+		case key != nil:
+			// A list or mapping written on its key's line is found by its tag ("events: {a:
+			// b}" where a list belongs: "cannot unmarshal !!map into []string").
+			k := fmt.Sprintf("%d\x00%s", key.Line, n.ShortTag())
 			values[k] = append(values[k], path)
 		}
 	})

@@ -78,6 +78,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"flow style int", "limits: {group_wait: 1ms, queue_events: many}\nsources: [{name: rokt}]\n", nil, []string{"line 1: limits.queue_events:", "many"}},
 		{"sink timeout", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    timeout: 2h\n", nil, []string{"line 6: sinks[0].timeout:", "at most 1h"}},
 		{"alias loop", "sources: [&s {name: rokt, <<: *s}]\n", nil, []string{"line 1: sources[0]", "refers to the mapping it is in"}},
+		{"mapping for a list", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: {a: b}\n", nil, []string{"line 6: sinks[0].events: cannot unmarshal !!map"}},
 		{"every missing env", "admin:\n  token: ${ADMIN_TOKEN}\nsources:\n  - name: rokt\n    auth:\n      token: ${ROKT_TOKEN}\n", nil,
 			[]string{"2 problems", "line 2: admin.token: environment variable ADMIN_TOKEN", "line 6: sources[0].auth.token: environment variable ROKT_TOKEN"}},
 		{"event type case", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    events: [Subscribe, Unsubscibe, subscribe]\n", nil,
