@@ -44,6 +44,7 @@ type chartSet struct {
 	list      []listRow // the mailing list's first page
 	listNext  string
 	at        time.Time // when its computation started: its figures are at least this recent
+	done      time.Time // when its computation ended: its age in the cache counts from here
 }
 
 // chartCache keeps chart sets by choice. Safe for concurrent use.
@@ -78,7 +79,7 @@ func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(conte
 	}
 	e.used = now
 	if e.set != nil {
-		if age := now.Sub(e.set.at); age <= chartsMaxAge {
+		if age := now.Sub(e.set.done); age <= chartsMaxAge {
 			if age > chartsRefreshAge && e.running == nil {
 				cc.start(c, e, compute, onError)
 			}
@@ -95,6 +96,19 @@ func (cc *chartCache) get(ctx context.Context, c chartChoice, compute func(conte
 	cc.mu.Unlock()
 	select {
 	case <-run.done:
+		if run.err != nil {
+			cc.mu.Lock()
+			kept := e.set
+			cc.mu.Unlock()
+			if kept != nil {
+				// Older figures, shown with their time, beat an error page; the failure is
+				// logged, and the next request tries again.
+				if onError != nil {
+					onError(run.err)
+				}
+				return kept, nil
+			}
+		}
 		return run.set, run.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -138,6 +152,9 @@ func (cc *chartCache) start(c chartChoice, e *chartEntry, compute func(context.C
 		e.running = nil
 		switch {
 		case err == nil:
+			if set.done.IsZero() {
+				set.done = time.Now()
+			}
 			e.set = set
 		case e.set == nil && cc.entries[c] == e:
 			delete(cc.entries, c)

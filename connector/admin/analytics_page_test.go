@@ -25,7 +25,7 @@ func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
 		if fail {
 			return nil, errors.New("store busy")
 		}
-		return &chartSet{listTotal: int64(n), at: time.Now().Add(-age)}, nil
+		return &chartSet{listTotal: int64(n), at: time.Now().Add(-age), done: time.Now().Add(-age)}, nil
 	}
 	var errs atomic.Int32
 	onError := func(error) { errs.Add(1) }
@@ -123,7 +123,7 @@ func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
 	// 90 contacts arrive; the kept set grows old.
 	contacts.Store(90)
 	cc.mu.Lock()
-	cc.entries[c].set.at = time.Now().Add(-chartsMaxAge - time.Minute)
+	cc.entries[c].set.done = time.Now().Add(-chartsMaxAge - time.Minute)
 	cc.mu.Unlock()
 	results := make(chan int64, 3)
 	for range 3 {
@@ -152,7 +152,7 @@ func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
 	}
 	// A set between the refresh age and chartsMaxAge is still shown, and refreshed behind it.
 	cc.mu.Lock()
-	cc.entries[c].set.at = time.Now().Add(-chartsRefreshAge - time.Second)
+	cc.entries[c].set.done = time.Now().Add(-chartsRefreshAge - time.Second)
 	cc.mu.Unlock()
 	contacts.Store(91)
 	if set, err := get(); err != nil || set.listTotal != 90 {
@@ -160,6 +160,38 @@ func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
 	}
 	release <- struct{}{}
 	waitUntil(t, func() bool { set, _ := get(); return set.listTotal == 91 })
+}
+
+// TestChartCacheShowsOlderFiguresWhenARecomputationFails: once the kept set is too old and
+// its recomputation fails, the page gets the older set (with its time) rather than an error,
+// and the failure is reported.
+func TestChartCacheShowsOlderFiguresWhenARecomputationFails(t *testing.T) {
+	var cc chartCache
+	var fail atomic.Bool
+	compute := func(ctx context.Context, c chartChoice) (*chartSet, error) {
+		if fail.Load() {
+			return nil, errors.New("store busy")
+		}
+		return &chartSet{listTotal: 7, at: time.Now()}, nil
+	}
+	var errs atomic.Int32
+	get := func() (*chartSet, error) {
+		return cc.get(context.Background(), chartChoice{}, compute, func(error) { errs.Add(1) })
+	}
+	if _, err := get(); err != nil {
+		t.Fatal(err)
+	}
+	cc.mu.Lock()
+	cc.entries[chartChoice{}].set.done = time.Now().Add(-chartsMaxAge - time.Minute)
+	cc.mu.Unlock()
+	fail.Store(true)
+	set, err := get()
+	if err != nil || set == nil || set.listTotal != 7 {
+		t.Fatalf("after a failed recomputation: %v %v, want the older set", set, err)
+	}
+	if errs.Load() != 1 {
+		t.Errorf("%d failures reported, want 1", errs.Load())
+	}
 }
 
 func waitUntil(t *testing.T, cond func() bool) {
