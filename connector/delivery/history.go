@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -94,7 +95,17 @@ func (e *Engine) History(ctx context.Context, f HistoryFilter) (Page[Attempt], e
 	if f.EventID != "" {
 		cols += ", r.seq, r.event_id, r.attempt, r.outcome, r.status_code, r.error, r.next_attempt_at, r.job_id"
 		from = "delivery_rows r JOIN deliveries d ON d.id = r.delivery_id"
-		add("r.event_id = ?", strings.ToLower(strings.TrimSpace(f.EventID)))
+		id := strings.ToLower(strings.TrimSpace(f.EventID))
+		// The event's seq (a key lookup) lets DuckDB skip the row groups of delivery_rows that
+		// hold other seqs, where event_id alone reads the whole column.
+		var seq int64
+		switch err := e.store.DB().QueryRowContext(ctx, "SELECT seq FROM events WHERE event_id = ?", id).Scan(&seq); {
+		case err == nil:
+			add("r.seq = ?", seq)
+		case !errors.Is(err, sql.ErrNoRows):
+			return Page[Attempt]{}, fmt.Errorf("delivery: history: %w", err)
+		}
+		add("r.event_id = ?", id)
 		if f.Outcome != "" {
 			add("r.outcome = ?", f.Outcome)
 		}
