@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -256,6 +257,10 @@ sinks:
 	}
 	if !strings.Contains(history, "contact rejected: invalid zip") || !strings.Contains(history, "Raw body") {
 		t.Fatalf("event page lacks the dead letter's history: %s", history)
+	}
+	// The facts carry the subscription's state, looked up by its id.
+	if facts := text(".facts"); !regexp.MustCompile(`dash-sub-7 \((subscribed|unsubscribed)\)`).MatchString(facts) || !strings.Contains(facts, "@example.com") {
+		t.Errorf("event facts lack the subscription's state or the email: %s", facts)
 	}
 	shot("event-history")
 

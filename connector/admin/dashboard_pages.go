@@ -213,8 +213,9 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request, sess session)
 
 func (d *dashboard) event(w http.ResponseWriter, r *http.Request, sess session) {
 	id := strings.ToLower(r.PathValue("id"))
-	rows, err := d.query(r.Context(), `SELECT e.seq, e.event_id, e.event_type, e.event_type_sent, e.source, e.received_at, e.subscription_id,
-		coalesce(e.email, s.email), s.status, e.flags, e.raw FROM events e LEFT JOIN subscriptions s ON s.subscription_id = e.subscription_id WHERE e.event_id = ?`, 1, id)
+	// Two key lookups: a join with subscriptions would read all of it to find one row.
+	rows, err := d.query(r.Context(), `SELECT seq, event_id, event_type, event_type_sent, source, received_at, subscription_id,
+		email, NULL, flags, raw FROM events WHERE event_id = ?`, 1, id)
 	if err != nil {
 		d.fail(w, err)
 		return
@@ -224,6 +225,19 @@ func (d *dashboard) event(w http.ResponseWriter, r *http.Request, sess session) 
 		return
 	}
 	row := rows[0]
+	if sub := asString(row[6]); sub != "" {
+		state, err := d.query(r.Context(), `SELECT email, status FROM subscriptions WHERE subscription_id = ?`, 1, sub)
+		if err != nil {
+			d.fail(w, err)
+			return
+		}
+		if len(state) == 1 {
+			if row[7] == nil || asString(row[7]) == "" {
+				row[7] = state[0][0] // an Unsubscribe carries no email: the subscription's
+			}
+			row[8] = state[0][1]
+		}
+	}
 	var flags []string
 	if l, ok := row[9].([]any); ok {
 		for _, f := range l {
