@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -104,16 +105,19 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request, sess sessio
 		}
 	}
 	data["Sparkline"] = sparklineSVG(perMinute, "events received per minute over the last hour")
-	rows, err = d.query(ctx, "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC", 100)
+	byType, at, err := d.types.get(ctx, func(ctx context.Context) ([]typeCount, error) {
+		rows, err := d.query(ctx, "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC", 100)
+		var counts []typeCount
+		for _, row := range rows {
+			counts = append(counts, typeCount{asString(row[0]), asInt(row[1])})
+		}
+		return counts, err
+	})
 	if err != nil {
 		d.fail(w, err)
 		return
 	}
-	var byType []typeCount
-	for _, row := range rows {
-		byType = append(byType, typeCount{asString(row[0]), asInt(row[1])})
-	}
-	data["ByType"] = byType
+	data["ByType"], data["ByTypeAt"] = byType, at
 	var sinks []delivery.SinkStatus
 	if d.a.opts.Engine != nil {
 		if sinks, err = d.a.opts.Engine.Status(ctx); err != nil {
