@@ -24,6 +24,12 @@ const fixtures = "../../shared/fixtures/rokt"
 // startServer runs a real connector (real DuckDB file, real listener) on cfgYAML.
 func startServer(t *testing.T, cfgYAML string, vars map[string]string) *Connector {
 	t.Helper()
+	return startWith(t, cfgYAML, vars, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// startWith runs a real connector on cfgYAML with opts; it stops when the test ends.
+func startWith(t *testing.T, cfgYAML string, vars map[string]string, opts Options) *Connector {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := Parse([]byte(cfgYAML), "test.yaml", env(vars))
 	if err != nil {
@@ -31,7 +37,7 @@ func startServer(t *testing.T, cfgYAML string, vars map[string]string) *Connecto
 	}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Data = filepath.Join(dir, "hb.duckdb")
-	c, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

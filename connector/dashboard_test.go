@@ -360,23 +360,9 @@ func distinctColours(t *testing.T, buf []byte) int {
 // with every configured sink served by sink; it stops when the test ends.
 func startWithSink(t *testing.T, yaml string, sink delivery.Sink, closer io.Closer) *Connector {
 	t.Helper()
-	cfg, err := Parse([]byte(yaml), "test.yaml", env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Data = filepath.Join(t.TempDir(), "hb.duckdb")
-	c, err := New(cfg, Options{Logger: quietLog(), OpenSink: func(ctx context.Context, sc SinkConfig) (*OpenedSink, error) {
+	return startWith(t, yaml, nil, Options{Logger: quietLog(), OpenSink: func(ctx context.Context, sc SinkConfig) (*OpenedSink, error) {
 		return &OpenedSink{Sink: sink, Closer: closer, KeyColumn: "email_key"}, nil
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
-	return c
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
