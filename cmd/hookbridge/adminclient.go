@@ -183,6 +183,34 @@ func (c *adminClient) stream(ctx context.Context, method, path string, body any,
 	return sc.Err()
 }
 
+// streamProgress runs a long operation on the server that answers with progress lines (P
+// objects), the last of which wraps the final progress with the server's error, if any:
+// {"progress": P, "error": "…"}. It keeps the latest progress in final, calls each (when
+// given) with every line before the last, and returns the server's error text.
+func streamProgress[P any](ctx context.Context, c *adminClient, path string, body any, final *P, each func(P)) (serverErr string, err error) {
+	err = c.stream(ctx, "POST", path, body, func(line []byte) error {
+		var last struct {
+			Error    string `json:"error"`
+			Progress *P     `json:"progress"`
+		}
+		if err := json.Unmarshal(line, &last); err != nil {
+			return err
+		}
+		if last.Progress != nil {
+			*final, serverErr = *last.Progress, last.Error
+			return nil
+		}
+		if err := json.Unmarshal(line, final); err != nil {
+			return err
+		}
+		if each != nil {
+			each(*final)
+		}
+		return nil
+	})
+	return serverErr, err
+}
+
 // isTerminal reports whether w is a terminal (a character device), where a line can be
 // redrawn with \r. A pipe, a file or a test's buffer is not.
 func isTerminal(w io.Writer) bool {

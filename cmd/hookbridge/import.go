@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,23 +42,10 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	var serverErr string
 	c := af.client(e)
 	err = lf.serverOrFile(ctx, e, c, fileAccess{create: true},
-		func() error {
-			return c.stream(ctx, "POST", "/admin/v1/import", rawBody{body}, func(line []byte) error {
-				// Progress lines are importer.Progress objects; the last line wraps one
-				// with done or error.
-				var last struct {
-					Error    string             `json:"error"`
-					Progress *importer.Progress `json:"progress"`
-				}
-				if err := json.Unmarshal(line, &last); err != nil {
-					return err
-				}
-				if last.Progress != nil {
-					final, serverErr = *last.Progress, last.Error
-					return nil
-				}
-				return json.Unmarshal(line, &final)
-			})
+		func() (err error) {
+			// The bar follows the bytes sent, not the progress lines.
+			serverErr, err = streamProgress(ctx, c, "/admin/v1/import", rawBody{body}, &final, nil)
+			return err
 		},
 		func(st *store.Store, cfg *connector.Config) error {
 			decoders, err := cfg.Decoders()

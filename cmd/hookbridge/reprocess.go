@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"text/tabwriter"
@@ -24,25 +23,10 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	var serverErr string
 	c := af.client(e)
 	err := lf.serverOrFile(ctx, e, c, fileAccess{},
-		func() error {
-			return c.stream(ctx, "POST", "/admin/v1/reprocess", struct{}{}, func(line []byte) error {
-				var last struct {
-					Error    string                   `json:"error"`
-					Progress *store.ReprocessProgress `json:"progress"`
-				}
-				if err := json.Unmarshal(line, &last); err != nil {
-					return err
-				}
-				if last.Progress != nil {
-					final, serverErr = *last.Progress, last.Error
-					return nil
-				}
-				if err := json.Unmarshal(line, &final); err != nil {
-					return err
-				}
-				bar.update(int(final.Done), int(final.Total))
-				return nil
-			})
+		func() (err error) {
+			serverErr, err = streamProgress(ctx, c, "/admin/v1/reprocess", struct{}{}, &final,
+				func(p store.ReprocessProgress) { bar.update(int(p.Done), int(p.Total)) })
+			return err
 		},
 		func(st *store.Store, cfg *connector.Config) error {
 			decoders, err := cfg.Decoders()
