@@ -145,6 +145,13 @@ func (fs *flagSet) Parse(args []string) error {
 	return usageError{err.Error()}
 }
 
+// given reports whether the command line set the flag called name.
+func (fs *flagSet) given(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // newFlagSet returns a flag set that reports errors instead of exiting. Its usage goes to
 // stdout when asked for (-h, --help: Parse returns flag.ErrHelp, which run turns into exit
 // status 0), and to stderr after the message of a mistake (exit status 2).

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -45,9 +44,7 @@ func cmdPlugins(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *configPath != "" {
-		set := false
-		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "plugins-dir" })
-		if set {
+		if fs.given("plugins-dir") {
 			return usageError{"give --config or --plugins-dir, not both"}
 		}
 		d, err := connector.PluginsDir(*configPath, e.getenv)

@@ -7,7 +7,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,12 +66,10 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 		// over about the time sending them takes.
 		n, took := expectedSending(*count, *rate, *duration)
 		planned = max(n, 1000)
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["start"] {
+		if !fs.given("start") {
 			t0 = time.Now().UTC()
 		}
-		if !set["span"] {
+		if !fs.given("span") {
 			*span = time.Duration(float64(took) * float64(planned) / float64(n))
 		}
 	}
