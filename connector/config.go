@@ -290,8 +290,8 @@ func PluginsDir(name string, getenv func(string) string) (string, error) {
 			continue
 		}
 		v := m.Content[i+1]
-		if missing := interpolate(v, getenv, nil); len(missing) > 0 {
-			return "", fmt.Errorf("config: %s: %s", name, strings.Replace(missing[0], ": :", ": plugins_dir:", 1))
+		if missing := interpolate(v, "plugins_dir", getenv, nil); len(missing) > 0 {
+			return "", fmt.Errorf("config: %s: %s", name, missing[0])
 		}
 		if v.Kind == yaml.ScalarNode && v.Value != "" {
 			return v.Value, nil
@@ -313,10 +313,9 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	problems := unknownKeys(root.Content[0], reflect.TypeFor[Config](), "")
 	cfg := &Config{file: file, lines: map[string]int{}}
 	indexLines(root.Content[0], cfg.lines)
-	problems = interpolate(root.Content[0], getenv, problems)
+	problems = interpolate(root.Content[0], "", getenv, problems)
 	if len(problems) > 0 {
-		sort.SliceStable(problems, func(i, j int) bool { return problemLine(problems[i]) < problemLine(problems[j]) })
-		return nil, &ValidationError{File: file, Problems: problems}
+		return nil, inLineOrder(&ValidationError{File: file, Problems: problems})
 	}
 	if err := root.Content[0].Decode(cfg); err != nil {
 		values := map[string][]string{}
@@ -435,6 +434,12 @@ func yamlFields(t reflect.Type, fields map[string]reflect.Type) map[string]refle
 }
 
 var decodeLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// inLineOrder sorts v's problems by the line each names, and returns v.
+func inLineOrder(v *ValidationError) *ValidationError {
+	sort.SliceStable(v.Problems, func(i, j int) bool { return problemLine(v.Problems[i]) < problemLine(v.Problems[j]) })
+	return v
+}
 
 // problemLine is the line a problem starts with ("line 12: …"), or 0.
 func problemLine(p string) int {
@@ -557,11 +562,12 @@ func indexLines(n *yaml.Node, lines map[string]int) {
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// interpolate replaces ${NAME} (or ${NAME:-default}) in every scalar value; $$ is a literal
-// $. It returns missing with a problem, naming the key, for every reference to an unset
+// interpolate replaces ${NAME} (or ${NAME:-default}) in every scalar value below n (whose key
+// path is path); $$ is a literal $. It returns missing with a problem, naming the key, for
+// every reference to an unset
 // variable without a default. Values taken from the environment are strings.
-func interpolate(n *yaml.Node, getenv func(string) string, missing []string) []string {
-	walkYAML(n, "", nil, func(path string, _, n *yaml.Node) {
+func interpolate(n *yaml.Node, path string, getenv func(string) string, missing []string) []string {
+	walkYAML(n, path, nil, func(path string, _, n *yaml.Node) {
 		if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
 			return
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 
 	"github.com/hookbridge/hookbridge/connector/delivery"
@@ -45,17 +44,21 @@ func PluginOpener(r plugins.Resolver, log *slog.Logger) SinkOpener {
 // the destination's answer) are left to the sink's start and to `hookbridge sinks check`.
 func (c *Config) CheckSinkPlugins(ctx context.Context, r plugins.Resolver) error {
 	v := &ValidationError{File: c.file}
+	described := map[string]plugins.Description{} // a plugin several sinks use starts once
 	for i, sc := range c.Sinks {
 		p := fmt.Sprintf("sinks[%d]", i)
-		launch, err := r.Resolve(sc.Plugin)
-		if err != nil {
-			c.problem(v, p+".plugin", "%s", strings.TrimPrefix(err.Error(), "plugins: "))
-			continue
-		}
-		d, err := plugins.Describe(ctx, launch)
-		if err != nil {
-			c.problem(v, p+".plugin", "%v", err)
-			continue
+		d, ok := described[sc.Plugin]
+		if !ok {
+			launch, err := r.Resolve(sc.Plugin)
+			if err != nil {
+				c.problem(v, p+".plugin", "%s", strings.TrimPrefix(err.Error(), "plugins: "))
+				continue
+			}
+			if d, err = plugins.Describe(ctx, launch); err != nil {
+				c.problem(v, p+".plugin", "%v", err)
+				continue
+			}
+			described[sc.Plugin] = d
 		}
 		problems, err := plugins.CheckSettings(d.Settings, sc.Settings)
 		if err != nil {
@@ -67,8 +70,7 @@ func (c *Config) CheckSinkPlugins(ctx context.Context, r plugins.Resolver) error
 		}
 	}
 	if len(v.Problems) > 0 {
-		sort.SliceStable(v.Problems, func(i, j int) bool { return problemLine(v.Problems[i]) < problemLine(v.Problems[j]) })
-		return v
+		return inLineOrder(v)
 	}
 	return nil
 }
