@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,22 +9,7 @@ import (
 // TestDeliveriesBySinkShowStatusAndError: an attempt the destination answered with 400 shows
 // that status and the destination's error in `deliveries --sink`, as it does with --event.
 func TestDeliveriesBySinkShowStatusAndError(t *testing.T) {
-	dir := t.TempDir()
-	pluginsDir := filepath.Join(dir, "plugins")
-	os.MkdirAll(pluginsDir, 0o755)
-	writePluginScript(t, pluginsDir)
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-plugins_dir: %s
-sources: [{name: rokt}]
-sinks:
-  - name: partner-endpoint
-    plugin: ledger
-    settings: {ledger: %s, refuse: refused@example.com}
-`, filepath.Join(dir, "hb.duckdb"), pluginsDir, filepath.Join(dir, "ledger"))), 0o644)
-	addr := freeAddr(t)
-	startServer(t, addr, "--config", cfg)
+	addr := startLedgerServer(t, "partner-endpoint", "refuse: refused@example.com")
 	vars := map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr}
 	if code := postEvent(addr, subscribeBody("e1", "s1", "refused@example.com")); code != 200 {
 		t.Fatalf("post: %d", code)

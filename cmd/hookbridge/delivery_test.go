@@ -86,6 +86,29 @@ func (s *ledgerSink) Close(ctx context.Context) error { return nil }
 
 // writePluginScript puts an executable hookbridge-sink-ledger into dir that runs this test
 // binary as the ledger plugin.
+// startLedgerServer starts hookbridge serve with one sink, name, on the ledger test plugin
+// with its ledger file and extra settings ("refuse: x@example.com"); it returns the address.
+func startLedgerServer(t *testing.T, name, settings string) string {
+	t.Helper()
+	dir := t.TempDir()
+	pluginsDir := filepath.Join(dir, "plugins")
+	os.MkdirAll(pluginsDir, 0o755)
+	writePluginScript(t, pluginsDir)
+	cfg := filepath.Join(dir, "hookbridge.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+data: %s
+plugins_dir: %s
+sources: [{name: rokt}]
+sinks:
+  - name: %s
+    plugin: ledger
+    settings: {ledger: %s, %s}
+`, filepath.Join(dir, "hb.duckdb"), pluginsDir, name, filepath.Join(dir, "ledger"), settings)), 0o644)
+	addr := freeAddr(t)
+	startServer(t, addr, "--config", cfg)
+	return addr
+}
+
 func writePluginScript(t *testing.T, dir string) {
 	t.Helper()
 	script := fmt.Sprintf("#!/bin/sh\nexec env %s=ledger %q \"$@\"\n", asPluginEnv, os.Args[0])
@@ -254,22 +277,7 @@ sinks:
 // TestSinkUnavailableIsVisible: a destination that answers 503 backs the sink off,
 // status and the delivery history say so, and an operator can pause the sink with a reason.
 func TestSinkUnavailableIsVisible(t *testing.T) {
-	dir := t.TempDir()
-	pluginsDir := filepath.Join(dir, "plugins")
-	os.MkdirAll(pluginsDir, 0o755)
-	writePluginScript(t, pluginsDir)
-	cfg := filepath.Join(dir, "hookbridge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-data: %s
-plugins_dir: %s
-sources: [{name: rokt}]
-sinks:
-  - name: crm
-    plugin: ledger
-    settings: {ledger: %s, unavailable: true}
-`, filepath.Join(dir, "hb.duckdb"), pluginsDir, filepath.Join(dir, "ledger"))), 0o644)
-	addr := freeAddr(t)
-	startServer(t, addr, "--config", cfg)
+	addr := startLedgerServer(t, "crm", "unavailable: true")
 	postEvent(addr, subscribeBody("e1", "s1", "a@example.com"))
 	var mu sync.Mutex
 	deadline := time.Now().Add(20 * time.Second)
