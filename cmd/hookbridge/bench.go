@@ -12,12 +12,15 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbridge/hookbridge/connector"
+	"github.com/hookbridge/hookbridge/connector/receiver"
+	"github.com/hookbridge/hookbridge/schemas"
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) error {
@@ -87,7 +90,7 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "measured time per scenario")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured warm-up per scenario")
 	client := fs.String("client", "nethttp", "load generator: nethttp (Go's http.Client) or lean (minimal HTTP/1.1, leaves more CPU to the server)")
-	only := fs.String("scenarios", "abc", "which scenarios to run (letters of a, b, c); a is always run as the baseline")
+	only := fs.String("scenarios", "abcd", "which scenarios to run (letters of a, b, c, d); a is always run as the baseline")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of scenario b to this file")
 	dir := fs.String("dir", "", "folder for the benchmark's DuckDB files (default: a temporary folder, removed afterwards)")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +108,7 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 		{"a. bare net/http (read body, 200)", startBare},
 		{"b. hookbridge serve (durable ack, group commit)", startHookbridge(0)},
 		{"c. one DuckDB transaction per request", startHookbridge(1)},
+		{"d. receiver alone (decode, answer; nothing kept)", startReceiverAlone},
 	}
 	if *client != "nethttp" && *client != "lean" {
 		return usageError{"--client: use nethttp or lean"}
@@ -242,3 +246,46 @@ func startHookbridge(maxGroup int) func(ctx context.Context, dir string) (benchS
 		return benchServer{addr: c.Addr(), stop: c.Stop, metrics: c.Metrics()}, nil
 	}
 }
+
+// startReceiverAlone serves hookbridge's receiver on the built-in source with a store that
+// keeps nothing: everything b does before and after the write (routing, limits, decoding,
+// the answer, metrics), so that b ÷ d shows what durability costs and d ÷ a what the rest
+// does. It is a yardstick, not a mode of the server.
+func startReceiverAlone(ctx context.Context, dir string) (benchServer, error) {
+	cfg, err := connector.Load("", func(string) string { return "" })
+	if err != nil {
+		return benchServer{}, err
+	}
+	src := cfg.Sources[0]
+	dec, err := schemas.NewDecoder(src.ContactFields)
+	if err != nil {
+		return benchServer{}, err
+	}
+	rc, err := receiver.New(receiver.Options{
+		Sources:    []receiver.Source{{Name: src.Name, Decoder: dec, MaxBody: int64(src.MaxBody)}},
+		Store:      &discardStore{},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		return benchServer{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return benchServer{}, err
+	}
+	mux := http.NewServeMux()
+	rc.Register(mux)
+	srv := &http.Server{Handler: receiver.NoRedirect(mux), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return benchServer{addr: ln.Addr().String(), stop: srv.Close}, nil
+}
+
+// discardStore answers every event as stored and keeps nothing (scenario d).
+type discardStore struct{ seq atomic.Int64 }
+
+func (d *discardStore) Ingest(ctx context.Context, row *schemas.Row) (int64, bool, error) {
+	return d.seq.Add(1), false, nil
+}
+
+func (d *discardStore) Reject(ctx context.Context, rej *schemas.Rejection) error { return nil }
