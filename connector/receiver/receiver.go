@@ -224,21 +224,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 	row := ev.Row(src.Name, received)
 	seq, dup, err := rc.store.Ingest(r.Context(), &row)
 	if err != nil {
-		var ra retryAfterer
-		switch {
-		case errors.As(err, &ra):
-			m.unavailable.Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(ra.RetryAfter(), time.Second)/time.Second)))
-			writeError(w, ruleUnavailable, err.Error())
-		case r.Context().Err() != nil:
-			// The sender went away; it will retry and find the event stored or not.
-			m.unavailable.Inc()
-			w.WriteHeader(http.StatusServiceUnavailable)
-		default:
-			m.failed.Inc()
-			rc.log.Error("receiver: store failed", "source", src.Name, "event_id", row.EventID, "err", err)
-			writeError(w, ruleStoreFailed, "the event could not be stored; retry")
-		}
+		rc.storeFailed(w, r, src, m, err, "event", "event_id", row.EventID)
 		return
 	}
 	status := "accepted"
@@ -249,6 +235,28 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		m.accepted(row.EventType).Inc()
 	}
 	writeJSON(w, http.StatusOK, `{"status":"`+status+`","event_id":`+strconv.Quote(row.EventID)+`,"seq":`+strconv.FormatInt(seq, 10)+`}`)
+}
+
+// storeFailed answers a request whose event or refused body the store could not keep: 503
+// with Retry-After when a retry can succeed (full queue, database unavailable), nothing when
+// the sender went away, 500 otherwise. what names what was lost, key and value identify it
+// in the log.
+func (rc *Receiver) storeFailed(w http.ResponseWriter, r *http.Request, src *Source, m *sourceMetrics, err error, what, key, value string) {
+	var ra retryAfterer
+	switch {
+	case errors.As(err, &ra):
+		m.unavailable.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(ra.RetryAfter(), time.Second)/time.Second)))
+		writeError(w, ruleUnavailable, err.Error())
+	case r.Context().Err() != nil:
+		// The sender went away; it will retry and find the event stored or not.
+		m.unavailable.Inc()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	default:
+		m.failed.Inc()
+		rc.log.Error("receiver: store failed", "source", src.Name, "kept", what, key, value, "err", err)
+		writeError(w, ruleStoreFailed, "the "+what+" could not be stored; retry")
+	}
 }
 
 func (rc *Receiver) unauthorized(w http.ResponseWriter, r *http.Request, src *Source, m *sourceMetrics, err error) {
@@ -265,7 +273,6 @@ func (rc *Receiver) unauthorized(w http.ResponseWriter, r *http.Request, src *So
 // reject keeps a refused body (size is its full size, body at most the source's limit of it)
 // in the store and answers with a JSON error naming the rule.
 func (rc *Receiver) reject(w http.ResponseWriter, r *http.Request, src *Source, m *sourceMetrics, received time.Time, rl rule, detail, eventID string, body []byte, size int64) {
-	m.rejected(string(rl)).Inc()
 	status := rl.status()
 	rej := &schemas.Rejection{
 		Source: src.Name, ReceivedAt: received, Status: status, Reason: string(rl), Detail: detail, EventID: eventID,
@@ -273,8 +280,12 @@ func (rc *Receiver) reject(w http.ResponseWriter, r *http.Request, src *Source, 
 		BodySize: size, Body: body,
 	}
 	if err := rc.store.Reject(r.Context(), rej); err != nil {
-		rc.log.Error("receiver: could not keep a rejected body", "source", src.Name, "rule", rl, "err", err)
+		// The body must be kept before the sender is told it is refused: a 4xx ends its
+		// retries, a 5xx brings the same bytes back for another try.
+		rc.storeFailed(w, r, src, m, err, "refused body", "rule", string(rl))
+		return
 	}
+	m.rejected(string(rl)).Inc()
 	rc.log.Info("receiver: rejected body", "source", src.Name, "status", status, "rule", rl, "detail", detail, "bytes", size)
 	if rl == ruleUnsupportedEncoding {
 		// RFC 9110 15.5.16: a 415 for a content coding says which codings would be accepted.

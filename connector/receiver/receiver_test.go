@@ -52,6 +52,9 @@ func (f *fakeStore) Ingest(ctx context.Context, row *schemas.Row) (int64, bool, 
 func (f *fakeStore) Reject(ctx context.Context, rej *schemas.Rejection) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
 	f.rejected = append(f.rejected, rej)
 	return nil
 }
@@ -223,6 +226,26 @@ func TestStoreTroubleAnswers503Or500(t *testing.T) {
 	a = post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
 	if a.status != 500 || ruleOf(a) != "store_failed" {
 		t.Errorf("store failure: %d %v", a.status, a.body)
+	}
+}
+
+// A refused body the store cannot keep is not answered 4xx: that would end the sender's
+// retries and lose the bytes. It gets the same 503 or 500 as an event would.
+func TestRefusedBodyThatCannotBeKeptIsNotRefused(t *testing.T) {
+	st := &fakeStore{err: retryErr{}}
+	srv := newServer(t, st)
+	a := post(t, srv.URL+"/webhooks/rokt", []byte("not json"), nil)
+	if a.status != 503 || a.header.Get("Retry-After") != "2" {
+		t.Errorf("queue full while keeping a refused body: %d Retry-After %q %v", a.status, a.header.Get("Retry-After"), a.body)
+	}
+	st.err = errors.New("disk on fire")
+	a = post(t, srv.URL+"/webhooks/rokt", []byte("not json"), nil)
+	if a.status != 500 || ruleOf(a) != "store_failed" {
+		t.Errorf("store failure while keeping a refused body: %d %v", a.status, a.body)
+	}
+	st.err = nil
+	if a = post(t, srv.URL+"/webhooks/rokt", []byte("not json"), nil); a.status != 400 || len(st.rejected) != 1 {
+		t.Errorf("once the store works: %d, %d kept", a.status, len(st.rejected))
 	}
 }
 
