@@ -71,7 +71,7 @@ func New(cfg *Config, opts Options) (*Connector, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
-	return &Connector{cfg: cfg, opts: opts, log: opts.Logger, serveErr: make(chan error, 1)}, nil
+	return &Connector{cfg: cfg, opts: opts, log: opts.Logger, serveErr: make(chan error, 2)}, nil
 }
 
 // Start binds the listeners, opens the database and starts serving. The listeners come
@@ -98,7 +98,11 @@ func (c *Connector) Start(ctx context.Context) error {
 	go func() { c.serveErr <- c.srv.Serve(ln) }()
 	if aln != nil {
 		c.admin = c.httpServer(adm)
-		go c.admin.Serve(aln)
+		go func() {
+			if err := c.admin.Serve(aln); !errors.Is(err, http.ErrServerClosed) {
+				c.serveErr <- fmt.Errorf("admin: %w", err)
+			}
+		}()
 	}
 	closeListeners := func() {
 		c.srv.Close()
@@ -347,7 +351,9 @@ func (c *Connector) Stop() error {
 			c.stopErr = fmt.Errorf("connector: shutdown: %w", err)
 		}
 		if c.admin != nil {
-			c.admin.Shutdown(ctx)
+			if err := c.admin.Shutdown(ctx); err != nil && c.stopErr == nil {
+				c.stopErr = fmt.Errorf("connector: admin shutdown: %w", err)
+			}
 		}
 		c.stopDelivery()
 		if err := c.store.Close(); err != nil && c.stopErr == nil {

@@ -175,7 +175,7 @@ func newLoop(e *Engine, so SinkOptions, m *metrics) (*loop, error) {
 		keys:       map[string]*pendingKey{},
 		ahead:      map[int64]aheadRow{},
 		replays:    map[string]*replayProgress{},
-		cmds:       make(chan func()),
+		cmds:       make(chan func(context.Context)),
 	}, nil
 }
 
@@ -228,7 +228,7 @@ func (e *Engine) do(ctx context.Context, sink string, f func(l *loop) error) err
 	// The status report is refreshed after every command and before its caller hears back,
 	// so what a command changed (a pause, say) shows in status at once.
 	select {
-	case l.cmds <- func() { err := f(l); l.refreshStatus(); done <- err }:
+	case l.cmds <- func(lctx context.Context) { err := f(l); l.refreshStatus(lctx); done <- err }:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -456,8 +456,11 @@ func (e *Engine) Status(ctx context.Context) ([]SinkStatus, error) {
 			return nil, err
 		}
 		var dead sql.NullInt64
-		e.store.DB().QueryRowContext(ctx, `SELECT count(DISTINCT d.seq) FROM dead_letters d WHERE d.sink = ? AND NOT EXISTS (
+		err = e.store.DB().QueryRowContext(ctx, `SELECT count(DISTINCT d.seq) FROM dead_letters d WHERE d.sink = ? AND NOT EXISTS (
 			SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq AND r.outcome IN ('delivered', 'coalesced') AND r.recorded_at > d.dead_at)`, name).Scan(&dead)
+		if err != nil {
+			return nil, fmt.Errorf("delivery: %s: count dead letters: %w", name, err)
+		}
 		st.DeadLetters = int(dead.Int64)
 		out = append(out, st)
 	}
@@ -488,7 +491,7 @@ func (e *Engine) sinkStatus(ctx context.Context, name string) (SinkStatus, error
 // Sinks lists the configured sink names in configuration order.
 func (e *Engine) Sinks() []string { return append([]string(nil), e.order...) }
 
-func (l *loop) status() SinkStatus {
+func (l *loop) status(ctx context.Context) SinkStatus {
 	now := l.e.now()
 	st := SinkStatus{Name: l.name, Plugin: l.opt.Plugin, Trigger: l.opt.Trigger.Spec, State: "running", Cursor: l.cursor,
 		StoredSeq: l.e.store.StateSeq(), LastError: l.lastError, LastErrorAt: l.lastErrorAt, LastSuccessAt: l.lastSuccessAt, AsOf: now}
@@ -504,12 +507,12 @@ func (l *loop) status() SinkStatus {
 			st.NextRetryAt = k.next
 		}
 	}
-	st.LagSeconds = l.lag(now).Seconds()
+	st.LagSeconds = l.lag(ctx, now).Seconds()
 	return st
 }
 
 // lag is the age of the oldest row this sink has not finished with.
-func (l *loop) lag(now time.Time) time.Duration {
+func (l *loop) lag(ctx context.Context, now time.Time) time.Duration {
 	var oldest time.Time
 	for _, k := range l.keys {
 		if k.seqs[0] > l.cursor && (oldest.IsZero() || k.received.Before(oldest)) {
@@ -518,9 +521,18 @@ func (l *loop) lag(now time.Time) time.Duration {
 	}
 	if l.high < l.tickedUpTo || l.high < l.e.store.StateSeq() {
 		var t sql.NullTime
-		l.e.store.DB().QueryRow("SELECT min(received_at) FROM events WHERE seq > ?", l.high).Scan(&t)
-		if t.Valid && (oldest.IsZero() || t.Time.Before(oldest)) {
-			oldest = t.Time
+		err := l.e.store.DB().QueryRowContext(ctx, "SELECT min(received_at) FROM events WHERE seq > ?", l.high).Scan(&t)
+		switch {
+		case err != nil:
+			// The figure is for status and a gauge: the last one read stands in for it.
+			l.e.log.Debug("delivery: read the oldest waiting row", "sink", l.name, "err", err)
+		case t.Valid:
+			l.oldestStored = t.Time
+		default:
+			l.oldestStored = time.Time{}
+		}
+		if !l.oldestStored.IsZero() && (oldest.IsZero() || l.oldestStored.Before(oldest)) {
+			oldest = l.oldestStored
 		}
 	}
 	if oldest.IsZero() {
@@ -531,8 +543,8 @@ func (l *loop) lag(now time.Time) time.Duration {
 
 // refreshStatus takes the loop's status once and serves it twice: as the report Status
 // answers from while the loop is busy, and as the sink's gauges (pending rows, lag, state).
-func (l *loop) refreshStatus() {
-	st := l.status()
+func (l *loop) refreshStatus(ctx context.Context) {
+	st := l.status(ctx)
 	l.report.Store(&st)
 	l.m.pending.Set(float64(st.PendingRows))
 	l.m.lag.Set(st.LagSeconds)

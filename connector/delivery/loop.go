@@ -66,11 +66,14 @@ type loop struct {
 	lastErrorAt   time.Time
 	lastSuccessAt time.Time
 	lastPoll      time.Time
+	// oldestStored is the receive time of the oldest stored row after high, as last read
+	// for the lag (kept when a read fails).
+	oldestStored time.Time
 
 	replays     map[string]*replayProgress
 	replayQueue []replayItem
 
-	cmds chan func()
+	cmds chan func(ctx context.Context)
 }
 
 // pendingKey is one destination key with rows not yet done. Its rows go to the sink as one
@@ -137,12 +140,12 @@ func (l *loop) run(ctx context.Context) {
 				if len(l.unrecorded) > 0 {
 					l.record(ctx, nil, nil)
 				}
-				f() // refreshes the status report
+				f(ctx) // refreshes the status report
 			default:
 			}
 			continue
 		}
-		l.refreshStatus() // what the loop leaves behind while it waits
+		l.refreshStatus(ctx) // what the loop leaves behind while it waits
 		var wake <-chan struct{}
 		if l.opt.Trigger.Realtime {
 			wake = watch
@@ -151,7 +154,7 @@ func (l *loop) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case f := <-l.cmds:
-			f() // refreshes the status report
+			f(ctx) // refreshes the status report
 		case <-wake:
 		case <-ticks:
 			l.tickedUpTo = l.e.store.StateSeq()
@@ -278,7 +281,7 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 		}
 	}
 	if l.e.now().Sub(l.refreshedAt) >= refreshEvery {
-		l.refreshStatus()
+		l.refreshStatus(ctx)
 	}
 	return nil
 }

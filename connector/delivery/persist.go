@@ -293,7 +293,10 @@ func (l *loop) loadState(ctx context.Context) error {
 	}
 	var today int
 	day := l.e.now().UTC().Truncate(24 * time.Hour)
-	db.QueryRowContext(ctx, "SELECT count(*) FROM deliveries WHERE sink = ? AND started_at >= ? AND outcome <> 'sink_error'", l.name, day).Scan(&today)
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM deliveries WHERE sink = ? AND started_at >= ? AND outcome <> 'sink_error'", l.name, day).Scan(&today); err != nil {
+		// Starting from 0 could send past the destination's daily quota.
+		return fmt.Errorf("delivery: %s: count today's requests: %w", l.name, err)
+	}
 	l.limiter.seedDaily(l.e.now(), today)
 	return l.loadReplays(ctx)
 }
@@ -338,11 +341,15 @@ func (l *loop) loadReplays(ctx context.Context) error {
 		var it item
 		if err := rows.Scan(&it.id, &it.desc, &it.seq); err != nil {
 			rows.Close()
-			return err
+			return fmt.Errorf("delivery: %s: read replays: %w", l.name, err)
 		}
 		items = append(items, it)
 	}
+	err = rows.Err()
 	rows.Close()
+	if err != nil {
+		return fmt.Errorf("delivery: %s: read replays: %w", l.name, err)
+	}
 	done := map[string]map[int64]bool{}
 	drows, err := db.QueryContext(ctx, `SELECT replay_id, seq FROM delivery_rows WHERE sink = ? AND replay_id IS NOT NULL AND outcome IN ('delivered', 'coalesced', 'dead')`, l.name)
 	if err != nil {
@@ -351,13 +358,20 @@ func (l *loop) loadReplays(ctx context.Context) error {
 	for drows.Next() {
 		var id string
 		var seq int64
-		drows.Scan(&id, &seq)
+		if err := drows.Scan(&id, &seq); err != nil {
+			drows.Close()
+			return fmt.Errorf("delivery: %s: read replay progress: %w", l.name, err)
+		}
 		if done[id] == nil {
 			done[id] = map[int64]bool{}
 		}
 		done[id][seq] = true
 	}
+	err = drows.Err()
 	drows.Close()
+	if err != nil {
+		return fmt.Errorf("delivery: %s: read replay progress: %w", l.name, err)
+	}
 	for _, it := range items {
 		p := l.replays[it.id]
 		if p == nil {

@@ -69,7 +69,7 @@ type Options struct {
 }
 
 // Import reads lines from r until EOF.
-func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress, error) {
+func Import(ctx context.Context, r io.Reader, st Store, opts Options) (_ Progress, err error) {
 	if opts.Batch <= 0 {
 		opts.Batch = 5000
 	}
@@ -78,7 +78,7 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress,
 	}
 	def, err := schemas.NewDecoder(nil)
 	if err != nil {
-		return Progress{}, err
+		return Progress{}, fmt.Errorf("importer: %w", err)
 	}
 	var p Progress
 	var last int64
@@ -137,7 +137,9 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress,
 		// On an early return: let the batch in flight finish, then end bulk mode.
 		wait()
 		if bulk {
-			st.EndBulk(ctx)
+			if eerr := st.EndBulk(ctx); eerr != nil {
+				err = errors.Join(err, fmt.Errorf("importer: rebuild state: %w", eerr))
+			}
 		}
 	}()
 	for sc.Scan() {
@@ -196,7 +198,7 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (Progress,
 	if bulk {
 		bulk = false
 		if err := st.EndBulk(ctx); err != nil {
-			return p, fmt.Errorf("importer: %w", err)
+			return p, fmt.Errorf("importer: rebuild state: %w", err)
 		}
 	}
 	// Queries right after an import should see the subscriptions it changed.

@@ -92,10 +92,17 @@ func (s *Store) addNewColumns(ctx context.Context) error {
 	}
 	for rows.Next() {
 		var n string
-		rows.Scan(&n)
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: read events columns: %w", err)
+		}
 		have[n] = true
 	}
+	err = rows.Err()
 	rows.Close()
+	if err != nil {
+		return fmt.Errorf("store: read events columns: %w", err)
+	}
 	for _, f := range schemas.Schema().Fields() {
 		if have[f.Name] {
 			continue

@@ -251,8 +251,11 @@ func (s *Store) Snapshot(ctx context.Context, dir string) (string, error) {
 			return err
 		}
 		dest := []driver.Value{nil}
-		rows.Next(dest)
+		err = rows.Next(dest)
 		rows.Close()
+		if err != nil {
+			return fmt.Errorf("read the database's name: %w", err)
+		}
 		name, _ = dest[0].(string)
 		if _, err := ex.ExecContext(ctx, fmt.Sprintf("ATTACH '%s' AS %s", escapeLiteral(path), alias), nil); err != nil {
 			return err
