@@ -54,6 +54,7 @@ type Connector struct {
 	srv   *http.Server
 	ln    net.Listener
 	admin *http.Server // its own listener when admin.listen is set
+	api   *admin.API
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -158,6 +159,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		adminMux = http.NewServeMux()
 	}
 	api := c.adminAPI(c.cfg.Admin.Listen == "" && IsLoopback(c.cfg.Listen) || c.cfg.Admin.Listen != "" && IsLoopback(c.cfg.Admin.Listen))
+	c.api = api
 	api.Register(adminMux)
 	if err := api.RegisterDashboard(adminMux); err != nil {
 		c.stopDelivery()
@@ -356,6 +358,9 @@ func (c *Connector) Stop() error {
 			}
 		}
 		c.stopDelivery()
+		if c.api != nil {
+			c.api.Close() // its background reads end before the store closes
+		}
 		if err := c.store.Close(); err != nil && c.stopErr == nil {
 			c.stopErr = err
 		}

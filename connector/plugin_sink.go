@@ -107,7 +107,25 @@ func (p *pluginSink) Poll(ctx context.Context, jobs []delivery.Job) ([]delivery.
 func rowResults(rows []sdk.RowResult) []delivery.RowResult {
 	out := make([]delivery.RowResult, len(rows))
 	for i, r := range rows {
-		out[i] = delivery.RowResult{Seq: r.Seq, Outcome: delivery.Outcome(r.Outcome), RetryAfter: r.RetryAfter, Reason: r.Reason, StatusCode: r.StatusCode, JobID: r.JobID}
+		out[i] = delivery.RowResult{Seq: r.Seq, Outcome: outcome(r.Outcome), RetryAfter: r.RetryAfter, Reason: r.Reason, StatusCode: r.StatusCode, JobID: r.JobID}
+		if out[i].Outcome == delivery.Failed && r.Outcome != sdk.Failed {
+			out[i].Reason = fmt.Sprintf("the plugin answered outcome %d, which hookbridge does not know: %s", r.Outcome, r.Reason)
+		}
 	}
 	return out
+}
+
+// outcome maps the SDK's row outcome to the delivery engine's by name, not by number: the two
+// enums are declared apart. One the engine does not know fails the row, with a reason.
+func outcome(o sdk.Outcome) delivery.Outcome {
+	switch o {
+	case sdk.Delivered:
+		return delivery.Delivered
+	case sdk.Retry:
+		return delivery.Retry
+	case sdk.Accepted:
+		return delivery.Accepted
+	default:
+		return delivery.Failed
+	}
 }

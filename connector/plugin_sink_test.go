@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hookbridge/hookbridge/connector/delivery"
 	"github.com/hookbridge/hookbridge/plugins"
 	"github.com/hookbridge/hookbridge/plugins/sdk"
 )
@@ -77,5 +78,24 @@ sinks:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// The SDK's and the engine's outcome enums are declared apart; rows keep their outcome by
+// name whatever order either declares them in, and a number neither knows fails the row.
+func TestRowResultsMapOutcomesByName(t *testing.T) {
+	in := []sdk.RowResult{
+		{Seq: 1, Outcome: sdk.Delivered}, {Seq: 2, Outcome: sdk.Retry}, {Seq: 3, Outcome: sdk.Failed, Reason: "bad email"},
+		{Seq: 4, Outcome: sdk.Accepted, JobID: "j"}, {Seq: 5, Outcome: sdk.Outcome(42), Reason: "?"},
+	}
+	want := []delivery.Outcome{delivery.Delivered, delivery.Retry, delivery.Failed, delivery.Accepted, delivery.Failed}
+	got := rowResults(in)
+	for i, r := range got {
+		if r.Outcome != want[i] || r.Seq != in[i].Seq {
+			t.Errorf("row %d: outcome %v, want %v", in[i].Seq, r.Outcome, want[i])
+		}
+	}
+	if got[2].Reason != "bad email" || !strings.Contains(got[4].Reason, "outcome 42") {
+		t.Errorf("reasons: %q, %q", got[2].Reason, got[4].Reason)
 	}
 }

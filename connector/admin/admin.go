@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,11 +76,13 @@ type API struct {
 	opts  Options
 	token [32]byte
 	log   *slog.Logger
+	bg    background
 }
 
-// New returns the API.
+// New returns the API. Close it before the store it reads.
 func New(opts Options) *API {
 	a := &API{opts: opts, log: opts.Logger}
+	a.bg.ctx, a.bg.cancel = context.WithCancel(context.Background())
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -90,6 +93,31 @@ func New(opts Options) *API {
 		a.opts.ProgressEvery = 250 * time.Millisecond
 	}
 	return a
+}
+
+// Close stops the work the API runs beyond a request (the dashboard's chart computations,
+// which requests share) and waits for it to end, so that none still reads the store when it
+// closes.
+func (a *API) Close() {
+	a.bg.cancel()
+	a.bg.wg.Wait()
+}
+
+// background is work that outlives the request that started it: it runs under ctx, which
+// Close cancels, and Close waits for it.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// run starts f in its own goroutine under b's context.
+func (b *background) run(f func(ctx context.Context)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f(b.ctx)
+	}()
 }
 
 // Register adds the API's routes to mux.

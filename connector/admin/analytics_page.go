@@ -51,6 +51,7 @@ type chartSet struct {
 type chartCache struct {
 	mu      sync.Mutex
 	entries map[chartChoice]*chartEntry
+	bg      *background // runs the computations; they end when it is closed
 }
 
 type chartEntry struct {
@@ -143,8 +144,8 @@ func (cc *chartCache) add(c chartChoice, now time.Time) *chartEntry {
 func (cc *chartCache) start(c chartChoice, e *chartEntry, compute func(context.Context, chartChoice) (*chartSet, error), onError func(error)) *chartComputation {
 	run := &chartComputation{done: make(chan struct{})}
 	e.running = run
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), chartsTimeout)
+	cc.bg.run(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, chartsTimeout)
 		defer cancel()
 		set, err := compute(ctx, c)
 		cc.mu.Lock()
@@ -164,7 +165,7 @@ func (cc *chartCache) start(c chartChoice, e *chartEntry, compute func(context.C
 		if err != nil && onError != nil {
 			onError(err)
 		}
-	}()
+	})
 	return run
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
-	var cc chartCache
+	cc := chartCache{bg: testBackground(t)}
 	var calls atomic.Int32
 	var mu sync.Mutex
 	age, fail := time.Duration(0), false
@@ -101,7 +101,7 @@ func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
 // computed while the store was still empty) is not shown: the first request after a quiet
 // spell waits for a fresh one, and requests arriving meanwhile wait for the same computation.
 func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
-	var cc chartCache
+	cc := chartCache{bg: testBackground(t)}
 	var calls atomic.Int32
 	contacts := atomic.Int64{} // what the store holds
 	release := make(chan struct{}, 10)
@@ -166,7 +166,7 @@ func TestChartCacheNeverServesASetOlderThanMaxAge(t *testing.T) {
 // its recomputation fails, the page gets the older set (with its time) rather than an error,
 // and the failure is reported.
 func TestChartCacheShowsOlderFiguresWhenARecomputationFails(t *testing.T) {
-	var cc chartCache
+	cc := chartCache{bg: testBackground(t)}
 	var fail atomic.Bool
 	compute := func(ctx context.Context, c chartChoice) (*chartSet, error) {
 		if fail.Load() {
@@ -207,7 +207,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 // Requests for a choice nobody has computed yet wait for one computation, and a failed one
 // is tried again by the next request.
 func TestChartCacheComputesAChoiceOnce(t *testing.T) {
-	var cc chartCache
+	cc := chartCache{bg: testBackground(t)}
 	var calls atomic.Int32
 	release := make(chan struct{})
 	fail := atomic.Bool{}
@@ -256,4 +256,36 @@ func TestChartCacheComputesAChoiceOnce(t *testing.T) {
 	if set, err := cc.get(context.Background(), d, compute, func(error) {}); err != nil || set.listTotal != 7 {
 		t.Errorf("after a failure: %v %v", set, err)
 	}
+}
+
+// A chart computation outlives the request that started it, but not the API: Close cancels
+// it and returns only once it has ended, so it never reads a store that is closing.
+func TestCloseEndsChartComputations(t *testing.T) {
+	a := New(Options{})
+	cc := chartCache{bg: &a.bg}
+	started := make(chan struct{})
+	var ended atomic.Bool
+	compute := func(ctx context.Context, c chartChoice) (*chartSet, error) {
+		close(started)
+		<-ctx.Done()
+		time.Sleep(20 * time.Millisecond) // a query noticing the interrupt
+		ended.Store(true)
+		return nil, ctx.Err()
+	}
+	reqCtx, cancel := context.WithCancel(context.Background())
+	go cc.get(reqCtx, chartChoice{from: "x"}, compute, nil)
+	<-started
+	cancel() // the request goes; the computation stays
+	a.Close()
+	if !ended.Load() {
+		t.Fatal("Close returned while a chart computation was still running")
+	}
+}
+
+// testBackground is background work that ends with the test.
+func testBackground(t *testing.T) *background {
+	b := &background{}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	t.Cleanup(func() { b.cancel(); b.wg.Wait() })
+	return b
 }

@@ -175,6 +175,7 @@ var funcs = template.FuncMap{
 // RegisterDashboard adds the dashboard's pages to mux.
 func (a *API) RegisterDashboard(mux *http.ServeMux) error {
 	d := &dashboard{a: a, pages: map[string]*template.Template{}, sessions: &sessions{m: map[string]session{}}}
+	d.charts.bg = &a.bg
 	for _, name := range []string{"login", "overview", "events", "event", "sinks", "deadletters", "confirm", "rejected", "analytics"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(webFiles, "web/layout.html", "web/"+name+".html")
 		if err != nil {
