@@ -143,9 +143,23 @@ func (c *Client) start(ctx context.Context) error {
 		GRPCDialOptions:  sdk.TransportDialOptions(),
 		AutoMTLS:         runtime.GOOS == "windows",
 	})
+	// pc.Client waits for the handshake up to StartTimeout and takes no context: ending ctx
+	// kills the process, which ends the wait.
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			pc.Kill()
+		case <-started:
+		}
+	}()
 	conn, err := pc.Client()
+	close(started)
 	if err != nil {
 		pc.Kill()
+		if ctx.Err() != nil {
+			return fmt.Errorf("plugins: start %s: %w", c.launch.Name, ctx.Err())
+		}
 		return fmt.Errorf("plugins: start %s (%s): %w", c.launch.Name, c.launch.Path, explainStart(err))
 	}
 	raw, err := conn.Dispense(sdk.PluginName)
@@ -204,7 +218,7 @@ func (c *Client) Configure(ctx context.Context, name string, settings json.RawMe
 func (c *Client) configure(ctx context.Context, req *sinkpb.ConfigureRequest) error {
 	resp, err := c.rpc.Configure(ctx, req)
 	if err != nil {
-		return c.callError("configure", err)
+		return c.callError(ctx, "configure", err)
 	}
 	if se := resp.SettingsError; se != nil {
 		return &sdk.SettingsError{Field: se.Field, Message: se.Message}
@@ -287,12 +301,20 @@ func (c *Client) healthy(ctx context.Context) error {
 
 // callError classifies a failed call. A plugin that is gone (the connection is unavailable)
 // is killed for good measure and reported as ErrPluginExited; the next call starts a new one.
-func (c *Client) callError(what string, err error) error {
+func (c *Client) callError(ctx context.Context, what string, err error) error {
 	if c.pc == nil || c.pc.Exited() || status.Code(err) == codes.Unavailable {
-		// The process may still be exiting: give the exit a moment to be seen, then make sure.
+		// The process may still be exiting: give the exit a moment (up to a second, or until
+		// ctx ends) to be seen, then make sure.
+		wait := time.NewTicker(10 * time.Millisecond)
+	waiting:
 		for i := 0; i < 100 && c.pc != nil && !c.pc.Exited(); i++ {
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-wait.C:
+			case <-ctx.Done():
+				break waiting
+			}
 		}
+		wait.Stop()
 		if c.pc != nil {
 			c.pc.Kill()
 		}
@@ -326,7 +348,7 @@ func (c *Client) Check(ctx context.Context) error {
 	}
 	resp, err := c.rpc.Check(ctx, &sinkpb.CheckRequest{})
 	if err != nil {
-		return c.callError("check", err)
+		return c.callError(ctx, "check", err)
 	}
 	c.lastOK = time.Now()
 	if resp.Error != "" {
@@ -392,14 +414,14 @@ func (c *Client) write(ctx context.Context, batchID string, attempt int, rec arr
 	resp, err := c.rpc.Write(ctx, req)
 	if err != nil && neverSent(err) {
 		// The plugin died between calls: start a new one and send there.
-		c.callError("write", err)
+		c.callError(ctx, "write", err)
 		if rerr := c.ready(ctx); rerr != nil {
 			return nil, rerr
 		}
 		resp, err = c.rpc.Write(ctx, req)
 	}
 	if err != nil {
-		return nil, c.callError("write", err)
+		return nil, c.callError(ctx, "write", err)
 	}
 	c.lastOK = time.Now()
 	switch {
@@ -427,7 +449,7 @@ func (c *Client) Poll(ctx context.Context, jobs []sdk.Job) ([]sdk.RowResult, err
 	}
 	resp, err := c.rpc.Poll(ctx, req)
 	if err != nil {
-		return nil, c.callError("poll", err)
+		return nil, c.callError(ctx, "poll", err)
 	}
 	c.lastOK = time.Now()
 	if resp.Error != "" {

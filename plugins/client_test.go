@@ -173,6 +173,17 @@ func TestWrongProtocolVersionRefused(t *testing.T) {
 	}
 }
 
+// A plugin that never completes its handshake is given up on when the caller's context ends
+// (Ctrl-C during serve's start-up), not after the 30-second start timeout.
+func TestStartEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := Start(ctx, self("silent"), slog.New(&records{}))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("start of a silent plugin under a 300ms context: %v, want the context's error", err)
+	}
+}
+
 // TestSIGKILLMidBatch kills the plugin while a Write is in flight: the call fails with
 // ErrPluginExited, nothing is recorded as delivered, and the next call restarts the plugin
 // (configured again) and delivers the batch exactly once.

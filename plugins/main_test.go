@@ -26,6 +26,7 @@ import (
 //	HOOKBRIDGE_TEST_ROLE=plugin           serves scriptedSink
 //	HOOKBRIDGE_TEST_ROLE=plugin-v2        serves it under protocol version 2
 //	HOOKBRIDGE_TEST_ROLE=discard          serves a sink that drops every row (benchmark)
+//	HOOKBRIDGE_TEST_ROLE=silent           never answers the handshake (sleeps)
 //	HOOKBRIDGE_TEST_ROLE=host             starts a plugin, prints its pid, waits to be killed
 const roleEnv = "HOOKBRIDGE_TEST_ROLE"
 
@@ -48,6 +49,9 @@ func TestMain(m *testing.M) {
 		// only the parent-death signal the host sets can end it.
 		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: sdk.Handshake, VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: &sdk.GRPCPlugin{Impl: &scriptedSink{}}}},
 			GRPCServer: plugin.DefaultGRPCServer, Logger: hclog.NewNullLogger()})
+		os.Exit(0)
+	case "silent":
+		time.Sleep(time.Hour)
 		os.Exit(0)
 	case "host", "host-bare":
 		role := "plugin"
