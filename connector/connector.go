@@ -147,16 +147,15 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	rc.Register(mux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
+	mux.HandleFunc("GET /healthz", c.healthz)
 	mux.HandleFunc("GET /readyz", c.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg}))
+	metrics := promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg})
+	mux.Handle("GET /metrics", metrics)
 
 	adminMux := mux
 	if c.cfg.Admin.Listen != "" {
 		adminMux = http.NewServeMux()
+		adminMux.Handle("GET /metrics", metrics) // scrapers may reach only the admin listener
 	}
 	api := c.adminAPI(c.cfg.Admin.Listen == "" && IsLoopback(c.cfg.Listen) || c.cfg.Admin.Listen != "" && IsLoopback(c.cfg.Admin.Listen))
 	c.api = api
@@ -317,6 +316,18 @@ func reveal(secrets []Secret) []string {
 		}
 	}
 	return out
+}
+
+// healthz answers 200 while the process can recover by itself, and 503 once the database has
+// failed in a way only a restart repairs (a liveness probe then restarts it).
+func (c *Connector) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := c.store.Fatal(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"status\":\"failed\",\"reason\":%q}\n", err.Error())
+		return
+	}
+	fmt.Fprintln(w, `{"status":"ok"}`)
 }
 
 func (c *Connector) readyz(w http.ResponseWriter, r *http.Request) {

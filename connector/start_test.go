@@ -161,3 +161,38 @@ func TestStartingHandlerAsksToComeBack(t *testing.T) {
 		t.Errorf("after start: %d", w.Code)
 	}
 }
+
+// With admin.listen set, /metrics answers on the admin listener as well as the webhook one,
+// for a scraper that is let onto the admin network only.
+func TestMetricsOnTheAdminListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := ln.Addr().String()
+	ln.Close()
+	cfg, err := Parse([]byte("sources:\n  - name: rokt\n"), "test.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.Admin.Listen, cfg.Data = "127.0.0.1:0", adminAddr, filepath.Join(t.TempDir(), "hb.duckdb")
+	c, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	for _, addr := range []string{c.Addr(), adminAddr} {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "hookbridge_store_commit_seconds") {
+			t.Errorf("%s/metrics: %d, %d bytes", addr, resp.StatusCode, len(b))
+		}
+	}
+}

@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -85,7 +87,7 @@ func (d *Decoder) Decode(body []byte) (*Event, error) {
 		if looksTruncated(b) {
 			return nil, refuse(RuleTruncated, "the body ends before its JSON is complete (a redelivery can repair it)")
 		}
-		return nil, refuse(RuleNotJSON, "the body is not JSON: %s", shorten(err.Error(), 160))
+		return nil, refuse(RuleNotJSON, "the body is not JSON: %s", syntaxProblem(b))
 	}
 	s := decodeState{d: d, ev: ev}
 	if err := s.envelope(root); err != nil {
@@ -712,9 +714,14 @@ func lowerASCII(s string) string {
 	return s
 }
 
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
+// syntaxProblem says where and why b is not JSON, by encoding/json's reading (this runs on
+// refused bodies only). It names at most one character of the body: the detail reaches logs,
+// and a body's text may hold an email address or a token.
+func syntaxProblem(b []byte) string {
+	var v any
+	var se *json.SyntaxError
+	if err := json.Unmarshal(b, &v); errors.As(err, &se) {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
 	}
-	return s[:n] + "…"
+	return "it does not parse as one JSON value"
 }

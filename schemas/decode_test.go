@@ -298,6 +298,8 @@ func TestRefusals(t *testing.T) {
 		{`{"eventId": "x", "eventType": "Test", "eventDetails": {}} trailing`, RuleNotJSON},
 		{`{"eventId": "x", "eventType": "Test", "eventDetails": {`, RuleTruncated},
 		{`{"eventId": "x", "eventType": "Te`, RuleTruncated},
+		{"\x8f\x03{\"\xff[\x00", RuleNotJSON}, // binary with an open bracket in it
+		{`subscriberEmail=jane@example.com&calendar={"a"`, RuleNotJSON},
 		{`[]`, RuleNotEnvelope},
 		{`"a string"`, RuleNotEnvelope},
 		{`42`, RuleNotEnvelope},
@@ -333,6 +335,26 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("error %q should name its rule and say why", err)
 			}
 		})
+	}
+}
+
+// A refusal's detail reaches the logs and the answer: it says where the body stops being JSON
+// without quoting the body, which may hold an email address or a token.
+func TestNotJSONDetailQuotesNoBodyText(t *testing.T) {
+	dec := mustDecoder(t, nil)
+	for _, body := range []string{
+		`subscriberEmail=jane.doe@example.com&token=abc`,
+		`{"eventId": "x", "eventType": "Test", "eventDetails": {}} jane.doe@example.com`,
+		`{"subscriberEmail": "jane.doe@example.com" "eventType": "Test"}`,
+	} {
+		_, err := dec.Decode([]byte(body))
+		var de *DecodeError
+		if !errors.As(err, &de) || de.Rule != RuleNotJSON {
+			t.Fatalf("%s: %v, want not_json", body, err)
+		}
+		if strings.Contains(de.Detail, "jane") || strings.Contains(de.Detail, "abc") || !strings.Contains(de.Detail, "at byte ") {
+			t.Errorf("%s: detail %q should give a position and no body text", body, de.Detail)
+		}
 	}
 }
 

@@ -58,6 +58,11 @@ func dropTrailingCommas(b []byte) ([]byte, bool) {
 // looksTruncated reports whether b ends inside a string or with brackets left open: the
 // marks of a body cut short in transit, which a redelivery can repair.
 func looksTruncated(b []byte) bool {
+	// Only a body that starts as JSON does can have been cut short; anything else (binary,
+	// a form post) is simply not JSON.
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' && t[0] != '[' {
+		return false
+	}
 	depth := 0
 	inString, escaped := false, false
 	for _, c := range b {

@@ -32,6 +32,9 @@ type Store interface {
 // retryAfterer is implemented by store errors that a later retry can overcome (full queue,
 // database unavailable); the receiver answers them with 503 and Retry-After.
 type retryAfterer interface {
+	// Error is the answer's detail: the store's short reason, not the error wrapped around it,
+	// which may name files.
+	Error() string
 	RetryAfter() time.Duration
 }
 
@@ -247,7 +250,7 @@ func (rc *Receiver) storeFailed(w http.ResponseWriter, r *http.Request, src *Sou
 	case errors.As(err, &ra):
 		m.unavailable.Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(max(ra.RetryAfter(), time.Second)/time.Second)))
-		writeError(w, ruleUnavailable, err.Error())
+		writeError(w, ruleUnavailable, ra.Error())
 	case r.Context().Err() != nil:
 		// The sender went away; it will retry and find the event stored or not.
 		m.unavailable.Inc()

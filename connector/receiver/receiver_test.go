@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -221,6 +222,12 @@ func TestStoreTroubleAnswers503Or500(t *testing.T) {
 	a := post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
 	if a.status != 503 || a.header.Get("Retry-After") != "2" {
 		t.Errorf("queue full: %d Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
+	// What the store wraps around its short reason (a file's path) stays out of the answer.
+	st.err = fmt.Errorf("%w: Could not write file \"/srv/private/hb.duckdb.wal\"", retryErr{})
+	a = post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)
+	if a.status != 503 || strings.Contains(fmt.Sprint(a.body), "/srv/private") {
+		t.Errorf("unavailable: %d %v, want 503 without the path", a.status, a.body)
 	}
 	st.err = errors.New("disk on fire")
 	a = post(t, srv.URL+"/webhooks/rokt", []byte(testBody), nil)

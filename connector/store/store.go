@@ -307,10 +307,22 @@ func (s *Store) Ready() error {
 	if s.opts.ReadOnly {
 		return fmt.Errorf("%w: opened read-only", ErrUnavailable)
 	}
-	if p := s.health.Load(); p != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, *p)
+	if err := s.Fatal(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Fatal returns the error that left the database unable to take writes (a full disk, a fatal
+// database error), or nil. Such a store answers ErrUnavailable until the process restarts.
+// Its message names the data file by its base name only, since it may reach a public answer.
+func (s *Store) Fatal() error {
+	p := s.health.Load()
+	if p == nil {
+		return nil
+	}
+	msg := strings.ReplaceAll((*p).Error(), filepath.Dir(s.opts.Path)+string(filepath.Separator), "")
+	return fmt.Errorf("the database cannot take writes until hookbridge restarts: %s", msg)
 }
 
 // Watch returns the highest seq whose event is committed and whose subscription state is

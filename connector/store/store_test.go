@@ -690,3 +690,25 @@ func TestGroupWaitGathersRequests(t *testing.T) {
 		t.Errorf("3 requests 20 ms apart took %d commits, want 1", n)
 	}
 }
+
+// A fatal database error (here the one a full disk gives) makes the store refuse writes with
+// ErrUnavailable, and the reason it reports names the data file without its folder: the
+// reason reaches /readyz and /healthz, which may be public.
+func TestFatalErrorRefusesWritesAndHidesTheFolder(t *testing.T) {
+	s := openStore(t, Options{})
+	if s.Fatal() != nil {
+		t.Fatal("a fresh store reports a fatal error")
+	}
+	dir := filepath.Dir(s.opts.Path)
+	if !s.fatal(context.Background(), fmt.Errorf("IO Error: Could not write file %q: No space left on device", s.opts.Path+".wal")) {
+		t.Fatal("a full disk was not taken as fatal")
+	}
+	for _, err := range []error{s.Fatal(), s.Ready()} {
+		if err == nil || strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), filepath.Base(s.opts.Path)+".wal") || !strings.Contains(err.Error(), "No space left") {
+			t.Errorf("reason %v: want the file's base name and the cause, not the folder %s", err, dir)
+		}
+	}
+	if _, _, err := s.Ingest(context.Background(), decode(t, event("f1", "Subscribe", "s1", "a@example.com"))); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("ingest after a fatal error: %v, want ErrUnavailable", err)
+	}
+}
