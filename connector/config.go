@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hookbridge/hookbridge/connector/store"
 	"github.com/hookbridge/hookbridge/internal/suggest"
 	"github.com/hookbridge/hookbridge/schemas"
 )
@@ -255,6 +257,19 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// String writes b in the largest binary unit that divides it ("2MiB"), else in bytes.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		size ByteSize
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b >= u.size && b%u.size == 0 {
+			return strconv.FormatInt(int64(b/u.size), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
+}
+
 // Load reads a configuration file; name "" means the built-in default. getenv resolves
 // ${NAME} references. The result is validated; errors name the file, line and key.
 func Load(name string, getenv func(string) string) (*Config, error) {
@@ -304,6 +319,9 @@ func PluginsDir(name string, getenv func(string) string) (string, error) {
 func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
+		if unquotedEnvInFlow.Match(data) {
+			return nil, fmt.Errorf("config: %s: %w (a ${NAME} inside { } or [ ] must be quoted: \"${NAME}\")", file, err)
+		}
 		return nil, fmt.Errorf("config: %s: %w", file, err)
 	}
 	if len(root.Content) == 0 {
@@ -673,6 +691,16 @@ func (c *Config) locate(path string) string {
 	return path
 }
 
+// unquotedEnvInFlow finds a ${NAME} written bare inside a flow collection ({token: ${T}}),
+// where YAML reads its braces as the collection's own.
+var unquotedEnvInFlow = regexp.MustCompile(`[{\[,][^"'\n]*:?\s*\$\{`)
+
+// urlSafe reports whether r is one of the characters a URL carries as they are (RFC 3986
+// unreserved).
+func urlSafe(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~", r)
+}
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Validate checks the configuration without touching the network. Sink settings are checked
@@ -703,6 +731,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.QueueEvents < 1 {
 		c.problem(v, "limits.queue_events", "must be at least 1")
+	}
+	var largest ByteSize
+	for _, s := range c.Sources {
+		largest = max(largest, s.MaxBody)
+	}
+	if c.Limits.QueueBytes < 2*largest {
+		// A body larger than the queue's bound could never be queued: every one would get 503.
+		c.problem(v, "limits.queue_bytes", "must be at least twice the largest max_body (%s), or such a body could never be taken", 2*largest)
+	}
+	if t := time.Duration(c.Limits.ReadTimeout); t < time.Second || t > time.Hour {
+		c.problem(v, "limits.read_timeout", "must be between 1s and 1h")
+	}
+	if c.DuckDB.Threads < 1 || c.DuckDB.Threads > 256 {
+		c.problem(v, "duckdb.threads", "must be between 1 and 256")
+	}
+	if err := store.CheckMemoryLimit(context.Background(), c.DuckDB.MemoryLimit); err != nil {
+		c.problem(v, "duckdb.memory_limit", "%v", err)
 	}
 	if w := c.Limits.GroupWaitOrDefault(); w < 0 || w > 100*time.Millisecond {
 		c.problem(v, "limits.group_wait", "must be between 0s and 100ms (every acknowledgement may wait that long)")
@@ -765,6 +810,12 @@ func (c *Config) validateSource(v *ValidationError, i int, seen map[string]bool)
 		}
 		if len(t) < 16 {
 			c.problem(v, p+".auth.token", "tokens must have at least 16 characters (it is the only thing protecting the endpoint)")
+			break
+		}
+		if i := strings.IndexFunc(string(t), func(r rune) bool { return !urlSafe(r) }); i >= 0 {
+			// A token travels as a path segment or a query value: "+" arrives as a space, "/"
+			// splits the path, so such a token never matches.
+			c.problem(v, p+".auth.token", "a token may hold only letters, digits, - . _ ~ (it has %q; generate one with: openssl rand -hex 24)", string(t)[i:i+1])
 			break
 		}
 	}

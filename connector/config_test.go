@@ -3,9 +3,12 @@ package connector
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -89,6 +92,18 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"env default", "listen: ${LISTEN:-127.0.0.1:9999}\nsources:\n  - name: rokt\n", nil, nil},
 		{"short token", "sources:\n  - name: rokt\n    auth:\n      token: abc\n", nil,
 			[]string{"line 4", "sources[0].auth.token", "at least 16"}},
+		{"token with + and /", "sources:\n  - name: rokt\n    auth:\n      token: Ab+cd/ef0123456789xyz=\n", nil,
+			[]string{"line 4", "sources[0].auth.token", `it has "+"`}},
+		{"queue smaller than a body", "limits:\n  queue_bytes: 10\nsources:\n  - name: rokt\n", nil,
+			[]string{"line 2: limits.queue_bytes:", "twice the largest max_body (2MiB)"}},
+		{"read timeout", "limits:\n  read_timeout: 1ns\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:", "between 1s and 1h"}},
+		{"negative read timeout", "limits:\n  read_timeout: -5s\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:"}},
+		{"threads", "duckdb:\n  threads: -3\nsources:\n  - name: rokt\n", nil, []string{"line 2: duckdb.threads:", "between 1 and 256"}},
+		{"memory limit", "duckdb:\n  memory_limit: lots\nsources:\n  - name: rokt\n", nil, []string{"line 2: duckdb.memory_limit:", `"lots"`, "4GB"}},
+		{"bare env in a flow mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    settings: {path: ${OUT}}\n", map[string]string{"OUT": "/tmp/x"},
+			[]string{`must be quoted: "${NAME}"`}},
+		{"quoted env in a flow mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    settings: {path: \"${OUT}\"}\n", map[string]string{"OUT": "/tmp/x"}, nil},
+		{"memory limit taken", "duckdb:\n  memory_limit: 512MiB\nsources:\n  - name: rokt\n", nil, nil},
 		{"bad name", "sources:\n  - name: Rokt Source\n", nil, []string{"line 2", "sources[0].name"}},
 		{"duplicate source", "sources:\n  - name: rokt\n  - name: rokt\n", nil, []string{"line 3", "defined twice"}},
 		{"off loopback without auth", "listen: 0.0.0.0:8080\nadmin:\n  token: 0123456789abcdef0\nsources:\n  - name: rokt\n", nil,
@@ -209,5 +224,29 @@ func TestDefaultMemoryLimit(t *testing.T) {
 	}
 	if _, err := fmt.Sscanf(defaultMemoryLimit(), "%dMB", new(int)); err != nil {
 		t.Errorf("default memory limit %q", defaultMemoryLimit())
+	}
+}
+
+// Every YAML example in the READMEs parses: a reader copies them into a configuration.
+func TestREADMEYAMLExamplesParse(t *testing.T) {
+	files, _ := filepath.Glob("../sinks/*/README.md")
+	files = append(files, "../README.md")
+	blocks := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, part := range strings.Split(string(b), "```yaml\n")[1:] {
+			block, _, _ := strings.Cut(part, "```")
+			var n yaml.Node
+			if err := yaml.Unmarshal([]byte(block), &n); err != nil {
+				t.Errorf("%s, YAML example %d: %v", f, i+1, err)
+			}
+			blocks++
+		}
+	}
+	if blocks < 5 {
+		t.Fatalf("found %d YAML examples; the READMEs have more", blocks)
 	}
 }

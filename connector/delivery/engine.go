@@ -372,9 +372,7 @@ func (e *Engine) selectReplay(ctx context.Context, l *loop, sel Selection) ([]in
 	case sel.EventID != "":
 		q, args = "SELECT e.seq FROM events e WHERE e.event_id = ?"+l.typeFilter, []any{strings.ToLower(strings.TrimSpace(sel.EventID))}
 	case sel.DeadLetters:
-		q, args = `SELECT DISTINCT d.seq FROM dead_letters d WHERE d.sink = ? AND NOT EXISTS (
-			SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq AND r.outcome IN ('delivered', 'coalesced') AND r.recorded_at > d.dead_at)
-			ORDER BY d.seq`, []any{l.name}
+		q, args = "SELECT d.seq FROM ("+deadLetterEntries(true)+") d WHERE NOT d.resolved ORDER BY d.seq", []any{l.name}
 	case !sel.Since.IsZero():
 		until := sel.Until
 		if until.IsZero() {
@@ -456,8 +454,7 @@ func (e *Engine) Status(ctx context.Context) ([]SinkStatus, error) {
 			return nil, err
 		}
 		var dead sql.NullInt64
-		err = e.store.DB().QueryRowContext(ctx, `SELECT count(DISTINCT d.seq) FROM dead_letters d WHERE d.sink = ? AND NOT EXISTS (
-			SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq AND r.outcome IN ('delivered', 'coalesced') AND r.recorded_at > d.dead_at)`, name).Scan(&dead)
+		err = e.store.DB().QueryRowContext(ctx, "SELECT count(*) FROM ("+deadLetterEntries(true)+") d WHERE NOT d.resolved", name).Scan(&dead)
 		if err != nil {
 			return nil, fmt.Errorf("delivery: %s: count dead letters: %w", name, err)
 		}

@@ -83,6 +83,8 @@ type harness struct {
 	store *store.Store
 	eng   *Engine
 	dec   *schemas.Decoder
+	// log is the engine's logger (nil: quiet).
+	log *slog.Logger
 }
 
 func newHarness(t testing.TB) *harness {
@@ -115,7 +117,11 @@ func (h *harness) start(sinks ...SinkOptions) {
 			sinks[i].Start = "earliest"
 		}
 	}
-	eng, err := New(Options{Store: h.store, Sinks: sinks, Logger: quiet})
+	logger := quiet
+	if h.log != nil {
+		logger = h.log
+	}
+	eng, err := New(Options{Store: h.store, Sinks: sinks, Logger: logger})
 	if err != nil {
 		h.t.Fatal(err)
 	}

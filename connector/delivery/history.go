@@ -215,7 +215,8 @@ func (e *Engine) withRowFailures(ctx context.Context, items []Attempt) error {
 	return nil
 }
 
-// DeadLetter is a row a sink gave up on.
+// DeadLetter is a row a sink gave up on: one entry per sink and row, describing the latest
+// time the sink gave up on it (a row replayed that fails again stays one entry).
 type DeadLetter struct {
 	Sink           string    `json:"sink"`
 	Seq            int64     `json:"seq"`
@@ -240,36 +241,50 @@ type DeadLetterFilter struct {
 	Limit int
 }
 
-// DeadLetters lists dead letters, newest first.
+// deadLetterEntries is the one definition of a sink's dead letters, read by the listing, the
+// count in status and a replay of dead letters alike: one entry per (sink, seq) ever
+// dead-lettered, the latest dead-lettering of it, with resolved set when a later attempt
+// (by delivery id, which the writer hands out in order) delivered the row or coalesced it
+// into a row sent in its place. With sinkOnly it takes the sink as its one parameter.
+func deadLetterEntries(sinkOnly bool) string {
+	where := ""
+	if sinkOnly {
+		where = " WHERE sink = ?"
+	}
+	return `SELECT d.*, EXISTS (SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq
+			AND r.outcome IN ('delivered', 'coalesced') AND r.delivery_id > d.delivery_id) AS resolved
+		FROM (SELECT * FROM dead_letters` + where + `
+			QUALIFY row_number() OVER (PARTITION BY sink, seq ORDER BY delivery_id DESC) = 1) d`
+}
+
+// DeadLetters lists dead letters, one per sink and row, newest first.
 func (e *Engine) DeadLetters(ctx context.Context, f DeadLetterFilter) (Page[DeadLetter], error) {
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	q := `SELECT d.sink, d.seq, d.event_id, coalesce(e.event_type, ''), d.attempts, d.first_attempt_at, d.last_attempt_at, d.status_code, d.error, d.delivery_id, d.dead_at,
-		EXISTS (SELECT 1 FROM delivery_rows r WHERE r.sink = d.sink AND r.seq = d.seq AND r.outcome IN ('delivered', 'coalesced') AND r.recorded_at > d.dead_at) AS resolved
-		FROM dead_letters d LEFT JOIN events e ON e.seq = d.seq`
+	q := `SELECT d.sink, d.seq, d.event_id, coalesce(e.event_type, ''), d.attempts, d.first_attempt_at, d.last_attempt_at, d.status_code, d.error, d.delivery_id, d.dead_at, d.resolved
+		FROM (` + deadLetterEntries(f.Sink != "") + `) d LEFT JOIN events e ON e.seq = d.seq`
 	var where []string
 	var args []any
 	if f.Sink != "" {
-		where = append(where, "d.sink = ?")
 		args = append(args, f.Sink)
+	}
+	if !f.All {
+		where = append(where, "NOT d.resolved")
 	}
 	if f.After != "" {
 		var id, seq int64
 		if _, err := fmt.Sscanf(f.After, "%d:%d", &id, &seq); err != nil {
 			return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: bad cursor %q", f.After)
 		}
+		// The cursor applies to the entries, after each row's latest dead-lettering is chosen.
 		where = append(where, "(d.delivery_id < ? OR (d.delivery_id = ? AND d.seq < ?))")
 		args = append(args, id, id, seq)
 	}
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q = "SELECT * FROM (" + q + ")"
-	if !f.All {
-		q += " WHERE NOT resolved"
-	}
-	q += " ORDER BY delivery_id DESC, seq DESC LIMIT " + strconv.Itoa(f.Limit+1)
+	q += " ORDER BY d.delivery_id DESC, d.seq DESC LIMIT " + strconv.Itoa(f.Limit+1)
 	rows, err := e.store.DB().QueryContext(ctx, q, args...)
 	if err != nil {
 		return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: %w", err)
@@ -291,5 +306,8 @@ func (e *Engine) DeadLetters(ctx context.Context, f DeadLetterFilter) (Page[Dead
 		last := page.Items[f.Limit-1]
 		page.Next = fmt.Sprintf("%d:%d", last.DeliveryID, last.Seq)
 	}
-	return page, rows.Err()
+	if err := rows.Err(); err != nil {
+		return Page[DeadLetter]{}, fmt.Errorf("delivery: dead letters: %w", err)
+	}
+	return page, nil
 }

@@ -84,3 +84,98 @@ func TestHistoryBySinkShowsTheDestinationsAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadLettersOneEntryPerRow: two rows dead-lettered, replayed twice as dead letters and
+// once by event, dying each time, leave seven dead-letterings but two dead letters: the
+// listing shows each row once (its latest dead-lettering), the count in status is the
+// listing's length, a replay of dead letters sends those two, and keyset pages list each row
+// once. Once a replay delivers them they are resolved, in the listing and the count alike.
+func TestDeadLettersOneEntryPerRow(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	sink, fix := breakableSink(func(schemas.Row) bool { return true })
+	h.ingest(subscribe("bad1", "s1", "b1@example.com"))
+	h.ingest(subscribe("bad2", "s2", "b2@example.com"))
+	h.start(crm(sink))
+	h.eventually("two dead letters", func() bool { return h.count("SELECT count(*) FROM dead_letters") == 2 })
+	replay := func(sel Selection, want int) {
+		t.Helper()
+		p, err := h.eng.Replay(ctx, "crm", sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != want {
+			t.Fatalf("replay of %s sends %d rows, want %d", sel.describe(), p.Total, want)
+		}
+		h.eventually("replay done", func() bool {
+			pr, err := h.eng.ReplayProgress(ctx, "crm", p.ID)
+			return err == nil && pr.Done == pr.Total
+		})
+	}
+	replay(Selection{DeadLetters: true}, 2)
+	replay(Selection{DeadLetters: true}, 2)
+	replay(Selection{EventID: "bad1"}, 1)
+	if n := h.count("SELECT count(*) FROM dead_letters"); n != 7 {
+		t.Fatalf("%d dead-letterings recorded, want 7", n)
+	}
+
+	for _, sinkName := range []string{"crm", ""} {
+		page, err := h.eng.DeadLetters(ctx, DeadLetterFilter{Sink: sinkName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 2 || page.Next != "" {
+			t.Fatalf("listing (sink %q): %d entries, next %q; want one per row: %+v", sinkName, len(page.Items), page.Next, page.Items)
+		}
+		// Newest first: bad1 died last, in the replay by event.
+		latest := h.count("SELECT max(delivery_id) FROM dead_letters WHERE event_id = 'bad1'")
+		if d := page.Items[0]; d.EventID != "bad1" || d.DeliveryID != int64(latest) || d.Resolved || d.Error != "field zip missing" || d.Attempts != 1 {
+			t.Errorf("bad1's entry is not its latest dead-lettering (delivery %d): %+v", latest, d)
+		}
+		if d := page.Items[1]; d.EventID != "bad2" || d.Resolved {
+			t.Errorf("second entry: %+v", d)
+		}
+	}
+	st, err := h.eng.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].DeadLetters != 2 {
+		t.Errorf("status counts %d dead letters, the listing shows 2", st[0].DeadLetters)
+	}
+
+	// Keyset pages, one entry each, list each row once.
+	var seen []string
+	after := ""
+	for range 10 {
+		page, err := h.eng.DeadLetters(ctx, DeadLetterFilter{Sink: "crm", Limit: 1, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range page.Items {
+			seen = append(seen, d.EventID)
+		}
+		if after = page.Next; after == "" {
+			break
+		}
+	}
+	if strings.Join(seen, ",") != "bad1,bad2" {
+		t.Errorf("pages listed %v, want bad1, bad2", seen)
+	}
+
+	fix()
+	replay(Selection{DeadLetters: true}, 2)
+	if page, err := h.eng.DeadLetters(ctx, DeadLetterFilter{Sink: "crm"}); err != nil || len(page.Items) != 0 {
+		t.Errorf("unresolved after a replay delivered them: %+v (%v)", page.Items, err)
+	}
+	all, err := h.eng.DeadLetters(ctx, DeadLetterFilter{Sink: "crm", All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != 2 || !all.Items[0].Resolved || !all.Items[1].Resolved {
+		t.Errorf("with resolved ones: %+v", all.Items)
+	}
+	if st, err = h.eng.Status(ctx); err != nil || st[0].DeadLetters != 0 {
+		t.Errorf("status counts %d dead letters after they were delivered (%v)", st[0].DeadLetters, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -182,7 +183,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	highBefore := l.high
 	more, err := l.intake(ctx, fresh)
 	if err != nil {
-		l.noteError(err)
+		l.noteError(slog.LevelWarn, "delivery: reading rows failed; trying again in a second", err)
 		return false, time.Second
 	}
 	due, following := l.dueKeys(now)
@@ -217,7 +218,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		return false, w
 	}
 	if err := l.readDue(ctx, now, state, due, following, fresh); err != nil {
-		l.noteError(err)
+		l.noteError(slog.LevelWarn, "delivery: reading rows failed; trying again in a second", err)
 		return false, time.Second
 	}
 	var keys []*pendingKey
@@ -252,7 +253,6 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 	l.unrecorded = nil
 	cursor := l.computeCursor()
 	if err := l.persist(ctx, recs, cursor, next); err != nil {
-		l.noteError(err)
 		// The attempts are kept for the next record (a full write queue, a passing database
 		// error): nothing more is sent until a record succeeds, since the next batch's
 		// journal goes with it. When the loop is stopping (the transaction may still
@@ -260,10 +260,14 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 		// after the restart, which the sinks' idempotent writes absorb.
 		if ctx.Err() == nil {
 			l.unrecorded = recs
+			l.noteError(slog.LevelWarn, "delivery: recording attempts failed; nothing more is sent until they are recorded", err, "attempts", len(recs))
 		} else {
-			l.e.log.Warn("delivery: attempts not recorded at shutdown; their rows go again after the restart", "sink", l.name, "attempts", len(recs), "err", err)
+			l.noteError(slog.LevelWarn, "delivery: attempts not recorded at shutdown; their rows go again after the restart", err, "attempts", len(recs))
 		}
 		return err
+	}
+	for _, a := range recs {
+		l.logDead(ctx, a)
 	}
 	l.cursor = cursor
 	for seq := range l.resume {
@@ -497,7 +501,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	}
 	rec, err := schemas.BuildRecord(nil, l.sendSchema, vals)
 	if err != nil {
-		l.noteError(fmt.Errorf("delivery: %s: build batch: %w", l.name, err))
+		l.noteError(slog.LevelError, "delivery: building a batch failed", fmt.Errorf("delivery: %s: build batch: %w", l.name, err))
 		return nil
 	}
 	defer rec.Release()
@@ -547,7 +551,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	case err != nil:
 		// The plugin crashed, timed out or failed the batch as a whole: nothing is known of
 		// the rows, so all are retried; status shows the error.
-		l.noteError(fmt.Errorf("delivery: %s: write: %w", l.name, err))
+		l.noteError(slog.LevelWarn, "delivery: write failed; its rows are retried", fmt.Errorf("delivery: %s: write: %w", l.name, err))
 		res = &Result{}
 		for _, s := range seqs {
 			res.Rows = append(res.Rows, RowResult{Seq: s, Outcome: Retry, Reason: err.Error()})
@@ -677,17 +681,18 @@ func batchOutcome(a *attemptRecord, err error) string {
 	return "partial"
 }
 
-// sinkDown backs the whole sink off (or pauses it) after a sink-wide error.
+// sinkDown backs the whole sink off (or pauses it) after a sink-wide error, and logs the
+// error once: at WARN when the sink backs off and tries again by itself, at ERROR when it is
+// paused until an operator resumes it.
 func (l *loop) sinkDown(err *SinkError, now time.Time) {
-	l.noteError(err)
 	if err.StatusCode == 429 {
 		l.m.throttled.Inc()
 	}
 	if err.Pause {
 		l.paused, l.pausedReason = true, err.Error()
-		l.e.log.Warn("delivery: sink paused until resumed", "sink", l.name, "reason", err.Error())
+		l.noteError(slog.LevelError, "delivery: sink paused until resumed", err)
 		if perr := l.persistPause(context.Background(), true, l.pausedReason); perr != nil {
-			l.noteError(perr)
+			l.noteError(slog.LevelError, "delivery: recording the pause failed; it lasts until a restart", perr)
 		}
 		return
 	}
@@ -697,12 +702,32 @@ func (l *loop) sinkDown(err *SinkError, now time.Time) {
 		wait = min(time.Second<<min(l.sinkErrors-1, 9), 5*time.Minute)
 	}
 	l.backoffUntil = now.Add(wait)
-	l.e.log.Warn("delivery: sink unavailable; backing off", "sink", l.name, "for", wait, "err", err.Error())
+	l.noteError(slog.LevelWarn, "delivery: sink unavailable; backing off", err, "for", wait)
 }
 
-func (l *loop) noteError(err error) {
+// noteError makes err the sink's last error, which status shows, and logs it once as msg: at
+// slog.LevelWarn when the loop tries again by itself (a back-off, the next poll, the next
+// step), at slog.LevelError when it does not (the sink is paused, or trying again cannot help).
+func (l *loop) noteError(level slog.Level, msg string, err error, attrs ...any) {
 	l.lastError, l.lastErrorAt = err.Error(), l.e.now()
-	l.e.log.Error("delivery: error", "sink", l.name, "err", err)
+	l.e.log.Log(context.Background(), level, msg, append([]any{"sink", l.name, "err", err}, attrs...)...)
+}
+
+// logDead logs, once per attempt, the rows the attempt dead-lettered: how many, and the first
+// one's seq, event id and error (nothing of the row's contents, which hold personal data).
+func (l *loop) logDead(ctx context.Context, a *attemptRecord) {
+	if len(a.dead) == 0 {
+		return
+	}
+	first := a.dead[0]
+	attrs := []any{"sink", l.name, "rows", len(a.dead), "first_seq", first.seq, "first_event_id", first.eventID, "attempt", first.attempt}
+	if first.statusCode != 0 {
+		attrs = append(attrs, "status", first.statusCode)
+	}
+	if first.replayID != "" {
+		attrs = append(attrs, "replay", first.replayID)
+	}
+	l.e.log.WarnContext(ctx, "delivery: rows dead-lettered", append(attrs, "err", first.err)...)
 }
 
 // poll asks an asynchronous sink about its accepted rows.
@@ -724,7 +749,7 @@ func (l *loop) poll(ctx context.Context) []*attemptRecord {
 	results, err := poller.Poll(wctx, jobs)
 	cancel()
 	if err != nil {
-		l.noteError(fmt.Errorf("delivery: %s: poll jobs: %w", l.name, err))
+		l.noteError(slog.LevelWarn, "delivery: polling jobs failed; they are polled again later", fmt.Errorf("delivery: %s: poll jobs: %w", l.name, err))
 		return nil
 	}
 	if len(results) == 0 {

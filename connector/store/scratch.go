@@ -23,3 +23,19 @@ func OpenScratch(ctx context.Context, threads int, memoryLimit string) (*sql.DB,
 	}
 	return db, nil
 }
+
+// CheckMemoryLimit reports whether DuckDB takes s as a memory_limit ("4GB", "512MiB"), by
+// setting it on a throwaway in-memory database, so a configuration check finds what would
+// stop the store from opening.
+func CheckMemoryLimit(ctx context.Context, s string) error {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return fmt.Errorf("store: check memory_limit: %w", err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "SET memory_limit = '"+escapeLiteral(s)+"'"); err != nil {
+		return fmt.Errorf("DuckDB does not take %q as a memory limit (use a size such as 4GB or 512MiB)", s)
+	}
+	return nil
+}
