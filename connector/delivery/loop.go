@@ -174,9 +174,10 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	if now.Before(l.backoffUntil) {
 		return false, l.backoffUntil.Sub(now)
 	}
-	var recs []*attemptRecord
 	if len(l.keysWithJobs()) > 0 {
-		recs = append(recs, l.poll(ctx)...)
+		// Polled outcomes are already applied to the keys: they join the unrecorded attempts
+		// at once, so a failed read below cannot drop them while the cursor moves on.
+		l.unrecorded = append(l.unrecorded, l.poll(ctx)...)
 	}
 	fresh := map[int64]*schemas.Row{}
 	state := l.e.store.StateSeq() // what every row read in this step reflects at least
@@ -190,7 +191,7 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 	if l.inflight != nil && l.high < l.inflightHigh {
 		if l.high > highBefore {
 			// The interrupted batch goes first: take in everything up to it before sending.
-			l.record(ctx, recs, nil)
+			l.record(ctx, nil, nil)
 			return true, 0
 		}
 		l.inflight, l.inflightHigh = nil, 0 // it cannot be reached (too many keys pending): send as usual
@@ -210,11 +211,11 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 		}
 	}
 	if len(due) == 0 {
-		l.record(ctx, recs, nil)
+		l.record(ctx, nil, nil)
 		return more, l.untilNextDue(now)
 	}
 	if w := l.limiter.wait(now); w > 0 {
-		l.record(ctx, recs, nil)
+		l.record(ctx, nil, nil)
 		return false, w
 	}
 	if err := l.readDue(ctx, now, state, due, following, fresh); err != nil {
@@ -229,7 +230,6 @@ func (l *loop) step(ctx context.Context) (busy bool, wait time.Duration) {
 			batch = append(batch, r)
 		}
 	}
-	l.unrecorded = append(l.unrecorded, recs...)
 	sent := l.send(ctx, keys, batch) // records l.unrecorded with the new batch's journal
 	l.unrecorded = append(l.unrecorded, sent...)
 	return true, 0
@@ -502,6 +502,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 	rec, err := schemas.BuildRecord(nil, l.sendSchema, vals)
 	if err != nil {
 		l.noteError(slog.LevelError, "delivery: building a batch failed", fmt.Errorf("delivery: %s: build batch: %w", l.name, err))
+		l.backoffUntil = l.e.now().Add(time.Second) // not again at once: the rows have not changed
 		return nil
 	}
 	defer rec.Release()
