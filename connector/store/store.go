@@ -16,6 +16,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -178,6 +179,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, fmt.Errorf("store: create %s: %w", dir, err)
 			}
+		}
+		if _, err := os.Stat(opts.Path); errors.Is(err, fs.ErrNotExist) {
+			// Said aloud: a mistyped path starts an empty store without any other sign.
+			opts.Logger.Info("store: no data file at this path; creating a new, empty one", "path", opts.Path)
 		}
 	}
 	s := &Store{

@@ -712,3 +712,21 @@ func TestFatalErrorRefusesWritesAndHidesTheFolder(t *testing.T) {
 		t.Errorf("ingest after a fatal error: %v, want ErrUnavailable", err)
 	}
 }
+
+// Opening a path with no data file says it starts an empty one (a mistyped --data would
+// otherwise look like a store that lost its events); reopening it says nothing of the kind.
+func TestNewDataFileIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	path := filepath.Join(t.TempDir(), "new", "hb.duckdb")
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	s := openStore(t, Options{Path: path, Logger: log})
+	s.Close()
+	if !strings.Contains(buf.String(), "creating a new, empty one") {
+		t.Fatalf("no word of a new data file: %s", buf.String())
+	}
+	buf.Reset()
+	openStore(t, Options{Path: path, Logger: log}).Close()
+	if strings.Contains(buf.String(), "creating a new") {
+		t.Errorf("reopening an existing file said it was new: %s", buf.String())
+	}
+}
