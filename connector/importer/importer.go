@@ -98,7 +98,7 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (_ Progres
 		d := <-inflight
 		inflight = nil
 		if d.err != nil {
-			return fmt.Errorf("importer: store: %w", d.err)
+			return fmt.Errorf("importer: %w", d.err)
 		}
 		for _, s := range d.seqs {
 			last = max(last, s)
@@ -173,7 +173,7 @@ func Import(ctx context.Context, r io.Reader, st Store, opts Options) (_ Progres
 			}
 			rej := &schemas.Rejection{Source: l.Source, ReceivedAt: l.ReceivedAt, Status: 400, Reason: string(de.Rule), Detail: de.Detail + " (import)", BodySize: int64(len(body)), Body: body}
 			if err := st.Reject(ctx, rej); err != nil {
-				return p, fmt.Errorf("importer: store: %w", err)
+				return p, fmt.Errorf("importer: %w", err)
 			}
 			p.Refused++
 			continue

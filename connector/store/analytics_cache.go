@@ -221,7 +221,7 @@ func (f *analyticsFold) release() {
 // tables of its connection, which the rollback drops.
 func (s *Store) computeFold(ctx context.Context, gen int64) (*analyticsFold, error) {
 	f := &analyticsFold{gen: gen}
-	err := s.RawConn(ctx, func(c driver.Conn) error {
+	err := s.rawConn(ctx, func(c driver.Conn) error {
 		tx := &Tx{conn: c, store: s}
 		if err := tx.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 			return err

@@ -83,7 +83,10 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 		if ctx.Err() == context.DeadlineExceeded {
 			return nil, fmt.Errorf("store: query ran past its %s time limit", timeout)
 		}
-		return nil, err
+		if errors.Is(err, ErrNotReadOnly) {
+			return nil, err // its message starts with the prefix
+		}
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	return res, nil
 }
@@ -91,19 +94,19 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 // readOnly prepares q on its own connection, checks that it only reads, and runs fn inside a
 // read-only transaction.
 func (s *Store) readOnly(ctx context.Context, q string, fn func(driver.Conn, *duckdb.Stmt) error) error {
-	return s.RawConn(ctx, func(c driver.Conn) error {
+	return s.rawConn(ctx, func(c driver.Conn) error {
 		st, err := c.Prepare(q)
 		if err != nil {
 			if strings.Contains(err.Error(), "multi-statement") {
-				return fmt.Errorf("store: send one statement at a time: %w", err)
+				return fmt.Errorf("send one statement at a time: %w", err)
 			}
-			return fmt.Errorf("store: %w", err)
+			return err
 		}
 		stmt := st.(*duckdb.Stmt)
 		defer stmt.Close()
 		typ, err := stmt.StatementType()
 		if err != nil {
-			return fmt.Errorf("store: %w", err)
+			return err
 		}
 		if writesBehindASelect(q) {
 			return fmt.Errorf("%w (checkpoint functions write to the database)", ErrNotReadOnly)
@@ -118,7 +121,7 @@ func (s *Store) readOnly(ctx context.Context, q string, fn func(driver.Conn, *du
 		}
 		ex := c.(driver.ExecerContext)
 		if _, err := ex.ExecContext(ctx, "BEGIN TRANSACTION READ ONLY", nil); err != nil {
-			return fmt.Errorf("store: %w", err)
+			return err
 		}
 		defer ex.ExecContext(context.Background(), "ROLLBACK", nil)
 		return fn(c, stmt)
@@ -231,6 +234,9 @@ func (s *Store) Export(ctx context.Context, q, table, format, dir string) (strin
 	})
 	if err != nil {
 		os.Remove(path)
+		if errors.Is(err, ErrNotReadOnly) {
+			return "", err // its message starts with the prefix
+		}
 		return "", fmt.Errorf("store: export: %w", err)
 	}
 	return path, nil
@@ -242,7 +248,7 @@ func (s *Store) Export(ctx context.Context, q, table, format, dir string) (strin
 func (s *Store) Snapshot(ctx context.Context, dir string) (string, error) {
 	path := filepath.Join(dir, "snapshot-"+randomName()+".duckdb")
 	alias := "hookbridge_snapshot_" + randomName()
-	err := s.RawConn(ctx, func(c driver.Conn) error {
+	err := s.rawConn(ctx, func(c driver.Conn) error {
 		ex := c.(driver.ExecerContext)
 		var name string
 		q := c.(driver.QueryerContext)

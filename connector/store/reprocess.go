@@ -79,7 +79,7 @@ func (s *Store) Reprocess(ctx context.Context, decoders map[string]*schemas.Deco
 	const chunk = 20000
 	for lo := int64(0); lo < upto; lo += chunk {
 		hi := min(lo+chunk, upto)
-		old, err := s.ReadRows(ctx, "SELECT * FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", lo, hi)
+		old, err := s.readRows(ctx, "SELECT * FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", lo, hi)
 		if err != nil {
 			return p, fmt.Errorf("store: reprocess: %w", err)
 		}

@@ -302,6 +302,17 @@ func (s *Store) RawConn(ctx context.Context, fn func(driver.Conn) error) error {
 	return conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
 }
 
+// rawConn is RawConn for the store's own methods, which give their errors the package's
+// prefix themselves.
+func (s *Store) rawConn(ctx context.Context, fn func(driver.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("reader connection: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+}
+
 // Ready returns nil when the store accepts writes, else why not.
 func (s *Store) Ready() error {
 	select {
@@ -434,7 +445,7 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 	s.builder = b
 	s.lastSeq = merged
 	if merged < maxSeq {
-		unmerged, err := s.ReadRows(ctx, "SELECT * FROM events WHERE seq > ? ORDER BY seq", merged)
+		unmerged, err := s.readRows(ctx, "SELECT * FROM events WHERE seq > ? ORDER BY seq", merged)
 		if err != nil {
 			return fmt.Errorf("store: read unmerged events: %w", err)
 		}
@@ -460,8 +471,17 @@ func (s *Store) loadWriterState(ctx context.Context) error {
 // ReadRows runs a query over events (or any query whose columns are normalised columns) and
 // returns the rows, read through Arrow.
 func (s *Store) ReadRows(ctx context.Context, query string, args ...any) ([]schemas.Row, error) {
+	rows, err := s.readRows(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: read rows: %w", err)
+	}
+	return rows, nil
+}
+
+// readRows is ReadRows without the package's prefix on its errors.
+func (s *Store) readRows(ctx context.Context, query string, args ...any) ([]schemas.Row, error) {
 	var out []schemas.Row
-	err := s.RawConn(ctx, func(c driver.Conn) error {
+	err := s.rawConn(ctx, func(c driver.Conn) error {
 		ar, err := duckdb.NewArrowFromConn(c)
 		if err != nil {
 			return err
@@ -481,7 +501,7 @@ func (s *Store) ReadRows(ctx context.Context, query string, args ...any) ([]sche
 		return rdr.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: read rows: %w", err)
+		return nil, err
 	}
 	return out, nil
 }

@@ -730,3 +730,19 @@ func TestNewDataFileIsLogged(t *testing.T) {
 		t.Errorf("reopening an existing file said it was new: %s", buf.String())
 	}
 }
+
+// Errors carry the package's prefix once, however many of the store's methods they pass.
+func TestErrorsArePrefixedOnce(t *testing.T) {
+	exports := t.TempDir()
+	s := openStore(t, Options{AllowedDirectories: []string{exports}})
+	ctx := context.Background()
+	_, err1 := s.Query(ctx, "SELECT nope FROM events", 10, 0)
+	_, err2 := s.Export(ctx, "SELECT nope FROM events", "", "csv", exports)
+	_, err3 := s.Query(ctx, "DELETE FROM events", 10, 0)
+	_, err4 := s.ReadRows(ctx, "SELECT nope FROM events")
+	for _, err := range []error{err1, err2, err3, err4} {
+		if err == nil || !strings.HasPrefix(err.Error(), "store: ") || strings.Count(err.Error(), "store:") != 1 {
+			t.Errorf("error %q: want one store: prefix", err)
+		}
+	}
+}

@@ -296,7 +296,7 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 // loadSubscriptionIDs fills the filter of known subscription ids from the table, on a
 // connection of its own (the writer's transaction may have failed).
 func (s *Store) loadSubscriptionIDs(ctx context.Context) error {
-	err := s.RawConn(ctx, func(c driver.Conn) error { return s.noteSubscriptionIDs(ctx, &Tx{conn: c, store: s}) })
+	err := s.rawConn(ctx, func(c driver.Conn) error { return s.noteSubscriptionIDs(ctx, &Tx{conn: c, store: s}) })
 	if err != nil {
 		return fmt.Errorf("store: load subscription ids: %w", err)
 	}
