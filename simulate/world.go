@@ -23,8 +23,6 @@ var accountSeeds = []struct {
 		[]string{"HCN Season 2025", "HCN Junior Carnival"}},
 }
 
-var tagWords = []string{"home-games", "away-games", "finals", "tickets", "merch", "juniors", "womens", "members", "vip", "early-bird", "weekend", "family"}
-
 var firstNames = []string{"Charlotte", "Olivia", "Amelia", "Isla", "Mia", "Ava", "Grace", "Chloe", "Zoe", "Ruby", "Lucy", "Emily",
 	"Jack", "Oliver", "Noah", "William", "Thomas", "James", "Liam", "Henry", "Lucas", "Ethan", "Mason", "Leo",
 	"Sofia", "Mateo", "Aaliyah", "Priya", "Wei", "Hiroshi", "Fatima", "Omar", "Siobhan", "Tomás", "Zoë", "Ngaio"}

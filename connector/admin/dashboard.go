@@ -202,8 +202,6 @@ func (a *API) RegisterDashboard(mux *http.ServeMux) error {
 	return nil
 }
 
-type ctxKey struct{}
-
 // guard checks Host and Origin, finds (or, without a configured token, creates) the session,
 // and checks the CSRF token of state-changing requests.
 func (d *dashboard) guard(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
