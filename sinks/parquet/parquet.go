@@ -133,7 +133,7 @@ func (s *Sink) Write(ctx context.Context, b *sdk.Batch) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.writePartition(rec, p); err != nil {
+		if err := s.writePartition(ctx, rec, p); err != nil {
 			// Disk full, permissions, a vanished folder: the lake is unusable now; nothing is
 			// charged to the rows.
 			return sdk.SinkDown(err, 0, 0)
@@ -196,7 +196,7 @@ var nameRE = regexp.MustCompile(`^(.+)-(\d{20})-(\d{20})\.parquet$`)
 // writePartition writes one date's rows to a temporary file, syncs it, renames it into place
 // and syncs the folder; then it takes the same rows out of older files (a batch re-sent with
 // other bounds after a crash, a replay), so every row is in the lake once.
-func (s *Sink) writePartition(rec arrow.RecordBatch, p *part) error {
+func (s *Sink) writePartition(ctx context.Context, rec arrow.RecordBatch, p *part) error {
 	dir := filepath.Join(s.set.Path, "dt="+p.date)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("parquet: %w", err)
@@ -212,7 +212,7 @@ func (s *Sink) writePartition(rec arrow.RecordBatch, p *part) error {
 	if err := s.writeFile(filepath.Join(dir, name), rec.Schema(), recs); err != nil {
 		return err
 	}
-	return s.dropOverlaps(dir, name, p)
+	return s.dropOverlaps(ctx, dir, name, p)
 }
 
 // writeFile writes records atomically to path.
@@ -279,7 +279,7 @@ func sweepTemp(dir string) {
 // need not hold consecutive seqs (the engine keeps each subscription's events in order), so
 // files whose seq ranges overlap are read (their seq column only) to find shared rows: a
 // file holding nothing else is removed, one holding more is rewritten without them.
-func (s *Sink) dropOverlaps(dir, keep string, p *part) error {
+func (s *Sink) dropOverlaps(ctx context.Context, dir, keep string, p *part) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("parquet: %w", err)
@@ -297,7 +297,7 @@ func (s *Sink) dropOverlaps(dir, keep string, p *part) error {
 			continue
 		}
 		path := filepath.Join(dir, n)
-		seqs, err := s.readSeqs(path)
+		seqs, err := s.readSeqs(ctx, path)
 		if err != nil {
 			return err
 		}
@@ -315,7 +315,7 @@ func (s *Sink) dropOverlaps(dir, keep string, p *part) error {
 				return fmt.Errorf("parquet: %w", err)
 			}
 		default:
-			if err := s.rewriteWithout(path, p.seqs); err != nil {
+			if err := s.rewriteWithout(ctx, path, p.seqs); err != nil {
 				return err
 			}
 		}
@@ -328,7 +328,7 @@ func (s *Sink) dropOverlaps(dir, keep string, p *part) error {
 }
 
 // readSeqs reads a file's seq column.
-func (s *Sink) readSeqs(path string) ([]int64, error) {
+func (s *Sink) readSeqs(ctx context.Context, path string) ([]int64, error) {
 	rdr, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: open %s: %w", filepath.Base(path), err)
@@ -346,7 +346,7 @@ func (s *Sink) readSeqs(path string) ([]int64, error) {
 	for i := range groups {
 		groups[i] = i
 	}
-	tbl, err := fr.ReadRowGroups(context.Background(), []int{col}, groups)
+	tbl, err := fr.ReadRowGroups(ctx, []int{col}, groups)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: read %s: %w", filepath.Base(path), err)
 	}
@@ -360,7 +360,7 @@ func (s *Sink) readSeqs(path string) ([]int64, error) {
 
 // rewriteWithout rewrites a file without the rows whose seq is in drop, under a name that
 // matches the seqs left.
-func (s *Sink) rewriteWithout(path string, drop map[int64]bool) error {
+func (s *Sink) rewriteWithout(ctx context.Context, path string, drop map[int64]bool) error {
 	rdr, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		return fmt.Errorf("parquet: open %s: %w", filepath.Base(path), err)
@@ -370,7 +370,7 @@ func (s *Sink) rewriteWithout(path string, drop map[int64]bool) error {
 		rdr.Close()
 		return fmt.Errorf("parquet: read %s: %w", filepath.Base(path), err)
 	}
-	tbl, err := fr.ReadTable(context.Background())
+	tbl, err := fr.ReadTable(ctx)
 	rdr.Close()
 	if err != nil {
 		return fmt.Errorf("parquet: read %s: %w", filepath.Base(path), err)
