@@ -662,6 +662,7 @@ type ValidationError struct {
 	Problems []string
 }
 
+// Error lists every problem, one per line, after the file's name.
 func (e *ValidationError) Error() string {
 	if len(e.Problems) == 1 {
 		return fmt.Sprintf("config: %s: %s", e.File, e.Problems[0])

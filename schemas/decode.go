@@ -37,6 +37,7 @@ type DecodeError struct {
 	Detail string `json:"detail"`
 }
 
+// Error gives the rule and the detail ("not_json: …").
 func (e *DecodeError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Rule, e.Detail)
 }

@@ -88,18 +88,24 @@ type SinkError struct {
 	StatusCode int
 }
 
+// Error says the sink is unavailable and why.
 func (e *SinkError) Error() string { return fmt.Sprintf("sink unavailable: %v", e.Err) }
+
+// Unwrap returns Err.
 func (e *SinkError) Unwrap() error { return e.Err }
 
 // BatchRejectedError says the destination refused the whole request (a 400 naming no row).
 type BatchRejectedError struct {
-	Reason     string
+	// Reason is what the destination said.
+	Reason string
+	// StatusCode is the destination's HTTP status, if any.
 	StatusCode int
 }
 
+// Error gives the destination's reason.
 func (e *BatchRejectedError) Error() string { return "batch rejected: " + e.Reason }
 
-// outcomeName is how outcomes are stored in delivery_rows.
+// String is the outcome as delivery_rows stores it.
 func (o Outcome) String() string {
 	switch o {
 	case Delivered:

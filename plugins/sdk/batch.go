@@ -107,18 +107,26 @@ type Outcome int
 
 // Row outcomes.
 const (
-	Delivered Outcome = iota
-	Retry
-	Failed
-	Accepted
+	Delivered Outcome = iota // written
+	Retry                    // not written now; try again later
+	Failed                   // refused for good: dead-letter the row with Reason
+	Accepted                 // taken as an asynchronous job (JobID); the host polls it
 )
 
 // RowResult is one row's outcome, keyed by seq.
 type RowResult struct {
-	Seq        int64
-	Outcome    Outcome
+	// Seq is the row's seq (the batch's seq column).
+	Seq int64
+	// Outcome is what happened to it.
+	Outcome Outcome
+	// RetryAfter, with Retry, is how long the destination asked to wait (0: the sink's
+	// retry schedule decides).
 	RetryAfter time.Duration
-	Reason     string
+	// Reason says why a row failed or is retried; it is kept in the delivery history and
+	// the dead letters.
+	Reason string
+	// StatusCode is the destination's HTTP status for this row, if it has one.
 	StatusCode int
-	JobID      string
+	// JobID, with Accepted, names the asynchronous job the host polls for.
+	JobID string
 }

@@ -8,13 +8,17 @@ import (
 
 // SinkDownError says the destination as a whole cannot take requests now.
 type SinkDownError struct {
-	Err        error
+	// Err is what the destination or the sink's client said.
+	Err error
+	// RetryAfter is how long the destination asked to wait (0: exponential back-off).
 	RetryAfter time.Duration
 	// Pause stops the sink until an operator resumes it.
-	Pause      bool
+	Pause bool
+	// StatusCode is the destination's HTTP status, if any.
 	StatusCode int
 }
 
+// Error says the sink is down and why.
 func (e *SinkDownError) Error() string {
 	if e.Pause {
 		return fmt.Sprintf("sink paused: %v", e.Err)
@@ -22,6 +26,7 @@ func (e *SinkDownError) Error() string {
 	return fmt.Sprintf("sink unavailable: %v", e.Err)
 }
 
+// Unwrap returns Err.
 func (e *SinkDownError) Unwrap() error { return e.Err }
 
 // SinkDown reports a destination-wide failure; wait is how long to back off (0: the host
@@ -37,10 +42,13 @@ func Pause(err error, status int) error {
 
 // BatchRejectedError says the destination refused the whole request without naming rows.
 type BatchRejectedError struct {
-	Reason     string
+	// Reason is what the destination said.
+	Reason string
+	// StatusCode is the destination's HTTP status, if any.
 	StatusCode int
 }
 
+// Error gives the destination's reason.
 func (e *BatchRejectedError) Error() string { return "batch rejected: " + e.Reason }
 
 // RejectBatch reports that the destination refused the request as a whole; the host splits

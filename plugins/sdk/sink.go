@@ -78,21 +78,28 @@ type RecordMemoryReuser interface {
 
 // Job is one row accepted as an asynchronous job.
 type Job struct {
-	Seq   int64
+	// Seq is the row's seq, as in the RowResult that accepted it.
+	Seq int64
+	// JobID is the id the sink gave in that RowResult.
 	JobID string
 }
 
 // Spec describes a sink.
 type Spec struct {
-	Name        string `json:"name"`
-	Version     string `json:"version"`
+	// Name is the plugin's name, as sinks name it in `plugin:`.
+	Name string `json:"name"`
+	// Version is the plugin's own version, shown by `hookbridge plugins`.
+	Version string `json:"version"`
+	// Description is one line on what the sink writes where.
 	Description string `json:"description"`
 	// Settings is the JSON Schema of the settings object.
 	Settings json.RawMessage `json:"settings"`
 	// EventTypes the sink accepts; empty accepts any.
 	EventTypes []string `json:"event_types,omitempty"`
-	// MaxBatchRows and MaxBatchBytes bound one Write (0: no limit).
-	MaxBatchRows  int   `json:"max_batch_rows,omitempty"`
+	// MaxBatchRows bounds the rows of one Write (0: no limit).
+	MaxBatchRows int `json:"max_batch_rows,omitempty"`
+	// MaxBatchBytes bounds the Arrow IPC size of one Write (0: no limit); the host splits
+	// larger batches.
 	MaxBatchBytes int64 `json:"max_batch_bytes,omitempty"`
 	// KeyColumn is the destination key the sink upserts by (e.g. email_key). Rows sharing
 	// it never go in one batch: the host coalesces them to the latest.
@@ -117,10 +124,13 @@ type Config struct {
 
 // SettingsError refuses one setting.
 type SettingsError struct {
-	Field   string
+	// Field is the setting's path in the settings object ("list_id", "headers.Authorization").
+	Field string
+	// Message says what is wrong with it and what would be right.
 	Message string
 }
 
+// Error gives the field and the message.
 func (e *SettingsError) Error() string { return fmt.Sprintf("settings: %s: %s", e.Field, e.Message) }
 
 // DurationSetting reads a duration setting such as "30s": def when it is empty, else a
