@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -75,6 +76,9 @@ type AdminConfig struct {
 	Token Secret `yaml:"token"`
 	// Listen gives the admin API its own listener; empty serves it on Listen.
 	Listen string `yaml:"listen"`
+	// PublicURL is where browsers reach the admin API and dashboard through a reverse proxy
+	// (https://hookbridge.example.com).
+	PublicURL string `yaml:"public_url"`
 }
 
 // LimitsConfig bounds the memory and time a request may use.
@@ -726,6 +730,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
 		c.problem(v, "admin.token", "use at least 16 characters")
+	}
+	if c.Admin.PublicURL != "" {
+		if u, err := url.Parse(c.Admin.PublicURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			c.problem(v, "admin.public_url", "%q is not an http(s) address without a path (e.g. https://hookbridge.example.com)", c.Admin.PublicURL)
+		}
 	}
 	if _, err := time.LoadLocation(c.Analytics.TimeZone); err != nil {
 		c.problem(v, "analytics.timezone", "%q is not an IANA time zone (e.g. Australia/Melbourne)", c.Analytics.TimeZone)

@@ -103,6 +103,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"bare env in a flow mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    settings: {path: ${OUT}}\n", map[string]string{"OUT": "/tmp/x"},
 			[]string{`must be quoted: "${NAME}"`}},
 		{"quoted env in a flow mapping", "sources:\n  - name: rokt\nsinks:\n  - name: crm\n    plugin: jsonl\n    settings: {path: \"${OUT}\"}\n", map[string]string{"OUT": "/tmp/x"}, nil},
+		{"public url with a path", "admin:\n  public_url: https://example.com/hookbridge\nsources:\n  - name: rokt\n", nil, []string{"line 2: admin.public_url:", "without a path"}},
+		{"public url", "admin:\n  public_url: https://hookbridge.example.com\nsources:\n  - name: rokt\n", nil, nil},
 		{"memory limit taken", "duckdb:\n  memory_limit: 512MiB\nsources:\n  - name: rokt\n", nil, nil},
 		{"bad name", "sources:\n  - name: Rokt Source\n", nil, []string{"line 2", "sources[0].name"}},
 		{"duplicate source", "sources:\n  - name: rokt\n  - name: rokt\n", nil, []string{"line 3", "defined twice"}},

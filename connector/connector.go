@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,6 +215,9 @@ func (c *Connector) adminAPI(loopback bool) *admin.API {
 		ExportDir: c.cfg.ExportDir(), Decoders: decoders, Gatherer: c.reg, Logger: c.log}
 	if c.eng != nil {
 		opts.Engine = c.eng
+	}
+	if c.cfg.Admin.PublicURL != "" {
+		opts.PublicURL, _ = url.Parse(c.cfg.Admin.PublicURL) // validated with the configuration
 	}
 	return admin.New(opts)
 }

@@ -52,11 +52,13 @@ type Options struct {
 	// Loopback reports that the listener only accepts local connections; the Host header
 	// must then name a loopback host (DNS rebinding defence).
 	Loopback bool
-	// Hosts are further Host names accepted (for a listener off loopback, any host is
-	// accepted when empty).
-	Hosts  []string
-	Engine Engine
-	Store  Store
+	// PublicURL is the address browsers and clients reach the API at through a reverse
+	// proxy ("https://hookbridge.example.com"; empty when they reach it directly). Its host is
+	// accepted in Host (and then only it, off loopback), its origin in Origin whatever Host
+	// the proxy sends on, and an https one makes the dashboard's session cookie Secure.
+	PublicURL *url.URL
+	Engine    Engine
+	Store     Store
 	// Data serves queries, exports, snapshots, imports, reprocessing and the key report.
 	Data Data
 	// ExportDir is where exports and snapshots are written before they are sent (one of the
@@ -142,16 +144,9 @@ func (a *API) Register(mux *http.ServeMux) {
 // Guard checks Host, Origin and the bearer token before h runs.
 func (a *API) Guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.hostAllowed(r.Host) {
-			writeError(w, statusErr(http.StatusForbidden, "foreign Host %q refused", r.Host))
+		if err := a.checkSite(r); err != nil {
+			writeError(w, err)
 			return
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || u.Host != r.Host {
-				writeError(w, statusErr(http.StatusForbidden, "cross-origin request from %q refused", o))
-				return
-			}
 		}
 		if a.opts.Token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -166,16 +161,31 @@ func (a *API) Guard(h http.Handler) http.Handler {
 	})
 }
 
+// checkSite refuses a request whose Host the API does not answer to (DNS rebinding) or whose
+// Origin is another site (a web page driving the API through a browser). The API and the
+// dashboard's pages both start with it.
+func (a *API) checkSite(r *http.Request) error {
+	if !a.hostAllowed(r.Host) {
+		return statusErr(http.StatusForbidden, "foreign Host %q refused", r.Host)
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		public := a.opts.PublicURL != nil && err == nil && strings.EqualFold(u.Scheme, a.opts.PublicURL.Scheme) && strings.EqualFold(u.Host, a.opts.PublicURL.Host)
+		if err != nil || u.Host != r.Host && !public {
+			return statusErr(http.StatusForbidden, "cross-origin request from %q refused", o)
+		}
+	}
+	return nil
+}
+
 func (a *API) hostAllowed(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
 	host = strings.Trim(host, "[]")
-	for _, h := range a.opts.Hosts {
-		if strings.EqualFold(h, host) {
-			return true
-		}
+	if a.opts.PublicURL != nil && strings.EqualFold(a.opts.PublicURL.Hostname(), host) {
+		return true
 	}
 	if host == "localhost" {
 		return true
@@ -183,7 +193,7 @@ func (a *API) hostAllowed(hostport string) bool {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return true
 	}
-	return !a.opts.Loopback && len(a.opts.Hosts) == 0
+	return !a.opts.Loopback && a.opts.PublicURL == nil
 }
 
 // httpError carries the status an error is answered with.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -178,5 +179,51 @@ func TestReplayStreamsProgress(t *testing.T) {
 	}
 	if len(lines) < 2 || lines[len(lines)-1].Done != 3 || eng.replays != 1 {
 		t.Errorf("progress lines %+v", lines)
+	}
+}
+
+// Behind a reverse proxy at PublicURL, the proxy's Host and the browser's Origin are taken,
+// other Hosts are not (even off loopback), and the dashboard's cookie is Secure.
+func TestPublicURLBehindAProxy(t *testing.T) {
+	pub, _ := url.Parse("https://hookbridge.example.com")
+	a := New(Options{Token: "admin-token-0123456789", Loopback: false, PublicURL: pub, Engine: &fakeEngine{paused: map[string]string{}}, Store: fakeStore{}})
+	mux := http.NewServeMux()
+	a.Register(mux)
+	if err := a.RegisterDashboard(mux); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	auth := "Bearer admin-token-0123456789"
+	for _, tc := range []struct {
+		name, host, origin string
+		want               int
+	}{
+		{"proxy keeps Host", "hookbridge.example.com", "https://hookbridge.example.com", 200},
+		{"proxy rewrites Host", "127.0.0.1:9000", "https://hookbridge.example.com", 200},
+		{"other Host", "evil.example.com", "", 403},
+		{"other Origin", "hookbridge.example.com", "https://evil.example.com", 403},
+		{"plain-http Origin", "127.0.0.1:9000", "http://hookbridge.example.com", 403},
+	} {
+		h := map[string]string{"Authorization": auth, "Host": tc.host}
+		if tc.origin != "" {
+			h["Origin"] = tc.origin
+		}
+		if s, body := call(t, "POST", srv.URL+"/admin/v1/sinks/crm/pause", "", h); s != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, s, body, tc.want)
+		}
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader("token=admin-token-0123456789"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Host = "127.0.0.1:9000"
+	req.Header.Set("Origin", "https://hookbridge.example.com")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 || !cookies[0].Secure {
+		t.Errorf("sign-in through the proxy: %d, cookies %v; want a redirect and a Secure cookie", resp.StatusCode, cookies)
 	}
 }

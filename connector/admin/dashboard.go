@@ -206,15 +206,9 @@ func (a *API) RegisterDashboard(mux *http.ServeMux) error {
 // and checks the CSRF token of state-changing requests.
 func (d *dashboard) guard(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !d.a.hostAllowed(r.Host) {
-			http.Error(w, "foreign Host refused", http.StatusForbidden)
+		if err := d.a.checkSite(r); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
 			return
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
-				http.Error(w, "cross-origin request refused", http.StatusForbidden)
-				return
-			}
 		}
 		var sess session
 		ok := false
@@ -233,7 +227,7 @@ func (d *dashboard) guard(h func(http.ResponseWriter, *http.Request, session)) h
 			// No token is configured (loopback only): a session is handed out, for CSRF.
 			var id string
 			id, sess = d.sessions.create()
-			setSessionCookie(w, r, id)
+			d.setSessionCookie(w, r, id)
 		}
 		if r.Method == http.MethodPost {
 			got := r.PostFormValue("csrf")
@@ -246,9 +240,12 @@ func (d *dashboard) guard(h func(http.ResponseWriter, *http.Request, session)) h
 	}
 }
 
-func setSessionCookie(w http.ResponseWriter, r *http.Request, id string) {
+// setSessionCookie sets the session cookie, Secure when the browser reached the dashboard over
+// TLS: directly, or through a proxy at an https PublicURL.
+func (d *dashboard) setSessionCookie(w http.ResponseWriter, r *http.Request, id string) {
+	secure := r.TLS != nil || d.a.opts.PublicURL != nil && d.a.opts.PublicURL.Scheme == "https"
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
+		Secure: secure, MaxAge: int(sessionTTL / time.Second)})
 }
 
 func (d *dashboard) render(w http.ResponseWriter, r *http.Request, sess session, name, title, nav string, data any) {
@@ -291,15 +288,9 @@ func (d *dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
-	if !d.a.hostAllowed(r.Host) {
-		http.Error(w, "foreign Host refused", http.StatusForbidden)
+	if err := d.a.checkSite(r); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
 		return
-	}
-	if o := r.Header.Get("Origin"); o != "" {
-		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
 	if d.a.opts.Token == "" || subtle.ConstantTimeCompare(got[:], d.a.token[:]) != 1 {
@@ -308,7 +299,7 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := d.sessions.create()
-	setSessionCookie(w, r, id)
+	d.setSessionCookie(w, r, id)
 	next := r.URL.Query().Get("next")
 	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
 		next = "/"
