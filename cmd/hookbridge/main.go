@@ -17,12 +17,12 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP) // a closed terminal stops serve gracefully too
 	defer stop()
 	e := &env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	if err := run(ctx, os.Args[1:], e); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "hookbridge:", err)
+			fmt.Fprintln(os.Stderr, errorLine(err))
 		}
 		os.Exit(exitCode(err))
 	}
@@ -72,12 +72,35 @@ type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
 
+// exitError ends a command with a chosen exit status (status uses 3 for a paused sink);
+// its message is printed like any other error's.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (x exitError) Error() string { return x.msg }
+
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	var x exitError
+	switch {
+	case errors.As(err, &u) || errors.Is(err, flag.ErrHelp):
 		return 2
+	case errors.As(err, &x):
+		return x.code
 	}
 	return 1
+}
+
+// errorLine is the line main prints on stderr for err: its message after "hookbridge: ",
+// except a usage line, which already names hookbridge ("usage: hookbridge …").
+func errorLine(err error) string {
+	var u usageError
+	if errors.As(err, &u) && strings.HasPrefix(err.Error(), "usage: hookbridge") {
+		return err.Error()
+	}
+	return "hookbridge: " + err.Error()
 }
 
 // isHelp reports whether a command-line word asks for help.

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strings"
 	"testing"
+	"time"
 )
 
 // asMainEnv makes the test binary behave as the hookbridge command, so tests can start real
@@ -27,4 +30,20 @@ func runCmd(t *testing.T, vars map[string]string, args ...string) (stdout, stder
 	e := &env{getenv: func(k string) string { return vars[k] }, stdin: nil, stdout: &out, stderr: &errOut}
 	err = run(context.Background(), args, e)
 	return out.String(), errOut.String(), err
+}
+
+// serve's logger writes durations readably and never a full email address, in both formats.
+func TestServeLoggerMasksEmailsAndWritesDurations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var out syncBuffer
+		log, err := newLogger(&env{stderr: &out}, "info", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Warn("delivery: rows dead-lettered", "err", errors.New("HubSpot: contact jane.doe@example.com exists"), "took", 1500*time.Millisecond)
+		got := out.String()
+		if strings.Contains(got, "jane.doe@example.com") || !strings.Contains(got, "j***@example.com") || !strings.Contains(got, "1.5s") {
+			t.Errorf("%s: %s", format, got)
+		}
+	}
 }

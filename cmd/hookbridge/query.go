@@ -117,16 +117,89 @@ func (f localFlags) serverOrFile(ctx context.Context, e *env, c *adminClient, a 
 }
 
 // sameFile reports whether two paths name one file: the same file on disk, or, when either
-// does not exist, the same absolute, cleaned path.
+// does not exist, the same resolved path (see resolvePath).
 func sameFile(a, b string) bool {
 	if fa, err := os.Stat(a); err == nil {
 		if fb, err := os.Stat(b); err == nil {
 			return os.SameFile(fa, fb)
 		}
 	}
-	absA, errA := filepath.Abs(a)
-	absB, errB := filepath.Abs(b)
+	absA, errA := resolvePath(a)
+	absB, errB := resolvePath(b)
 	return errA == nil && errB == nil && absA == absB
+}
+
+// resolvePath is p made absolute, with symbolic links resolved in the part of its directory
+// that exists, so two names of a file that does not exist yet (a write-ahead log) compare
+// equal.
+func resolvePath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	dir, rest := filepath.Dir(abs), filepath.Base(abs)
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
+}
+
+// walSuffix names DuckDB's write-ahead log: DATA.wal holds DATA's commits not yet
+// checkpointed into it.
+const walSuffix = ".wal"
+
+// checkOutput refuses out (exit status 2, before anything is written) when writing it would
+// replace a database in use: the running server's data file (asked through c), the file the
+// command opens itself without a server (--data, or the configuration's data), the
+// write-ahead log of either, or a file another process holds a lock on, as DuckDB does the
+// database it has open (and the write-ahead log of such a file). A server on another machine
+// cannot be told apart from one that holds another file: only its answer protects its file.
+func checkOutput(ctx context.Context, e *env, c *adminClient, lf localFlags, cmd, out string) error {
+	type live struct{ path, what string }
+	var files []live
+	if held, err := c.heldFile(ctx); err == nil {
+		files = append(files, live{held, "the data file of the server at " + c.base})
+	}
+	// A configuration that does not load leaves only the server's file to protect: without a
+	// server the command then fails before it writes.
+	if cfg, err := lf.load(e); err == nil {
+		what := "the configuration's data file"
+		if *lf.data != "" {
+			what = "the --data file"
+		}
+		files = append(files, live{cfg.Data, what})
+	}
+	for _, f := range files {
+		if sameFile(out, f.path) {
+			return usageError{fmt.Sprintf("%s: refusing to write %s: it is %s, which this would replace, losing its events (name another file)", cmd, out, f.what)}
+		}
+		if sameFile(out, f.path+walSuffix) {
+			return usageError{fmt.Sprintf("%s: refusing to write %s: it is the write-ahead log of %s (%s), which this would replace, losing acknowledged events (name another file)", cmd, out, f.path, f.what)}
+		}
+	}
+	candidates := []string{out}
+	if db, ok := strings.CutSuffix(out, walSuffix); ok {
+		candidates = append(candidates, db)
+	}
+	for i, f := range candidates {
+		pid, err := lockHolder(f)
+		if err != nil || pid == 0 {
+			continue // no such file, or no lock: nothing tells it is in use
+		}
+		what := "it"
+		if i > 0 {
+			what = "it is the write-ahead log of " + f + ", which"
+		}
+		return usageError{fmt.Sprintf("%s: refusing to write %s: %s is in use: process %d holds a lock on it (a running server's or a DuckDB client's database; name another file)", cmd, out, what, pid)}
+	}
+	return nil
 }
 
 func cmdQuery(ctx context.Context, e *env, args []string) error {
@@ -370,7 +443,12 @@ func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 
 // fetchFile asks the server for a file (export or snapshot) and writes it to out through a
 // temporary file; with no server running it makes the file from the database directly.
+// It refuses an out that names a database in use (see checkOutput).
 func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path string, body any, out string, readOnly bool, local func(*store.Store, string) (string, error)) error {
+	c := af.client(e)
+	if err := checkOutput(ctx, e, c, lf, filepath.Base(path), out); err != nil {
+		return err
+	}
 	dir := filepath.Dir(out)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -378,7 +456,6 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	// Writing the file comes before any byte of it arrives: say how long it has taken.
 	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
 	var resp *http.Response
-	c := af.client(e)
 	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: readOnly, allowed: []string{dir}},
 		func() (err error) {
 			resp, err = c.send(ctx, "POST", path, body)

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hookbridge/hookbridge/connector/admin"
@@ -29,6 +31,11 @@ func cmdReplay(ctx context.Context, e *env, args []string) error {
 	}
 	if req.Until, err = parseWhen(*until); err != nil {
 		return usageError{"--until: " + err.Error()}
+	}
+	if !req.Since.IsZero() && !req.Until.IsZero() && !req.Until.After(req.Since) {
+		// A duration is a time ago: --since 1h --until 2h ends before it starts.
+		return usageError{fmt.Sprintf("--until %s (%s) is not after --since %s (%s): the range is empty (a duration is that long ago, so --since 2h --until 1h is the hour before the last)",
+			*until, req.Until.Local().Format(time.DateTime), *since, req.Since.Local().Format(time.DateTime))}
 	}
 	n := 0
 	for _, set := range []bool{req.EventID != "", !req.Since.IsZero(), req.DeadLetters} {
@@ -71,8 +78,25 @@ func cmdReplay(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "replay %s: %d of %d rows done (%s); see 'hookbridge deliveries --sink %s' for outcomes\n", last.ID, last.Done, last.Total, last.Description, last.Sink)
+	if last.ID == "" {
+		return errors.New("replay: the server sent no progress")
+	}
+	if last.Done < last.Total {
+		return fmt.Errorf("replay %s: the server stopped reporting progress after %d of %d rows (it goes on: see 'hookbridge deliveries --sink %s')", last.ID, last.Done, last.Total, *sink)
+	}
+	fmt.Fprintf(e.stdout, "replay %s to %s (%s): %s: %d delivered, %d failed again (dead-lettered)\n", last.ID, last.Sink, last.Description, rowsNoun(last.Total), last.Delivered, last.Failed)
+	if last.Failed > 0 {
+		return fmt.Errorf("replay %s: %d of %s failed again and were dead-lettered (see 'hookbridge dead-letters --sink %s' and 'hookbridge deliveries --sink %s')", last.ID, last.Failed, rowsNoun(last.Total), last.Sink, last.Sink)
+	}
 	return nil
+}
+
+// rowsNoun is "1 row" or "N rows".
+func rowsNoun(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return strconv.Itoa(n) + " rows"
 }
 
 // parseWhen reads an RFC 3339 time or a duration ago ("" is the zero time).

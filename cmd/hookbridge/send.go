@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -24,7 +26,7 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	}
 	u, err := url.Parse(*target)
 	if err != nil {
-		return usageError{fmt.Sprintf("--url: %v", err)}
+		return usageError{fmt.Sprintf("--url: %s", redactToken(err.Error()))}
 	}
 	if *token == "" {
 		*token = e.getenv("HOOKBRIDGE_SEND_TOKEN")
@@ -51,12 +53,12 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 		if err != nil {
-			return fmt.Errorf("send: %w", err)
+			return fmt.Errorf("send: %w", hideToken(err, *token))
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("send: %s: %w (is 'hookbridge serve' running?)", name, err)
+			return fmt.Errorf("send: %s: %w (is 'hookbridge serve' running?)", name, hideToken(err, *token))
 		}
 		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
@@ -70,3 +72,48 @@ func cmdSend(ctx context.Context, e *env, args []string) error {
 	}
 	return nil
 }
+
+// Source tokens travel in the webhook URL, as ?token= or as the segment after the source
+// (/webhooks/SOURCE/TOKEN); what send and simulate print shows REDACTED in their place.
+var (
+	tokenQuery = regexp.MustCompile(`(?i)([?&]token=)[^&#\s"]*`)
+	tokenPath  = regexp.MustCompile(`(/webhooks/[^/?#\s"]+/)[^/?#\s"]+`)
+)
+
+// redactToken hides the source token in a URL, or in a message that quotes one.
+func redactToken(s string) string {
+	s = tokenQuery.ReplaceAllString(s, "${1}REDACTED")
+	return tokenPath.ReplaceAllString(s, "${1}REDACTED")
+}
+
+// hideToken returns err with the source token hidden from its message: in the URL a
+// *url.Error quotes, and wherever else token (as given, or escaped for a URL) appears. The
+// error it returns still unwraps to err's chain.
+func hideToken(err error, token string) error {
+	if err == nil {
+		return nil
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redactToken(ue.URL)
+	}
+	msg := redactToken(err.Error())
+	if token != "" {
+		for _, t := range []string{token, url.QueryEscape(token), url.PathEscape(token)} {
+			msg = strings.ReplaceAll(msg, t, "REDACTED")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return redactedError{msg: msg, err: err}
+}
+
+// redactedError is an error whose message had a secret removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (r redactedError) Error() string { return r.msg }
+func (r redactedError) Unwrap() error { return r.err }

@@ -9,10 +9,11 @@ import (
 	"syscall"
 
 	"github.com/hookbridge/hookbridge/connector"
+	"github.com/hookbridge/hookbridge/internal/redact"
 )
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "serve", "serve [--config FILE] [--listen ADDR] [--data PATH]")
+	fs := newFlagSet(e, "serve", "serve [--config FILE] [--listen ADDR] [--data PATH] [--log-level debug|info|warn|error] [--log-format text|json]")
 	configPath := fs.String("config", "", "configuration file (default: the built-in configuration; see 'hookbridge config default')")
 	listen := fs.String("listen", "", "listen address, overriding the configuration's listen")
 	data := fs.String("data", "", "DuckDB file, overriding the configuration's data")
@@ -75,12 +76,23 @@ func newLogger(e *env, level, format string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", level)}
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: readableDurations}
+	// Every line goes through redact: a destination's error text or a plugin's own log may
+	// carry a subscriber's address.
 	switch strings.ToLower(format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+		return slog.New(redact.NewHandler(slog.NewTextHandler(e.stderr, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+		return slog.New(redact.NewHandler(slog.NewJSONHandler(e.stderr, opts))), nil
 	}
 	return nil, usageError{fmt.Sprintf("--log-format %q: use text or json", format)}
+}
+
+// readableDurations writes durations as "1.5s" rather than as nanoseconds, which the JSON
+// handler would otherwise print.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }

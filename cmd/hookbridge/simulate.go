@@ -87,7 +87,7 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 
 	u, err := url.Parse(*target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return usageError{fmt.Sprintf("--url %q: want an http(s) URL", *target)}
+		return usageError{fmt.Sprintf("--url %q: want an http(s) URL", redactToken(*target))}
 	}
 	if *token == "" {
 		*token = e.getenv("HOOKBRIDGE_SEND_TOKEN")
@@ -122,7 +122,7 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	rep := s.run(ctx, sending, g, *count, *rate, *conc)
 	rep.print(e.stdout)
 	if rep.acked == 0 && rep.sent > 0 {
-		return fmt.Errorf("simulate: no event was acknowledged by %s", *target)
+		return fmt.Errorf("simulate: no event was acknowledged by %s", redactToken(u.String()))
 	}
 	return nil
 }

@@ -4,14 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hookbridge/hookbridge/connector/admin"
 )
 
+// statusUsage is status's usage line, with its exit statuses, which monitoring scripts rely on.
+const statusUsage = `status [--server URL] [--json]
+
+Exit status: 0 when the store is ready and no sink is paused; 1 when the server is not
+ready or does not answer; 3 when it is ready but a sink is paused (until 'hookbridge sinks
+resume NAME'). A sink backing off retries by itself and does not change the exit status.
+The reason for a non-zero status goes to stderr.`
+
 func cmdStatus(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "status", "status [--server URL] [--json]")
+	fs := newFlagSet(e, "status", statusUsage)
 	af := addAdminFlags(fs)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
 	if err := fs.Parse(args); err != nil {
@@ -24,18 +34,52 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return statusVerdict(rep)
 	}
+	if err := printStatus(e.stdout, rep); err != nil {
+		return err
+	}
+	return statusVerdict(rep)
+}
+
+// statusVerdict is status's exit: nil when the store is ready and no sink is paused, an
+// exit status 1 when the store is not ready, 3 when a sink is paused (see statusUsage).
+func statusVerdict(rep admin.StatusReport) error {
+	if !rep.Ready {
+		return exitError{1, "status: the server is NOT READY: " + rep.Reason}
+	}
+	var paused []string
+	for _, s := range rep.Sinks {
+		if s.State != "paused" {
+			continue
+		}
+		name := s.Name
+		if s.PausedReason != "" {
+			name += " (" + s.PausedReason + ")"
+		}
+		paused = append(paused, name)
+	}
+	if len(paused) > 0 {
+		return exitError{3, "status: paused until resumed ('hookbridge sinks resume NAME'): " + strings.Join(paused, ", ")}
+	}
+	return nil
+}
+
+// printStatus writes the store's state and the sinks' table.
+func printStatus(w io.Writer, rep admin.StatusReport) error {
 	ready := "ready"
 	if !rep.Ready {
 		ready = "NOT READY: " + rep.Reason
 	}
-	fmt.Fprintf(e.stdout, "store: %s, events stored up to seq %d (subscription state merged up to %d)\n\n", ready, rep.StoredSeq, rep.StateSeq)
+	fmt.Fprintf(w, "store: %s, events stored up to seq %d (subscription state merged up to %d)\n\n", ready, rep.StoredSeq, rep.StateSeq)
 	if len(rep.Sinks) == 0 {
-		fmt.Fprintln(e.stdout, "no sinks configured")
-		return nil
+		_, err := fmt.Fprintln(w, "no sinks configured")
+		return err
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SINK\tPLUGIN\tTRIGGER\tSTATE\tCURSOR\tBEHIND\tPENDING\tDEAD\tLAG\tLAST ERROR")
 	for _, s := range rep.Sinks {
 		state := s.State

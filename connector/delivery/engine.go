@@ -309,7 +309,21 @@ type replayProgress struct {
 	Sink        string `json:"sink"`
 	Description string `json:"description"`
 	Total       int    `json:"total"`
-	Done        int    `json:"done"`
+	// Done counts the rows that reached a final outcome: Delivered (or coalesced into a
+	// newer row of their key) or Failed (refused again and dead-lettered).
+	Done      int `json:"done"`
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+}
+
+// count adds a row that reached final outcome o.
+func (p *replayProgress) count(o string) {
+	p.Done++
+	if o == rowDead {
+		p.Failed++
+	} else {
+		p.Delivered++
+	}
 }
 
 // ReplayStatus is a snapshot of a replay's progress.

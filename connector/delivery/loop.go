@@ -279,7 +279,7 @@ func (l *loop) record(ctx context.Context, recs []*attemptRecord, next *inflight
 		for _, r := range a.rows {
 			if r.replayID != "" && finalOutcome(r.outcome) {
 				if p := l.replays[r.replayID]; p != nil {
-					p.Done++
+					p.count(r.outcome)
 				}
 			}
 		}

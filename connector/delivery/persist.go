@@ -350,22 +350,22 @@ func (l *loop) loadReplays(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delivery: %s: read replays: %w", l.name, err)
 	}
-	done := map[string]map[int64]bool{}
-	drows, err := db.QueryContext(ctx, `SELECT replay_id, seq FROM delivery_rows WHERE sink = ? AND replay_id IS NOT NULL AND outcome IN ('delivered', 'coalesced', 'dead')`, l.name)
+	done := map[string]map[int64]string{} // replay id → seq → final outcome
+	drows, err := db.QueryContext(ctx, `SELECT replay_id, seq, outcome FROM delivery_rows WHERE sink = ? AND replay_id IS NOT NULL AND outcome IN ('delivered', 'coalesced', 'dead')`, l.name)
 	if err != nil {
 		return fmt.Errorf("delivery: %s: read replay progress: %w", l.name, err)
 	}
 	for drows.Next() {
-		var id string
+		var id, outcome string
 		var seq int64
-		if err := drows.Scan(&id, &seq); err != nil {
+		if err := drows.Scan(&id, &seq, &outcome); err != nil {
 			drows.Close()
 			return fmt.Errorf("delivery: %s: read replay progress: %w", l.name, err)
 		}
 		if done[id] == nil {
-			done[id] = map[int64]bool{}
+			done[id] = map[int64]string{}
 		}
-		done[id][seq] = true
+		done[id][seq] = outcome
 	}
 	err = drows.Err()
 	drows.Close()
@@ -379,8 +379,8 @@ func (l *loop) loadReplays(ctx context.Context) error {
 			l.replays[it.id] = p
 		}
 		p.Total++
-		if done[it.id][it.seq] {
-			p.Done++
+		if o, ok := done[it.id][it.seq]; ok {
+			p.count(o)
 			continue
 		}
 		l.replayQueue = append(l.replayQueue, replayItem{id: it.id, seq: it.seq})
