@@ -18,7 +18,7 @@ func cmdDeliveries(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "deliveries", "deliveries [--sink S] [--status OUTCOME] [--event ID] [--since T] [--until T] [--limit N] [--after CURSOR]")
 	af := addAdminFlags(fs)
 	sink := fs.String("sink", "", "only this sink")
-	status := fs.String("status", "", "only this outcome ("+strings.Join(attemptOutcomes, ", ")+"; with --event: "+strings.Join(rowOutcomes, ", ")+")")
+	status := fs.String("status", "", "only this outcome ("+strings.Join(delivery.AttemptOutcomes(), ", ")+"; with --event: "+strings.Join(delivery.RowOutcomes(), ", ")+")")
 	event := fs.String("event", "", "only attempts that carried this eventId, with its row outcome")
 	since := fs.String("since", "", "RFC 3339 time, or a duration ago such as 2h")
 	until := fs.String("until", "", "RFC 3339 time, or a duration ago")
@@ -69,22 +69,14 @@ func cmdDeliveries(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// attemptOutcomes are the outcomes the delivery engine records for a request to a sink
-// (deliveries.outcome); error is a batch that failed as a whole (a crashed plugin, a timeout).
-var attemptOutcomes = []string{"delivered", "partial", "retry", "failed", "sink_error", "paused", "split", "error"}
-
-// rowOutcomes are the outcomes it records for one row of a request (delivery_rows.outcome),
-// which --status filters on with --event.
-var rowOutcomes = []string{"delivered", "retry", "dead", "coalesced", "accepted", "not_sent"}
-
 // checkOutcome refuses a --status value the history cannot hold, which would list nothing.
 func checkOutcome(status string, byEvent bool) error {
 	if status == "" {
 		return nil
 	}
-	known, what := attemptOutcomes, "an attempt"
+	known, what := delivery.AttemptOutcomes(), "an attempt"
 	if byEvent {
-		known, what = rowOutcomes, "a row (with --event)"
+		known, what = delivery.RowOutcomes(), "a row (with --event)"
 	}
 	if slices.Contains(known, status) {
 		return nil

@@ -264,9 +264,6 @@ func (d *dashboard) event(w http.ResponseWriter, r *http.Request, sess session) 
 	d.render(w, r, sess, "event", "Event "+asString(row[1]), "events", data)
 }
 
-// attemptOutcomes are the outcomes of a request to a sink, for the history page's filter.
-var attemptOutcomes = []string{"delivered", "partial", "retry", "failed", "sink_error", "paused", "split", "crashed"}
-
 func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) {
 	if d.a.opts.Engine == nil {
 		d.render(w, r, sess, "sinks", "Deliveries", "sinks", map[string]any{})
@@ -297,7 +294,7 @@ func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) 
 	q := r.URL.Query()
 	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
 	outcome, replays := q.Get("outcome"), q.Get("replays") == "1"
-	if !slices.Contains(attemptOutcomes, outcome) {
+	if !slices.Contains(delivery.AttemptOutcomes(), outcome) {
 		outcome = ""
 	}
 	page, err := d.a.opts.Engine.History(r.Context(), delivery.HistoryFilter{Sink: name, After: after, Outcome: outcome, Replays: replays, Limit: pageRows})
@@ -317,7 +314,7 @@ func (d *dashboard) sinks(w http.ResponseWriter, r *http.Request, sess session) 
 		next = "/sinks/" + url.PathEscape(name) + "?" + nq.Encode()
 	}
 	d.render(w, r, sess, "sinks", "Deliveries to "+name, "sinks", map[string]any{"Sink": current, "Names": names, "Selected": name, "Attempts": page.Items, "Next": next,
-		"Outcome": outcome, "Outcomes": attemptOutcomes, "Replays": replays})
+		"Outcome": outcome, "Outcomes": delivery.AttemptOutcomes(), "Replays": replays})
 }
 
 func (d *dashboard) deadLetters(w http.ResponseWriter, r *http.Request, sess session) {

@@ -28,6 +28,17 @@ const (
 	rowNotSent   = "not_sent"  // the sink was unavailable; the row was not charged an attempt
 )
 
+// AttemptOutcomes lists the outcomes recorded for a request to a sink (deliveries.outcome), the
+// values a history filter may take.
+func AttemptOutcomes() []string {
+	return []string{"delivered", "partial", "retry", "failed", "sink_error", "paused", "split", "error"}
+}
+
+// RowOutcomes lists the outcomes recorded for one row of a request (delivery_rows.outcome).
+func RowOutcomes() []string {
+	return []string{rowDelivered, rowRetry, rowDead, rowCoalesced, rowAccepted, rowNotSent}
+}
+
 func finalOutcome(o string) bool {
 	return o == rowDelivered || o == rowCoalesced || o == rowDead
 }
