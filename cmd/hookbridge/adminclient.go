@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookbridge/hookbridge/connector"
 	"github.com/hookbridge/hookbridge/connector/admin"
 	"github.com/hookbridge/hookbridge/connector/store"
 )
@@ -24,6 +26,9 @@ type adminClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// serverGiven and tokenGiven say that --server (or HOOKBRIDGE_SERVER) and --token (or
+	// HOOKBRIDGE_ADMIN_TOKEN) were given, so a configuration file does not replace them.
+	serverGiven, tokenGiven bool
 }
 
 // adminFlags adds --server and --token to fs; call client() after parsing.
@@ -44,14 +49,35 @@ func (f adminFlags) client(e *env) *adminClient {
 	if server == "" {
 		server = e.getenv("HOOKBRIDGE_SERVER")
 	}
-	if server == "" {
-		server = "http://127.0.0.1:8080"
-	}
 	token := *f.token
 	if token == "" {
 		token = e.getenv("HOOKBRIDGE_ADMIN_TOKEN")
 	}
-	return &adminClient{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}}
+	c := &adminClient{base: strings.TrimRight(server, "/"), token: token, http: &http.Client{}, serverGiven: server != "", tokenGiven: token != ""}
+	if server == "" {
+		c.base = "http://127.0.0.1:8080"
+	}
+	return c
+}
+
+// useConfig points c at the admin API cfg describes (admin.listen, else listen; a wildcard
+// host is reached on loopback) and takes its admin token, where neither was given.
+func (c *adminClient) useConfig(cfg *connector.Config) {
+	if !c.serverGiven {
+		addr := cfg.Admin.Listen
+		if addr == "" {
+			addr = cfg.Listen
+		}
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			c.base = "http://" + net.JoinHostPort(host, port)
+		}
+	}
+	if !c.tokenGiven && cfg.Admin.Token != "" {
+		c.token = cfg.Admin.Token.Reveal()
+	}
 }
 
 // errServerDown says no server answered; commands that can work on the file read-only use it.

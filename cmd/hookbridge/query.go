@@ -31,7 +31,7 @@ type localFlags struct {
 
 func addLocalFlags(fs *flagSet) localFlags {
 	return localFlags{
-		config: fs.String("config", "", "configuration file, used when no server runs (default: the built-in one)"),
+		config: fs.String("config", "", "configuration file: its data file, and the admin API (admin.listen, else listen) and token of the server that runs it unless --server and --token say otherwise (default: the built-in one)"),
 		data:   fs.String("data", "", "DuckDB file: read directly unless a running server holds it (default: the configuration's data, through the server when one answers)"),
 	}
 }
@@ -75,6 +75,14 @@ func (f localFlags) open(ctx context.Context, e *env, a fileAccess) (*store.Stor
 // opened directly, unless a process holds it: then it goes through the server only if the
 // server, asked which file it holds, holds that one.
 func (f localFlags) serverOrFile(ctx context.Context, e *env, c *adminClient, a fileAccess, server func() error, local func(*store.Store, *connector.Config) error) error {
+	if *f.config != "" {
+		// The server that configuration runs is the one to ask.
+		cfg, err := f.load(e)
+		if err != nil {
+			return err
+		}
+		c.useConfig(cfg)
+	}
 	if *f.data == "" {
 		if err := server(); !errors.Is(err, errServerDown) {
 			return err

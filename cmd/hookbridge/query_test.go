@@ -147,3 +147,18 @@ func TestQueryUsageListsTheViews(t *testing.T) {
 		}
 	}
 }
+
+// With --config and no --server, the CLI asks the server that configuration runs: on its
+// admin listener, with its admin token.
+func TestQueryFindsTheServerThroughItsConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	t.Setenv("HB_TEST_ADMIN_TOKEN", "admin-token-for-the-config-0123")
+	cfg := filepath.Join(dir, "hb.yaml")
+	os.WriteFile(cfg, []byte("listen: "+addr+"\ndata: "+filepath.Join(dir, "hb.duckdb")+"\nadmin:\n  listen: "+adminAddr+"\n  token: ${HB_TEST_ADMIN_TOKEN}\nsources:\n  - name: rokt\n"), 0o644)
+	startServer(t, addr, "--config", cfg)
+	out, errOut, err := runCmd(t, map[string]string{"HB_TEST_ADMIN_TOKEN": "admin-token-for-the-config-0123"}, "query", "--config", cfg, "--format", "csv", "SELECT count(*) AS n FROM events")
+	if err != nil || !strings.Contains(out, "n\n0") {
+		t.Fatalf("query --config: %v\n%s%s", err, out, errOut)
+	}
+}
