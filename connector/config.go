@@ -679,6 +679,11 @@ func (c *Config) problem(v *ValidationError, path, format string, args ...any) {
 	v.Problems = append(v.Problems, c.locate(path)+": "+fmt.Sprintf(format, args...))
 }
 
+// warn records something suspicious but allowed at the key at path.
+func (c *Config) warn(path, format string, args ...any) {
+	c.warnings = append(c.warnings, c.locate(path)+": "+fmt.Sprintf(format, args...))
+}
+
 // locate is "line N: path", N being the line of path in the file, or of its nearest parent
 // key written there; just path when neither is.
 func (c *Config) locate(path string) string {
@@ -699,12 +704,6 @@ func (c *Config) locate(path string) string {
 // unquotedEnvInFlow finds a ${NAME} written bare inside a flow collection ({token: ${T}}),
 // where YAML reads its braces as the collection's own.
 var unquotedEnvInFlow = regexp.MustCompile(`[{\[,][^"'\n]*:?\s*\$\{`)
-
-// urlSafe reports whether r is one of the characters a URL carries as they are (RFC 3986
-// unreserved).
-func urlSafe(r rune) bool {
-	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~", r)
-}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
@@ -746,9 +745,9 @@ func (c *Config) Validate() error {
 	for _, s := range c.Sources {
 		largest = max(largest, s.MaxBody)
 	}
-	if c.Limits.QueueBytes < 2*largest {
+	if c.Limits.QueueBytes < largest+512 {
 		// A body larger than the queue's bound could never be queued: every one would get 503.
-		c.problem(v, "limits.queue_bytes", "must be at least twice the largest max_body (%s), or such a body could never be taken", 2*largest)
+		c.problem(v, "limits.queue_bytes", "must be larger than the largest max_body (%s) by 512 bytes, or such a body could never be taken", largest)
 	}
 	if t := time.Duration(c.Limits.ReadTimeout); t < time.Second || t > time.Hour {
 		c.problem(v, "limits.read_timeout", "must be between 1s and 1h")
@@ -756,7 +755,9 @@ func (c *Config) Validate() error {
 	if c.DuckDB.Threads < 1 || c.DuckDB.Threads > 256 {
 		c.problem(v, "duckdb.threads", "must be between 1 and 256")
 	}
-	if err := store.CheckMemoryLimit(context.Background(), c.DuckDB.MemoryLimit); err != nil {
+	if c.DuckDB.MemoryLimit == defaultMemoryLimit() {
+		// The default is known to work: no DuckDB is started to check it.
+	} else if err := store.CheckMemoryLimit(context.Background(), c.DuckDB.MemoryLimit); err != nil {
 		c.problem(v, "duckdb.memory_limit", "%v", err)
 	}
 	if w := c.Limits.GroupWaitOrDefault(); w < 0 || w > 100*time.Millisecond {
@@ -822,11 +823,13 @@ func (c *Config) validateSource(v *ValidationError, i int, seen map[string]bool)
 			c.problem(v, p+".auth.token", "tokens must have at least 16 characters (it is the only thing protecting the endpoint)")
 			break
 		}
-		if i := strings.IndexFunc(string(t), func(r rune) bool { return !urlSafe(r) }); i >= 0 {
-			// A token travels as a path segment or a query value: "+" arrives as a space, "/"
-			// splits the path, so such a token never matches.
-			c.problem(v, p+".auth.token", "a token may hold only letters, digits, - . _ ~ (it has %q; generate one with: openssl rand -hex 24)", string(t)[i:i+1])
+		if i := strings.IndexAny(string(t), "/?#% \t\r\n"); i >= 0 {
+			// A token travels as a path segment or a query value: these split or end either.
+			c.problem(v, p+".auth.token", "a token cannot hold %q, which a URL splits it at (generate one with: openssl rand -hex 24)", string(t)[i:i+1])
 			break
+		}
+		if i := strings.IndexAny(string(t), "+&"); i >= 0 {
+			c.warn(p+".auth.token", "a token with %q matches only as the last path segment (/webhooks/NAME/TOKEN), not as ?token=, where it is read as another character", string(t)[i:i+1])
 		}
 	}
 	if a.Basic != nil && (a.Basic.User == "" || a.Basic.Password == "") {

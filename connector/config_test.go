@@ -92,10 +92,12 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"env default", "listen: ${LISTEN:-127.0.0.1:9999}\nsources:\n  - name: rokt\n", nil, nil},
 		{"short token", "sources:\n  - name: rokt\n    auth:\n      token: abc\n", nil,
 			[]string{"line 4", "sources[0].auth.token", "at least 16"}},
-		{"token with + and /", "sources:\n  - name: rokt\n    auth:\n      token: Ab+cd/ef0123456789xyz=\n", nil,
-			[]string{"line 4", "sources[0].auth.token", `it has "+"`}},
+		{"token with /", "sources:\n  - name: rokt\n    auth:\n      token: Abcd/ef0123456789xyz=\n", nil,
+			[]string{"line 4", "sources[0].auth.token", `cannot hold "/"`}},
+		{"base64 token", "sources:\n  - name: rokt\n    auth:\n      token: Ab+cdef0123456789xyz==\n", nil, nil},
 		{"queue smaller than a body", "limits:\n  queue_bytes: 10\nsources:\n  - name: rokt\n", nil,
-			[]string{"line 2: limits.queue_bytes:", "twice the largest max_body (2MiB)"}},
+			[]string{"line 2: limits.queue_bytes:", "larger than the largest max_body (1MiB)"}},
+		{"queue just over a body", "limits:\n  queue_bytes: 2MiB\nsources:\n  - name: rokt\n    max_body: 2000KiB\n", nil, nil},
 		{"read timeout", "limits:\n  read_timeout: 1ns\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:", "between 1s and 1h"}},
 		{"negative read timeout", "limits:\n  read_timeout: -5s\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:"}},
 		{"threads", "duckdb:\n  threads: -3\nsources:\n  - name: rokt\n", nil, []string{"line 2: duckdb.threads:", "between 1 and 256"}},
@@ -250,5 +252,17 @@ func TestREADMEYAMLExamplesParse(t *testing.T) {
 	}
 	if blocks < 5 {
 		t.Fatalf("found %d YAML examples; the READMEs have more", blocks)
+	}
+}
+
+// A token with "+" works as a path segment but not as ?token= (where "+" reads as a space):
+// it is taken, with a warning saying so.
+func TestTokenWithPlusIsAWarning(t *testing.T) {
+	cfg, err := Parse([]byte("sources:\n  - name: rokt\n    auth:\n      token: Ab+cdef0123456789xyz==\n"), "t.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Warnings(); len(w) != 1 || !strings.Contains(w[0], "line 4: sources[0].auth.token") || !strings.Contains(w[0], "not as ?token=") {
+		t.Errorf("warnings: %q", w)
 	}
 }

@@ -74,7 +74,7 @@ func (c *Config) validateSink(v *ValidationError, i int) {
 			c.problem(v, fmt.Sprintf("%s.events[%d]", p, j), "%s", problem)
 		}
 		if warning != "" {
-			c.warnings = append(c.warnings, c.locate(fmt.Sprintf("%s.events[%d]", p, j))+": "+warning)
+			c.warn(fmt.Sprintf("%s.events[%d]", p, j), "%s", warning)
 		}
 	}
 	switch s.Start {

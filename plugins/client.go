@@ -78,6 +78,9 @@ type Client struct {
 	// sockDir is the private folder (mode 0700) the plugin puts its socket in, kept across
 	// restarts and removed by Close.
 	sockDir string
+	// stopProcess ends the context the running process was started under; called once the
+	// process is killed.
+	stopProcess context.CancelFunc
 }
 
 // Start starts the plugin and reads its spec.
@@ -111,10 +114,6 @@ func (c *Client) stdout() io.Writer {
 
 // start launches the process, handshakes and reads the spec (c.mu held).
 func (c *Client) start(ctx context.Context) error {
-	cmd := exec.Command(c.launch.Path, c.launch.Args...)
-	// The host's environment first, then the launch's own variables, which win. (go-plugin
-	// would append the host's after ours, so it is told to skip it.)
-	cmd.Env = append(os.Environ(), c.launch.Env...)
 	if _, err := os.Stat(c.sockDir); c.sockDir == "" || err != nil { // none yet, or a tmp cleaner took it
 		dir, err := os.MkdirTemp("", "hookbridge-plugin-")
 		if err != nil {
@@ -122,6 +121,14 @@ func (c *Client) start(ctx context.Context) error {
 		}
 		c.sockDir = dir
 	}
+	// pc.Client waits for the handshake up to StartTimeout, holding a lock that pc.Kill needs,
+	// and takes no context. The process is tied to abort instead: cancelling it kills the
+	// process, which ends the wait. abort lives as long as the process (c.stopProcess).
+	abort, stopProcess := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(abort, c.launch.Path, c.launch.Args...)
+	// The host's environment first, then the launch's own variables, which win. (go-plugin
+	// would append the host's after ours, so it is told to skip it.)
+	cmd.Env = append(os.Environ(), c.launch.Env...)
 	// On Unix the plugin listens on a socket inside a folder only this user can enter, so
 	// no other user's process can reach it, and go-plugin's AutoMTLS would only guard it
 	// against this user's own processes (which can read the host's memory and its API keys
@@ -143,37 +150,40 @@ func (c *Client) start(ctx context.Context) error {
 		GRPCDialOptions:  sdk.TransportDialOptions(),
 		AutoMTLS:         runtime.GOOS == "windows",
 	})
-	// pc.Client waits for the handshake up to StartTimeout and takes no context: ending ctx
-	// kills the process, which ends the wait.
 	started := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
-			pc.Kill()
+			stopProcess()
 		case <-started:
 		}
 	}()
 	conn, err := pc.Client()
 	close(started)
-	if err != nil {
+	fail := func() {
 		pc.Kill()
+		stopProcess()
+	}
+	if err != nil {
+		fail()
 		if ctx.Err() != nil {
-			return fmt.Errorf("plugins: start %s: %w", c.launch.Name, ctx.Err())
+			// go-plugin's own error says how the wait ended (the process was killed).
+			return fmt.Errorf("plugins: start %s: %w (%v)", c.launch.Name, ctx.Err(), err)
 		}
 		return fmt.Errorf("plugins: start %s (%s): %w", c.launch.Name, c.launch.Path, explainStart(err))
 	}
 	raw, err := conn.Dispense(sdk.PluginName)
 	if err != nil {
-		pc.Kill()
+		fail()
 		return fmt.Errorf("plugins: start %s: %w", c.launch.Name, err)
 	}
 	rpc := raw.(sinkpb.SinkClient)
 	spec, err := rpc.Spec(ctx, &sinkpb.SpecRequest{})
 	if err != nil {
-		pc.Kill()
+		fail()
 		return fmt.Errorf("plugins: %s: spec: %w", c.launch.Name, err)
 	}
-	c.pc, c.rpc, c.spec, c.checks = pc, rpc, sdk.SpecFromProto(spec), spec.Checks
+	c.pc, c.rpc, c.spec, c.checks, c.stopProcess = pc, rpc, sdk.SpecFromProto(spec), spec.Checks, stopProcess
 	return nil
 }
 
@@ -266,6 +276,7 @@ func (c *Client) ready(ctx context.Context) error {
 	}
 	if c.pc != nil {
 		c.pc.Kill()
+		c.stopProcess()
 		c.restarts++
 		c.log.Warn("plugins: restarting plugin", "plugin", c.launch.Name, "restarts", c.restarts, "failed_in_a_row", c.failures)
 	}
@@ -493,6 +504,7 @@ func (c *Client) Close() error {
 		c.killProcess() // it did not answer: it may not answer go-plugin's shutdown either
 	}
 	c.pc.Kill()
+	c.stopProcess()
 	if err != nil {
 		return fmt.Errorf("plugins: %s: close: %w", c.launch.Name, err)
 	}

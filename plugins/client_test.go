@@ -182,6 +182,10 @@ func TestStartEndsWithItsContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("start of a silent plugin under a 300ms context: %v, want the context's error", err)
 	}
+	// go-plugin's own 30-second wait must not be what ended it.
+	if strings.Contains(err.Error(), "timeout while waiting for plugin to start") {
+		t.Fatalf("the start waited out go-plugin's timeout: %v", err)
+	}
 }
 
 // TestSIGKILLMidBatch kills the plugin while a Write is in flight: the call fails with

@@ -40,7 +40,10 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 
 	var final importer.Progress
 	var serverErr string
-	c := af.client(e)
+	c, err := lf.adminClient(e, af)
+	if err != nil {
+		return err
+	}
 	err = lf.serverOrFile(ctx, e, c, fileAccess{create: true},
 		func() (err error) {
 			// The bar follows the bytes sent, not the progress lines.

@@ -36,6 +36,20 @@ func addLocalFlags(fs *flagSet) localFlags {
 	}
 }
 
+// adminClient is af's client, pointed at the server the configuration runs when --config
+// is given (see adminClient.useConfig).
+func (f localFlags) adminClient(e *env, af adminFlags) (*adminClient, error) {
+	c := af.client(e)
+	if *f.config != "" {
+		cfg, err := f.load(e)
+		if err != nil {
+			return nil, err
+		}
+		c.useConfig(cfg)
+	}
+	return c, nil
+}
+
 func (f localFlags) load(e *env) (*connector.Config, error) {
 	return loadConfig(e, *f.config, "", *f.data)
 }
@@ -75,14 +89,6 @@ func (f localFlags) open(ctx context.Context, e *env, a fileAccess) (*store.Stor
 // opened directly, unless a process holds it: then it goes through the server only if the
 // server, asked which file it holds, holds that one.
 func (f localFlags) serverOrFile(ctx context.Context, e *env, c *adminClient, a fileAccess, server func() error, local func(*store.Store, *connector.Config) error) error {
-	if *f.config != "" {
-		// The server that configuration runs is the one to ask.
-		cfg, err := f.load(e)
-		if err != nil {
-			return err
-		}
-		c.useConfig(cfg)
-	}
 	if *f.data == "" {
 		if err := server(); !errors.Is(err, errServerDown) {
 			return err
@@ -230,8 +236,11 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	}
 	sql := fs.Arg(0)
 	var res store.QueryResult
-	c := af.client(e)
-	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
+	c, err := lf.adminClient(e, af)
+	if err != nil {
+		return err
+	}
+	err = lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
 		func() error {
 			return c.query(ctx, admin.QueryRequest{SQL: sql, Limit: *limit, Timeout: timeout.String()}, &res)
 		},
@@ -453,7 +462,10 @@ func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 // temporary file; with no server running it makes the file from the database directly.
 // It refuses an out that names a database in use (see checkOutput).
 func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path string, body any, out string, readOnly bool, local func(*store.Store, string) (string, error)) error {
-	c := af.client(e)
+	c, err := lf.adminClient(e, af)
+	if err != nil {
+		return err
+	}
 	if err := checkOutput(ctx, e, c, lf, filepath.Base(path), out); err != nil {
 		return err
 	}
@@ -464,7 +476,7 @@ func fetchFile(ctx context.Context, e *env, af adminFlags, lf localFlags, path s
 	// Writing the file comes before any byte of it arrives: say how long it has taken.
 	stop := elapsedLine(e.stderr, "writing "+filepath.Base(out))
 	var resp *http.Response
-	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: readOnly, allowed: []string{dir}},
+	err = lf.serverOrFile(ctx, e, c, fileAccess{readOnly: readOnly, allowed: []string{dir}},
 		func() (err error) {
 			resp, err = c.send(ctx, "POST", path, body)
 			return err

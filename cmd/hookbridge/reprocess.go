@@ -21,8 +21,11 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	bar := newProgressBar(e.stderr, "reprocessing")
 	var final store.ReprocessProgress
 	var serverErr string
-	c := af.client(e)
-	err := lf.serverOrFile(ctx, e, c, fileAccess{},
+	c, err := lf.adminClient(e, af)
+	if err != nil {
+		return err
+	}
+	err = lf.serverOrFile(ctx, e, c, fileAccess{},
 		func() (err error) {
 			serverErr, err = streamProgress(ctx, c, "/admin/v1/reprocess", struct{}{}, &final,
 				func(p store.ReprocessProgress) { bar.update(int(p.Done), int(p.Total)) })
@@ -57,8 +60,11 @@ func cmdKeys(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var rep admin.KeyReport
-	c := af.client(e)
-	err := lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
+	c, err := lf.adminClient(e, af)
+	if err != nil {
+		return err
+	}
+	err = lf.serverOrFile(ctx, e, c, fileAccess{readOnly: true},
 		func() error {
 			return c.do(ctx, "GET", "/admin/v1/keys?source="+url.QueryEscape(*source), nil, &rep)
 		},

@@ -956,3 +956,42 @@ func TestOldestKeys(t *testing.T) {
 		}
 	}
 }
+
+// On a coalescing sink, rows coalesced into a row that is then dead-lettered never reached
+// the destination: they are dead-lettered with it, not recorded as coalesced (which counts as
+// done and resolves their earlier dead letters).
+func TestRowsCoalescedIntoADeadRowAreDead(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	var once sync.Once
+	sink := &scriptSink{script: func(call int, b *Batch, rows []schemas.Row) (*Result, error) {
+		res := &Result{}
+		for _, r := range rows {
+			switch r.EventID {
+			case "old-sub":
+				once.Do(func() { close(release) })
+				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Retry, Reason: "busy"})
+			case "new-unsub":
+				res.Rows = append(res.Rows, RowResult{Seq: r.Seq, Outcome: Failed, Reason: "contact archived", StatusCode: 400})
+			}
+		}
+		return res, nil
+	}}
+	opts := crm(sink)
+	opts.Retry = RetryPolicy{Schedule: []time.Duration{200 * time.Millisecond}, MaxAttempts: 5, Jitter: 0.01}
+	h.start(opts)
+	h.ingest(subscribe("old-sub", "s1", "gone@example.com"))
+	<-release
+	h.ingest(unsubscribe("new-unsub", "s1"))
+	h.eventually("both rows done", func() bool { return h.cursor("crm") == 2 })
+	if n := h.count("SELECT count(*) FROM delivery_rows WHERE event_id = 'old-sub' AND outcome = 'coalesced'"); n != 0 {
+		t.Errorf("the older row is recorded as coalesced into a row that died (%d)", n)
+	}
+	if n := h.count("SELECT count(*) FROM dead_letters WHERE event_id IN ('old-sub', 'new-unsub')"); n != 2 {
+		t.Errorf("%d dead letters, want both rows", n)
+	}
+	st, err := h.eng.Status(context.Background())
+	if err != nil || len(st) != 1 || st[0].DeadLetters != 2 {
+		t.Errorf("status: %+v %v; want 2 dead letters", st, err)
+	}
+}

@@ -591,7 +591,7 @@ func (l *loop) apply(a *attemptRecord, k *pendingKey, rr RowResult, attempt int,
 	case Delivered:
 		a.rows = append(a.rows, l.rowRec(k, rep, rowDelivered, attempt, rr.StatusCode, ""))
 		l.m.delivered.Inc()
-		l.finish(a, k, rep)
+		l.finish(a, k, rep, nil)
 	case Accepted:
 		k.job, k.jobSeq = rr.JobID, rep
 		r := l.rowRec(k, rep, rowAccepted, attempt, rr.StatusCode, "")
@@ -618,19 +618,29 @@ func (l *loop) apply(a *attemptRecord, k *pendingKey, rr RowResult, attempt int,
 		a.rows = append(a.rows, r)
 		a.dead = append(a.dead, r)
 		l.m.dead.Inc()
-		l.finish(a, k, rep)
+		l.finish(a, k, rep, &r)
 	}
 }
 
-// finish ends rep's turn. A coalescing sink's key is done with all its rows (the older ones
-// are recorded as coalesced into rep); otherwise rep leaves the key and the next row of the
-// key, if any, is due with a fresh retry budget.
-func (l *loop) finish(a *attemptRecord, k *pendingKey, rep int64) {
+// finish ends rep's turn; dead is rep's record when it was dead-lettered. A coalescing sink's
+// key is done with all its rows: the older ones are recorded as coalesced into rep when rep
+// was delivered, and dead-lettered with it when it was not (what they carried never arrived).
+// Otherwise rep leaves the key and the next row of the key, if any, is due with a fresh retry
+// budget.
+func (l *loop) finish(a *attemptRecord, k *pendingKey, rep int64, dead *rowRecord) {
 	if l.opt.Coalesce {
 		for _, s := range k.seqs {
-			if s != rep {
-				a.rows = append(a.rows, l.rowRec(k, s, rowCoalesced, k.attempts, 0, ""))
+			if s == rep {
+				continue
 			}
+			if dead == nil {
+				a.rows = append(a.rows, l.rowRec(k, s, rowCoalesced, k.attempts, 0, ""))
+				continue
+			}
+			r := l.rowRec(k, s, rowDead, k.attempts, dead.statusCode, fmt.Sprintf("sent as seq %d, its key's latest row, which was dead-lettered: %s", rep, dead.err))
+			a.rows = append(a.rows, r)
+			a.dead = append(a.dead, r)
+			l.m.dead.Inc()
 		}
 		delete(l.keys, k.key)
 		return

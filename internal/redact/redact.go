@@ -11,19 +11,36 @@ import (
 	"strings"
 )
 
-var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]+\.)+[A-Za-z]{2,}`)
+// emailRE matches an address: each label of its domain holds a letter, so a version
+// ("lib@v1.2.3") is not one.
+var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@([A-Za-z0-9\-]*[A-Za-z][A-Za-z0-9\-]*\.)+[A-Za-z]{2,}`)
 
 // Emails masks every email address in s to its first character and domain
 // ("jane.doe@example.com" becomes "j***@example.com"): enough to tell two apart in a log,
-// not enough to write to them.
+// not enough to write to them. A match right after "/" or "\\" is a file name in a path
+// ("/data/a@b.duckdb") and is left alone.
 func Emails(s string) string {
 	if !strings.Contains(s, "@") {
 		return s
 	}
-	return emailRE.ReplaceAllStringFunc(s, func(m string) string {
-		at := strings.LastIndexByte(m, '@')
-		return m[:1] + "***" + m[at:]
-	})
+	var b strings.Builder
+	last := 0
+	for _, m := range emailRE.FindAllStringIndex(s, -1) {
+		if m[0] > 0 && (s[m[0]-1] == '/' || s[m[0]-1] == '\\') {
+			continue
+		}
+		at := strings.LastIndexByte(s[m[0]:m[1]], '@') + m[0]
+		b.WriteString(s[last:m[0]])
+		b.WriteString(s[m[0] : m[0]+1])
+		b.WriteString("***")
+		b.WriteString(s[at:m[1]])
+		last = m[1]
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // Handler wraps a slog.Handler and masks email addresses (Emails) in each record's message
@@ -84,6 +101,14 @@ func attr(a slog.Attr) slog.Attr {
 			return slog.String(a.Key, Emails(x.String()))
 		case []byte:
 			return slog.String(a.Key, Emails(string(x)))
+		default:
+			// A struct, map or slice (a plugin's logged value): masked as its printed form
+			// when that holds an address, else left as it is.
+			if p := fmt.Sprint(x); strings.Contains(p, "@") {
+				if m := Emails(p); m != p {
+					return slog.String(a.Key, m)
+				}
+			}
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}

@@ -13,6 +13,9 @@ func TestEmails(t *testing.T) {
 		"contact jane.doe+footy@example.com.au exists": "contact j***@example.com.au exists",
 		"a@b.co and Bob@Example.org":                   "a***@b.co and B***@Example.org",
 		"no address here, not even me@localhost":       "no address here, not even me@localhost",
+		"open /data/a@b.duckdb: no such file":          "open /data/a@b.duckdb: no such file",
+		"module bar@v1.2.3-beta.rc":                    "module bar@v1.2.3-beta.rc",
+		"to=<x@y.io>, cc=z@w.io":                       "to=<x***@y.io>, cc=z***@w.io",
 		"":                                             "",
 	} {
 		if got := Emails(in); got != want {
@@ -30,9 +33,10 @@ func TestHandlerMasksEveryPlace(t *testing.T) {
 		"email", "str@example.com",
 		"err", errors.New("HubSpot: err@example.com already exists"),
 		slog.Group("row", "to", "grp@example.com"),
+		"fields", map[string]string{"email": "map@example.com"},
 		"n", 3)
 	out := buf.String()
-	for _, local := range []string{"with", "msg", "str", "err", "grp"} {
+	for _, local := range []string{"with", "msg", "str", "err", "grp", "map"} {
 		if strings.Contains(out, local+"@example.com") {
 			t.Errorf("%s@example.com is in the log: %s", local, out)
 		}
