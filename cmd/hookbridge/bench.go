@@ -175,6 +175,10 @@ func benchIngest(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "\ntargets: events/s b÷a ≥ 0.50 (got %.2f), p99 b÷a ≤ 2.00 (got %.2f)\n",
 		b.rate()/base.rate(), float64(b.percentile(0.99))/float64(base.percentile(0.99)))
+	if d := results[3]; d.elapsed > 0 {
+		fmt.Fprintf(e.stdout, "what the durable write costs: events/s b÷d %.2f, p99 b÷d %.2f\n",
+			b.rate()/d.rate(), float64(b.percentile(0.99))/float64(d.percentile(0.99)))
+	}
 	return nil
 }
 

@@ -32,7 +32,9 @@ func TestBenchIngestRunsEveryScenario(t *testing.T) {
 			t.Errorf("scenario %q: want a rate above 0 and no failures, got %q", name, line)
 		}
 	}
-	if !strings.Contains(out, "targets: events/s b÷a") {
-		t.Errorf("no targets line in:\n%s", out)
+	for _, line := range []string{"targets: events/s b÷a", "what the durable write costs: events/s b÷d"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("no %q line in:\n%s", line, out)
+		}
 	}
 }

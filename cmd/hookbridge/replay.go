@@ -32,18 +32,12 @@ func cmdReplay(ctx context.Context, e *env, args []string) error {
 	if req.Until, err = parseWhen(*until); err != nil {
 		return usageError{"--until: " + err.Error()}
 	}
-	if !req.Since.IsZero() && !req.Until.IsZero() && !req.Until.After(req.Since) {
-		// A duration is a time ago: --since 1h --until 2h ends before it starts.
-		return usageError{fmt.Sprintf("--until %s (%s) is not after --since %s (%s): the range is empty (a duration is that long ago, so --since 2h --until 1h is the hour before the last)",
-			*until, req.Until.Local().Format(time.DateTime), *since, req.Since.Local().Format(time.DateTime))}
-	}
-	n := 0
-	for _, set := range []bool{req.EventID != "", !req.Since.IsZero(), req.DeadLetters} {
-		if set {
-			n++
+	sel := delivery.Selection{EventID: req.EventID, Since: req.Since, Until: req.Until, DeadLetters: req.DeadLetters}
+	if err := sel.Validate(); err != nil || *sink == "" {
+		if err != nil && !req.Until.IsZero() && !req.Since.IsZero() {
+			// A duration is a time ago: --since 1h --until 2h ends before it starts.
+			return usageError{fmt.Sprintf("--until %s is not after --since %s: %v (a duration is that long ago, so --since 2h --until 1h is the hour before the last)", *until, *since, err)}
 		}
-	}
-	if *sink == "" || n != 1 {
 		return usageError{"usage: hookbridge replay --sink S (--event ID | --since T [--until T] | --dead-letters)"}
 	}
 	c := af.client(e)

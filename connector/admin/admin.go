@@ -101,8 +101,7 @@ func New(opts Options) *API {
 // which requests share) and waits for it to end, so that none still reads the store when it
 // closes.
 func (a *API) Close() {
-	a.bg.cancel()
-	a.bg.wg.Wait()
+	a.bg.close()
 }
 
 // background is work that outlives the request that started it: it runs under ctx, which
@@ -111,15 +110,35 @@ type background struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
 }
 
-// run starts f in its own goroutine under b's context.
+// run starts f in its own goroutine under b's context. After close (a request still running
+// when shutdown gave up waiting) f still runs, under the cancelled context, so whoever waits
+// for it hears back, but close does not wait for it.
 func (b *background) run(f func(ctx context.Context)) {
-	b.wg.Add(1)
+	b.mu.Lock()
+	tracked := !b.closed
+	if tracked {
+		b.wg.Add(1)
+	}
+	b.mu.Unlock()
 	go func() {
-		defer b.wg.Done()
+		if tracked {
+			defer b.wg.Done()
+		}
 		f(b.ctx)
 	}()
+}
+
+// close cancels b's context and waits for the work it runs.
+func (b *background) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
 }
 
 // Register adds the API's routes to mux.
@@ -170,12 +189,26 @@ func (a *API) checkSite(r *http.Request) error {
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		public := a.opts.PublicURL != nil && err == nil && strings.EqualFold(u.Scheme, a.opts.PublicURL.Scheme) && strings.EqualFold(u.Host, a.opts.PublicURL.Host)
+		public := a.opts.PublicURL != nil && err == nil && origin(u) == origin(a.opts.PublicURL)
 		if err != nil || u.Host != r.Host && !public {
 			return statusErr(http.StatusForbidden, "cross-origin request from %q refused", o)
 		}
 	}
 	return nil
+}
+
+// origin is u's scheme, host and port as a browser's Origin gives them: lower-case, the
+// scheme's default port left out.
+func origin(u *url.URL) string {
+	scheme, port := strings.ToLower(u.Scheme), u.Port()
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	host := strings.ToLower(u.Hostname())
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	}
+	return scheme + "://" + host
 }
 
 func (a *API) hostAllowed(hostport string) bool {
@@ -390,16 +423,11 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		return statusErr(http.StatusBadRequest, "body: %v", err)
 	}
-	n := 0
-	for _, set := range []bool{req.EventID != "", !req.Since.IsZero(), req.DeadLetters} {
-		if set {
-			n++
-		}
+	sel := delivery.Selection{EventID: req.EventID, Since: req.Since, Until: req.Until, DeadLetters: req.DeadLetters}
+	if err := sel.Validate(); err != nil || req.Sink == "" {
+		return statusErr(http.StatusBadRequest, "name the sink and one of event_id, since (with optional until) or dead_letters; until must be after since")
 	}
-	if req.Sink == "" || n != 1 {
-		return statusErr(http.StatusBadRequest, "name the sink and one of event_id, since (with optional until) or dead_letters")
-	}
-	p, err := e.Replay(r.Context(), req.Sink, delivery.Selection{EventID: req.EventID, Since: req.Since, Until: req.Until, DeadLetters: req.DeadLetters})
+	p, err := e.Replay(r.Context(), req.Sink, sel)
 	if err != nil {
 		if errors.Is(err, delivery.ErrNoSuchSink) {
 			return err

@@ -185,7 +185,7 @@ func TestReplayStreamsProgress(t *testing.T) {
 // Behind a reverse proxy at PublicURL, the proxy's Host and the browser's Origin are taken,
 // other Hosts are not (even off loopback), and the dashboard's cookie is Secure.
 func TestPublicURLBehindAProxy(t *testing.T) {
-	pub, _ := url.Parse("https://hookbridge.example.com")
+	pub, _ := url.Parse("https://HookBridge.example.com:443") // the same origin as the browser's
 	a := New(Options{Token: "admin-token-0123456789", Loopback: false, PublicURL: pub, Engine: &fakeEngine{paused: map[string]string{}}, Store: fakeStore{}})
 	mux := http.NewServeMux()
 	a.Register(mux)

@@ -286,6 +286,6 @@ func TestCloseEndsChartComputations(t *testing.T) {
 func testBackground(t *testing.T) *background {
 	b := &background{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	t.Cleanup(func() { b.cancel(); b.wg.Wait() })
+	t.Cleanup(b.close)
 	return b
 }

@@ -291,6 +291,24 @@ type Selection struct {
 	DeadLetters bool
 }
 
+// Validate refuses a selection that names no rows or more than one kind of them, and a
+// range that ends before it starts.
+func (s Selection) Validate() error {
+	n := 0
+	for _, set := range []bool{s.EventID != "", !s.Since.IsZero(), s.DeadLetters} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("name one of an event id, a start time (with an optional end) or the dead letters")
+	}
+	if !s.Until.IsZero() && !s.Until.After(s.Since) {
+		return fmt.Errorf("the end (%s) is not after the start (%s): the range is empty", s.Until.Format(time.RFC3339), s.Since.Format(time.RFC3339))
+	}
+	return nil
+}
+
 func (s Selection) describe() string {
 	switch {
 	case s.EventID != "":

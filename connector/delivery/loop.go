@@ -532,9 +532,9 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 		return nil
 	case errors.As(err, &sinkErr):
 		l.sinkDown(sinkErr, finished)
-		a.outcome, a.statusCode, a.err = "sink_error", sinkErr.StatusCode, sinkErr.Error()
+		a.outcome, a.statusCode, a.err = attemptSinkError, sinkErr.StatusCode, sinkErr.Error()
 		if sinkErr.Pause {
-			a.outcome = "paused"
+			a.outcome = attemptPaused
 		}
 		for _, k := range keys {
 			a.rows = append(a.rows, l.rowRec(k, l.rep(k), rowNotSent, k.attempts, sinkErr.StatusCode, sinkErr.Error()))
@@ -542,7 +542,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 		return []*attemptRecord{a}
 	case errors.As(err, &rejected) && len(keys) > 1:
 		half := len(keys) / 2
-		a.outcome, a.statusCode, a.err = "split", rejected.StatusCode, rejected.Error()
+		a.outcome, a.statusCode, a.err = attemptSplit, rejected.StatusCode, rejected.Error()
 		l.m.split.Inc()
 		out := []*attemptRecord{a}
 		out = append(out, l.send(ctx, keys[:half], rows[:half])...)
@@ -574,7 +574,7 @@ func (l *loop) send(ctx context.Context, keys []*pendingKey, rows []*schemas.Row
 		l.apply(a, k, rr, k.attempts+1, finished)
 	}
 	a.outcome = batchOutcome(a, err)
-	if a.outcome == "delivered" {
+	if a.outcome == attemptDelivered {
 		l.lastSuccessAt = finished
 	}
 	return []*attemptRecord{a}
@@ -681,15 +681,15 @@ func batchOutcome(a *attemptRecord, err error) string {
 	d, r, f := a.counts()
 	switch {
 	case err != nil && d == 0:
-		return "error"
+		return attemptError
 	case r == 0 && f == 0:
-		return "delivered"
+		return attemptDelivered
 	case d == 0 && f == 0:
-		return "retry"
+		return attemptRetry
 	case d == 0 && r == 0:
-		return "failed"
+		return attemptFailed
 	}
-	return "partial"
+	return attemptPartial
 }
 
 // sinkDown backs the whole sink off (or pauses it) after a sink-wide error, and logs the

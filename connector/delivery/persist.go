@@ -28,10 +28,22 @@ const (
 	rowNotSent   = "not_sent"  // the sink was unavailable; the row was not charged an attempt
 )
 
+// Attempt outcomes as stored in deliveries.outcome: what became of one request to a sink.
+const (
+	attemptDelivered = "delivered"  // every row taken
+	attemptPartial   = "partial"    // some rows taken, others retried or failed
+	attemptRetry     = "retry"      // no row taken; all to be tried again
+	attemptFailed    = "failed"     // every row refused for good
+	attemptSinkError = "sink_error" // the destination as a whole was unavailable
+	attemptPaused    = "paused"     // the destination asked for the sink to be paused
+	attemptSplit     = "split"      // refused as a whole; split to find the rows at fault
+	attemptError     = "error"      // the write failed as a whole (error, crash, timeout)
+)
+
 // AttemptOutcomes lists the outcomes recorded for a request to a sink (deliveries.outcome), the
 // values a history filter may take.
 func AttemptOutcomes() []string {
-	return []string{"delivered", "partial", "retry", "failed", "sink_error", "paused", "split", "error"}
+	return []string{attemptDelivered, attemptPartial, attemptRetry, attemptFailed, attemptSinkError, attemptPaused, attemptSplit, attemptError}
 }
 
 // RowOutcomes lists the outcomes recorded for one row of a request (delivery_rows.outcome).
@@ -49,7 +61,7 @@ type attemptRecord struct {
 	attempt    int
 	started    time.Time
 	finished   time.Time
-	outcome    string // delivered, partial, retry, failed, sink_error, paused, crashed
+	outcome    string // one of AttemptOutcomes
 	statusCode int
 	err        string
 	replayID   string

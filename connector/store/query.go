@@ -19,7 +19,7 @@ import (
 )
 
 // ErrNotReadOnly refuses a statement that is not a query.
-var ErrNotReadOnly = errors.New("store: only read statements (SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN) are allowed")
+var ErrNotReadOnly = errors.New("only read statements (SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN) are allowed")
 
 // QueryColumn names and types one result column.
 type QueryColumn struct {
@@ -82,9 +82,6 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
 			return nil, fmt.Errorf("store: query ran past its %s time limit", timeout)
-		}
-		if errors.Is(err, ErrNotReadOnly) {
-			return nil, err // its message starts with the prefix
 		}
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -234,9 +231,6 @@ func (s *Store) Export(ctx context.Context, q, table, format, dir string) (strin
 	})
 	if err != nil {
 		os.Remove(path)
-		if errors.Is(err, ErrNotReadOnly) {
-			return "", err // its message starts with the prefix
-		}
 		return "", fmt.Errorf("store: export: %w", err)
 	}
 	return path, nil

@@ -294,12 +294,16 @@ func (s *Store) DB() *sql.DB { return s.db }
 // RawConn runs fn on a dedicated reader connection with the DuckDB driver connection, for
 // Arrow reads.
 func (s *Store) RawConn(ctx context.Context, fn func(driver.Conn) error) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("store: reader connection: %w", err)
+	fnFailed := false
+	err := s.rawConn(ctx, func(c driver.Conn) error {
+		err := fn(c)
+		fnFailed = err != nil
+		return err
+	})
+	if err != nil && !fnFailed {
+		return fmt.Errorf("store: %w", err) // fn's own errors are the caller's to prefix
 	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+	return err
 }
 
 // rawConn is RawConn for the store's own methods, which give their errors the package's
@@ -337,7 +341,16 @@ func (s *Store) Fatal() error {
 	if p == nil {
 		return nil
 	}
-	msg := strings.ReplaceAll((*p).Error(), filepath.Dir(s.opts.Path)+string(filepath.Separator), "")
+	msg := (*p).Error()
+	dirs := []string{filepath.Dir(s.opts.Path)}
+	if abs, err := filepath.Abs(dirs[0]); err == nil {
+		dirs = append([]string{abs}, dirs...) // the longer first
+	}
+	for _, d := range dirs {
+		if d != "." {
+			msg = strings.ReplaceAll(msg, d+string(filepath.Separator), "")
+		}
+	}
 	return fmt.Errorf("the database cannot take writes until hookbridge restarts: %s", msg)
 }
 
