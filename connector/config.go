@@ -749,8 +749,8 @@ func (c *Config) Validate() error {
 		// A body larger than the queue's bound could never be queued: every one would get 503.
 		c.problem(v, "limits.queue_bytes", "must be larger than the largest max_body (%s) by 512 bytes, or such a body could never be taken", largest)
 	}
-	if t := time.Duration(c.Limits.ReadTimeout); t < time.Second || t > time.Hour {
-		c.problem(v, "limits.read_timeout", "must be between 1s and 1h")
+	if t := time.Duration(c.Limits.ReadTimeout); t < time.Second || t > 24*time.Hour {
+		c.problem(v, "limits.read_timeout", "must be between 1s and 24h (it also bounds an import sent to the admin API)")
 	}
 	if c.DuckDB.Threads < 1 || c.DuckDB.Threads > 256 {
 		c.problem(v, "duckdb.threads", "must be between 1 and 256")

@@ -98,7 +98,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"queue smaller than a body", "limits:\n  queue_bytes: 10\nsources:\n  - name: rokt\n", nil,
 			[]string{"line 2: limits.queue_bytes:", "larger than the largest max_body (1MiB)"}},
 		{"queue just over a body", "limits:\n  queue_bytes: 2MiB\nsources:\n  - name: rokt\n    max_body: 2000KiB\n", nil, nil},
-		{"read timeout", "limits:\n  read_timeout: 1ns\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:", "between 1s and 1h"}},
+		{"read timeout", "limits:\n  read_timeout: 1ns\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:", "between 1s and 24h"}},
 		{"negative read timeout", "limits:\n  read_timeout: -5s\nsources:\n  - name: rokt\n", nil, []string{"line 2: limits.read_timeout:"}},
 		{"threads", "duckdb:\n  threads: -3\nsources:\n  - name: rokt\n", nil, []string{"line 2: duckdb.threads:", "between 1 and 256"}},
 		{"memory limit", "duckdb:\n  memory_limit: lots\nsources:\n  - name: rokt\n", nil, []string{"line 2: duckdb.memory_limit:", `"lots"`, "4GB"}},
@@ -248,6 +248,16 @@ func TestREADMEYAMLExamplesParse(t *testing.T) {
 				t.Errorf("%s, YAML example %d: %v", f, i+1, err)
 			}
 			blocks++
+			// An example is also a configuration, or a part of one: with a source added
+			// where it has none and every ${NAME} set, it must pass validation (unknown keys,
+			// values) as it is written.
+			if !strings.Contains(block, "sources:") {
+				block = "sources:\n  - name: rokt\n" + block
+			}
+			setAll := func(string) string { return "example-value-0123456789abcdef" }
+			if _, err := Parse([]byte(block), f, setAll); err != nil {
+				t.Errorf("%s, YAML example %d does not validate: %v", f, i+1, err)
+			}
 		}
 	}
 	if blocks < 5 {
