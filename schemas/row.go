@@ -122,6 +122,11 @@ func (e *Event) Row(source string, receivedAt time.Time) Row {
 				r.TagNames = append(r.TagNames, t.Name)
 			}
 		}
+		if tags != nil && len(tags) == 0 {
+			// "calendarTags": [] says the subscription has no tags now: an empty list, not
+			// the null of a body that says nothing about tags.
+			r.TagIDs, r.TagNames = []string{}, []string{}
+		}
 	}
 	c := e.Contact
 	r.Email, r.EmailOriginal, r.EmailKey = c.Email, c.EmailOriginal, c.EmailKey

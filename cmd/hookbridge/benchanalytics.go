@@ -42,7 +42,8 @@ WITH raw AS (
 		lower(trim(coalesce((j->>'$.eventDetails.subscription.subscriberEmail'), (j->>'$.eventDetails.subscription.emailAddress'), (j->>'$.eventDetails.subscription.email')))) AS email_key,
 		upper(regexp_replace(trim(coalesce((j->>'$.eventDetails.subscription.postcode'), (j->>'$.eventDetails.subscription.zip'), (j->>'$.eventDetails.subscription.zipCode'),
 			(j->>'$.eventDetails.subscription.postalCode'), (j->>'$.eventDetails.subscription.channelFinderZipCode'))), '\s+', ' ', 'g')) AS postcode_sent,
-		list_transform(json_extract_string(j, '$.eventDetails.subscription.calendarTags[*].tagId'), x -> lower(x)) AS tag_ids,
+		CASE WHEN json_type(j, '$.eventDetails.subscription.calendarTags') = 'ARRAY'
+			THEN list_transform(json_extract_string(j, '$.eventDetails.subscription.calendarTags[*].tagId'), x -> lower(x)) END AS tag_ids,
 		(j->>'$.eventDetails.subscription.calendarCode') AS calendar_code,
 		CASE WHEN (j->>'$.eventType') = 'Unsubscribe' AND (j->>'$.eventDetails.subscription.removedDateTimeUtc') IS NOT NULL
 			THEN strptime((j->>'$.eventDetails.subscription.removedDateTimeUtc'), '%%Y-%%m-%%d %%H:%%M:%%S.%%f')
@@ -52,15 +53,17 @@ WITH raw AS (
 	ORDER BY lower((j->>'$.eventId')), received_at
 ), ev AS (
 	-- a UK postcode typed without its space gets it back, as the decoder does
-	SELECT * EXCLUDE (postcode_sent), CASE WHEN regexp_full_match(postcode_sent, '[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}')
+	-- a Subscribe ranks below every other event of its subscription, an earlier one above a later
+	SELECT * EXCLUDE (postcode_sent), CASE WHEN event_type = 'Subscribe' THEN -epoch_us(received_at) ELSE epoch_us(received_at) END AS rank,
+		CASE WHEN regexp_full_match(postcode_sent, '[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}')
 		THEN postcode_sent[1:length(postcode_sent)-3] || ' ' || postcode_sent[length(postcode_sent)-2:] ELSE postcode_sent END AS postcode
 	FROM ev_sent
 ), subs AS (
 	SELECT subscription_id,
 		bool_or(event_type = 'Unsubscribe') AS ended,
-		arg_max(email_key, received_at) FILTER (WHERE email_key IS NOT NULL AND email_key <> '') AS email_key,
-		arg_max(postcode, received_at) FILTER (WHERE postcode IS NOT NULL AND postcode <> '') AS postcode,
-		arg_max(tag_ids, received_at) FILTER (WHERE len(tag_ids) > 0 AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')) AS tag_ids
+		arg_max(email_key, rank) FILTER (WHERE email_key IS NOT NULL AND email_key <> '') AS email_key,
+		arg_max(postcode, rank) FILTER (WHERE postcode IS NOT NULL AND postcode <> '') AS postcode,
+		arg_max(tag_ids, rank) FILTER (WHERE tag_ids IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')) AS tag_ids
 	FROM ev
 	WHERE subscription_id IS NOT NULL AND event_type IN ('Subscribe', 'Unsubscribe', 'SubscriptionDetailsUpdated', 'SubscriptionEventAdded', 'SubscriptionEventRemoved')
 	GROUP BY subscription_id
@@ -77,7 +80,7 @@ func analyticsQuestions(file string, first, last time.Time) []question {
 	return []question{
 		{"1. mailing list (contacts, active subscriptions)",
 			`SELECT count(*), sum(active_subscriptions) FROM mailing_list m WHERE hash(m) IS NOT NULL`,
-			pre + `SELECT count(DISTINCT email_key), count(*) FROM subs WHERE NOT ended AND email_key IS NOT NULL`,
+			pre + `SELECT count(DISTINCT email_key), count(*) FROM subs WHERE NOT ended AND email_key LIKE '%_@_%._%'`,
 			`SELECT count(*), sum(active_subscriptions) FROM (` + store.MailingListGrouping() + `) m WHERE hash(m) IS NOT NULL`},
 		{"2. campaign window ±7 days (subscribes, unsubscribes)",
 			fmt.Sprintf(`SELECT sum(subscribes), sum(unsubscribes) FROM campaign_days(DATE '%s', DATE '%s', 7)`, first.Format("2006-01-02"), last.Format("2006-01-02")),

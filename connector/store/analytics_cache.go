@@ -50,6 +50,8 @@ func MailingListOf(n int) string {
 }
 
 // mailingListSelect is question 1's grouping; where narrows the subscriptions it reads.
+// A contact's consent is the latest statement any of their active subscriptions made, so a
+// withdrawal counts however many older subscriptions said yes.
 // mailing_list_cache was created with its columns (migration 6): changing them needs a
 // migration that recreates the kept table.
 func mailingListSelect(where string) string {
@@ -61,7 +63,7 @@ func mailingListSelect(where string) string {
 		arg_max(phone, last_seq) FILTER (WHERE phone IS NOT NULL) AS phone,
 		arg_max(postcode, last_seq) FILTER (WHERE postcode IS NOT NULL) AS postcode,
 		arg_max(country_code, last_seq) FILTER (WHERE country_code IS NOT NULL) AS country_code,
-		bool_or(marketing_consent) AS marketing_consent,
+		arg_max(marketing_consent, last_seq) FILTER (WHERE marketing_consent IS NOT NULL) AS marketing_consent,
 		list_sort(list_distinct(list(calendar_title) FILTER (WHERE calendar_title IS NOT NULL))) AS calendars,
 		list_sort(list_distinct(list(calendar_code) FILTER (WHERE calendar_code IS NOT NULL))) AS calendar_codes,
 		list_sort(list_distinct(flatten(list(tag_ids) FILTER (WHERE tag_ids IS NOT NULL)))) AS tag_ids,
@@ -180,6 +182,9 @@ func migrateAnalyticsCache(ctx context.Context, tx *sql.Tx) error {
 	}
 	return buildAnalytics(ctx, tx)
 }
+
+// rebuildAnalyticsTables refills the kept tables under a changed grouping (a migration).
+func rebuildAnalyticsTables(ctx context.Context, tx *sql.Tx) error { return buildAnalytics(ctx, tx) }
 
 // buildAnalytics refills the kept tables from the whole subscriptions table.
 func buildAnalytics(ctx context.Context, ex execer) error {

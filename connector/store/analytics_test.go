@@ -583,3 +583,26 @@ func TestAnalyticsViewsListsEveryView(t *testing.T) {
 		}
 	}
 }
+
+// A contact's consent on the mailing list is the latest statement of their active
+// subscriptions: a withdrawal counts however many older subscriptions said yes. A sender's
+// "N/A" for an email is nobody's address and puts no one on the list.
+func TestMailingListConsentIsTheLatestAndNeedsAnAddress(t *testing.T) {
+	s := openStore(t, Options{})
+	withConsent := func(id, typ, sub, email string, consent bool) string {
+		return fmt.Sprintf(`{"eventId":%q,"eventType":%q,"eventDetails":{"actionType":"SubscriptionViaWebApi","calendarSubscriptionId":%q,"accountId":"a","accountName":"A","accountCode":"a","subscription":{"calendarSubscriptionId":%q,"calendarId":"c-%s","calendarTitle":"Cal %s","calendarCode":"cal-%s","subscriberEmail":%q,"optIn1":%t}}}`,
+			id, typ, sub, sub, sub, sub, sub, email, consent)
+	}
+	ingest(t, s, withConsent("e1", "Subscribe", "s1", "pat@example.com", true))
+	ingest(t, s, withConsent("e2", "Subscribe", "s2", "pat@example.com", true))
+	ingest(t, s, withConsent("e3", "SubscriptionDetailsUpdated", "s2", "pat@example.com", false))
+	ingest(t, s, withConsent("e4", "Subscribe", "s3", "N/A", true))
+	ingest(t, s, withConsent("e5", "Subscribe", "s4", "none", true))
+	if err := s.WaitState(context.Background(), 5); err != nil {
+		t.Fatal(err)
+	}
+	expectRows(t, queryStrings(t, s, `SELECT email_key, marketing_consent, active_subscriptions FROM mailing_list ORDER BY email_key`),
+		[]string{"pat@example.com | false | 2"})
+	expectRows(t, queryStrings(t, s, `SELECT email_key, marketing_consent, active_subscriptions FROM (`+MailingListGrouping()+`) ORDER BY email_key`),
+		[]string{"pat@example.com | false | 2"})
+}

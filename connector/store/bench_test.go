@@ -95,7 +95,7 @@ func BenchmarkMergeSubscriptions(b *testing.B) {
 					if kind == "new_tagged" {
 						id, next = next, next+1
 					}
-					d := &subDelta{id: fmt.Sprintf("sub-%d", id), firstSeen: now, lastSeen: now, firstSeq: int64(300000 + n*100 + i), lastSeq: int64(300000 + n*100 + i), lastType: "SubscriptionEventAdded", events: 1, calendarCode: "code-x"}
+					d := &subDelta{id: fmt.Sprintf("sub-%d", id), firstSeen: now, lastSeen: now, firstSeq: int64(300000 + n*100 + i), lastSeq: int64(300000 + n*100 + i), lastType: "SubscriptionEventAdded", events: 1, fields: fields{calendarCode: "code-x"}}
 					if withTags {
 						d.tagIDs, d.tagNames, d.lastType = []string{"t-new"}, []string{"New"}, "SubscriptionDetailsUpdated"
 					}

@@ -14,34 +14,35 @@ import (
 
 // rebuildSubscriptionsSQL folds every stored event into subscriptions, by the same rule as
 // the writer's incremental merge (see subscriptions.go): an Unsubscribe is final, other fields
-// take the latest non-null value, tags come from Subscribe and SubscriptionDetailsUpdated, the
+// take the latest non-null value, a Subscribe's only where no other event gave one (it ranks
+// below every other event, and an earlier Subscribe above a later one: rank), tags come from Subscribe and SubscriptionDetailsUpdated, the
 // unsubscribe reason from the first Unsubscribe.
 const rebuildSubscriptionsSQL = `
 INSERT INTO subscriptions
 SELECT
 	subscription_id,
 	CASE WHEN bool_or(event_type = 'Unsubscribe') THEN 'unsubscribed' ELSE 'subscribed' END,
-	arg_max(account_id, seq) FILTER (WHERE account_id IS NOT NULL),
-	arg_max(account_code, seq) FILTER (WHERE account_code IS NOT NULL),
-	arg_max(calendar_id, seq) FILTER (WHERE calendar_id IS NOT NULL),
-	arg_max(calendar_code, seq) FILTER (WHERE calendar_code IS NOT NULL),
-	arg_max(calendar_title, seq) FILTER (WHERE calendar_title IS NOT NULL),
-	arg_max(subscription_method, seq) FILTER (WHERE subscription_method IS NOT NULL),
-	arg_max(tag_ids, seq) FILTER (WHERE tag_ids IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
-	arg_max(tag_names, seq) FILTER (WHERE tag_names IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
-	arg_max(email, seq) FILTER (WHERE email IS NOT NULL),
-	arg_max(email_key, seq) FILTER (WHERE email_key IS NOT NULL),
-	arg_max(first_name, seq) FILTER (WHERE first_name IS NOT NULL),
-	arg_max(last_name, seq) FILTER (WHERE last_name IS NOT NULL),
-	arg_max(phone, seq) FILTER (WHERE phone IS NOT NULL),
-	arg_max(postcode, seq) FILTER (WHERE postcode IS NOT NULL),
-	arg_max(country_code, seq) FILTER (WHERE country_code IS NOT NULL),
-	arg_max(marketing_consent, seq) FILTER (WHERE marketing_consent IS NOT NULL),
+	arg_max(account_id, rank) FILTER (WHERE account_id IS NOT NULL),
+	arg_max(account_code, rank) FILTER (WHERE account_code IS NOT NULL),
+	arg_max(calendar_id, rank) FILTER (WHERE calendar_id IS NOT NULL),
+	arg_max(calendar_code, rank) FILTER (WHERE calendar_code IS NOT NULL),
+	arg_max(calendar_title, rank) FILTER (WHERE calendar_title IS NOT NULL),
+	arg_max(subscription_method, rank) FILTER (WHERE subscription_method IS NOT NULL),
+	arg_max(tag_ids, rank) FILTER (WHERE tag_ids IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
+	arg_max(tag_names, rank) FILTER (WHERE tag_names IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
+	arg_max(email, rank) FILTER (WHERE email IS NOT NULL),
+	arg_max(email_key, rank) FILTER (WHERE email_key IS NOT NULL),
+	arg_max(first_name, rank) FILTER (WHERE first_name IS NOT NULL),
+	arg_max(last_name, rank) FILTER (WHERE last_name IS NOT NULL),
+	arg_max(phone, rank) FILTER (WHERE phone IS NOT NULL),
+	arg_max(postcode, rank) FILTER (WHERE postcode IS NOT NULL),
+	arg_max(country_code, rank) FILTER (WHERE country_code IS NOT NULL),
+	arg_max(marketing_consent, rank) FILTER (WHERE marketing_consent IS NOT NULL),
 	min(occurred_at) FILTER (WHERE event_type <> 'Unsubscribe'),
 	min(occurred_at) FILTER (WHERE event_type = 'Unsubscribe'),
 	arg_min(unsubscribe_reason, seq) FILTER (WHERE event_type = 'Unsubscribe' AND unsubscribe_reason IS NOT NULL),
 	min(received_at), max(received_at), min(seq), max(seq), arg_max(event_type, seq), count(*)
-FROM events
+FROM (SELECT *, CASE WHEN event_type = 'Subscribe' THEN -seq ELSE seq END AS rank FROM events)
 WHERE subscription_id IS NOT NULL
 	AND event_type IN ('Subscribe', 'Unsubscribe', 'SubscriptionDetailsUpdated', 'SubscriptionEventAdded', 'SubscriptionEventRemoved')
 GROUP BY subscription_id`

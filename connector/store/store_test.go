@@ -648,7 +648,7 @@ func TestAppenderConstraintErrorIsNotFatal(t *testing.T) {
 	s := openStore(t, Options{})
 	ingest(t, s, event("a1", "Subscribe", "s1", "a@example.com"))
 	readSub(t, s, "s1")
-	dup := deltaRecord([]*subDelta{{id: "s1", firstSeen: time.Now(), lastSeen: time.Now(), lastType: "Subscribe", events: 1}})
+	dup := deltaRecord([]*subDelta{{id: "s1", firstSeen: time.Now(), lastSeen: time.Now(), lastType: "Subscribe", events: 1}}, allFields)
 	defer dup.Release()
 	err := s.Apply(context.Background(), func(ctx context.Context, tx *Tx) error {
 		return tx.InsertRecord(ctx, "subscriptions", dup)
@@ -744,5 +744,37 @@ func TestErrorsArePrefixedOnce(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "store: ") || strings.Count(err.Error(), "store:") != 1 {
 			t.Errorf("error %q: want one store: prefix", err)
 		}
+	}
+}
+
+// A Subscribe is a subscription's first event whenever it arrives: one that arrives after
+// newer details (a late retry) fills in only what they lacked, in the writer's merges and in
+// a rebuild alike; and "calendarTags": [] clears the tags.
+func TestLateSubscribeFillsInAndEmptyTagsClear(t *testing.T) {
+	body := func(id, typ, email, postcode, tags string, consent bool) string {
+		return fmt.Sprintf(`{"eventId":%q,"eventType":%q,"eventDetails":{"calendarSubscriptionId":"s1","subscription":{"calendarSubscriptionId":"s1","calendarId":"c1","calendarTitle":"Fixtures","subscriberEmail":%q,"postcode":%q,"optIn1":%t,"firstName":%q,"calendarTags":%s}}}`,
+			id, typ, email, postcode, consent, map[string]string{"Subscribe": "Olive"}[typ], tags)
+	}
+	check := func(s *Store, when string) {
+		t.Helper()
+		readSub(t, s, "s1")
+		got := queryStrings(t, s, `SELECT email, postcode, marketing_consent, first_name, tag_ids FROM subscriptions WHERE subscription_id = 's1'`)
+		expectRows(t, got, []string{"new@example.com | 2222 | false | Olive | []"})
+		if t.Failed() {
+			t.Fatalf("%s", when)
+		}
+	}
+	for _, split := range []bool{false, true} {
+		s := openStore(t, Options{})
+		ingest(t, s, body("d1", "SubscriptionDetailsUpdated", "new@example.com", "2222", `[]`, false))
+		if split {
+			readSub(t, s, "s1") // the details merged on their own before the Subscribe arrives
+		}
+		ingest(t, s, body("s1", "Subscribe", "old@example.com", "1111", `[{"tagId":"t1"}]`, true))
+		check(s, fmt.Sprintf("merged (details merged first: %v)", split))
+		if err := s.rebuildState(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		check(s, "rebuilt")
 	}
 }

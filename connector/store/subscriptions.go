@@ -18,11 +18,12 @@ import (
 //
 // Rokt sends no event time and retries for 30 minutes, so the events of one subscription
 // arrive in any order. The rule therefore goes by state, not by time: an Unsubscribe is final
-// for its subscription, and a Subscribe that arrives after it (a late retry) fills in missing
-// fields but never makes the subscription active again. Other fields take the latest non-null
-// value received. Events that name no subscription, Test and unknown types, and the
-// calendar-event-only types (SubscriptionEventUpdated, SubscriptionEventDeleted) change
-// nothing.
+// for its subscription, and a Subscribe, which is a subscription's first event whenever it
+// arrives, only fills in fields no other event of the subscription gave (a late retry never
+// undoes newer details, and never makes an ended subscription active again). Other fields take
+// the latest non-null value received. Events that name no subscription, Test and unknown
+// types, and the calendar-event-only types (SubscriptionEventUpdated,
+// SubscriptionEventDeleted) change nothing.
 //
 // The writer folds committed events per subscription in memory (pendingState) and merges the
 // result into the table with one upsert whose SET clause applies the same rule to the stored
@@ -39,22 +40,98 @@ func changesSubscription(t string) bool {
 	return false
 }
 
-// subDelta is one subscription's events of a commit group, folded.
+// subDelta is one subscription's events of a commit group, folded. Its fields come from the
+// events other than Subscribe; what Subscribes said is folded apart, in sub, since it may
+// only fill what nothing else gave.
 type subDelta struct {
-	id                                                    string
-	unsubscribed                                          bool
+	id           string
+	unsubscribed bool
+	fields
+	sub                          *fields
+	subscribedAt, unsubscribedAt *time.Time
+	reason                       string
+	firstSeen, lastSeen          time.Time
+	firstSeq, lastSeq            int64
+	lastType                     string
+	events                       int32
+}
+
+// fields are the subscription's descriptive columns as some events gave them.
+type fields struct {
 	accountID, accountCode                                string
 	calendarID, calendarCode, calendarTitle, method       string
 	tagIDs, tagNames                                      []string
 	email, emailKey, firstName, lastName, phone, postcode string
 	country                                               string
 	consent                                               *bool
-	subscribedAt, unsubscribedAt                          *time.Time
-	reason                                                string
-	firstSeen, lastSeen                                   time.Time
-	firstSeq, lastSeq                                     int64
-	lastType                                              string
-	events                                                int32
+}
+
+// fold takes r's values: later events win, empty values never erase. A Subscribe's only fill
+// what is empty, so of several (which Rokt does not send) the first received stands, as in
+// the rebuild.
+func (f *fields) fold(r *schemas.Row) {
+	if r.EventType == string(schemas.Subscribe) {
+		f.merge(fields{}.from(r))
+		return
+	}
+	*f = f.from(r)
+}
+
+// from returns f with r's non-empty values over it.
+func (f fields) from(r *schemas.Row) fields {
+	latest(&f.accountID, r.AccountID)
+	latest(&f.accountCode, r.AccountCode)
+	latest(&f.calendarID, r.CalendarID)
+	latest(&f.calendarCode, r.CalendarCode)
+	latest(&f.calendarTitle, r.CalendarTitle)
+	latest(&f.method, r.SubscriptionMethod)
+	if r.EventType == string(schemas.Subscribe) || r.EventType == string(schemas.SubscriptionDetailsUpdated) {
+		if r.TagIDs != nil {
+			f.tagIDs = r.TagIDs
+		}
+		if r.TagNames != nil {
+			f.tagNames = r.TagNames
+		}
+	}
+	latest(&f.email, r.Email)
+	latest(&f.emailKey, r.EmailKey)
+	latest(&f.firstName, r.FirstName)
+	latest(&f.lastName, r.LastName)
+	latest(&f.phone, r.Phone)
+	latest(&f.postcode, r.Postcode)
+	latest(&f.country, r.CountryCode)
+	if r.MarketingConsent != nil {
+		f.consent = r.MarketingConsent
+	}
+	return f
+}
+
+// merge fills f's empty fields from g.
+func (f *fields) merge(g fields) { *f = f.under(&g) }
+
+// under returns f with every field it lacks taken from g: what a Subscribe (g) fills in.
+func (f fields) under(g *fields) fields {
+	if g == nil {
+		return f
+	}
+	for _, p := range [][2]*string{{&f.accountID, &g.accountID}, {&f.accountCode, &g.accountCode}, {&f.calendarID, &g.calendarID},
+		{&f.calendarCode, &g.calendarCode}, {&f.calendarTitle, &g.calendarTitle}, {&f.method, &g.method}, {&f.email, &g.email},
+		{&f.emailKey, &g.emailKey}, {&f.firstName, &g.firstName}, {&f.lastName, &g.lastName}, {&f.phone, &g.phone},
+		{&f.postcode, &g.postcode}, {&f.country, &g.country}} {
+		if *p[0] == "" {
+			*p[0] = *p[1]
+		}
+	}
+	if f.tagIDs == nil {
+		f.tagIDs = g.tagIDs
+	}
+	if f.tagNames == nil {
+		f.tagNames = g.tagNames
+	}
+	if f.consent == nil {
+		f.consent = g.consent
+	}
+	return f
 }
 
 // latest sets *dst to v when v is not empty: later events win, nulls never erase.
@@ -116,29 +193,13 @@ func (d *subDelta) add(r *schemas.Row) {
 	} else {
 		earliest(&d.subscribedAt, r.OccurredAt)
 	}
-	latest(&d.accountID, r.AccountID)
-	latest(&d.accountCode, r.AccountCode)
-	latest(&d.calendarID, r.CalendarID)
-	latest(&d.calendarCode, r.CalendarCode)
-	latest(&d.calendarTitle, r.CalendarTitle)
-	latest(&d.method, r.SubscriptionMethod)
-	if r.EventType == string(schemas.Subscribe) || r.EventType == string(schemas.SubscriptionDetailsUpdated) {
-		if r.TagIDs != nil {
-			d.tagIDs = r.TagIDs
+	if r.EventType == string(schemas.Subscribe) {
+		if d.sub == nil {
+			d.sub = &fields{}
 		}
-		if r.TagNames != nil {
-			d.tagNames = r.TagNames
-		}
-	}
-	latest(&d.email, r.Email)
-	latest(&d.emailKey, r.EmailKey)
-	latest(&d.firstName, r.FirstName)
-	latest(&d.lastName, r.LastName)
-	latest(&d.phone, r.Phone)
-	latest(&d.postcode, r.Postcode)
-	latest(&d.country, r.CountryCode)
-	if r.MarketingConsent != nil {
-		d.consent = r.MarketingConsent
+		d.sub.fold(r)
+	} else {
+		d.fields.fold(r)
 	}
 	if r.ReceivedAt.Before(d.firstSeen) {
 		d.firstSeen = r.ReceivedAt
@@ -169,29 +230,50 @@ var subscriptionsSchema = func() *arrow.Schema {
 	}, nil)
 }()
 
-// deltaRecord renders deltas as a record of subscriptionsSchema.
-func deltaRecord(deltas []*subDelta) arrow.RecordBatch {
+// deltaPart says which of a delta's fields a record carries.
+type deltaPart int
+
+const (
+	// allFields: what the other events gave, filled in from the Subscribes (a subscription
+	// new to the table).
+	allFields deltaPart = iota
+	// otherFields: what the events other than Subscribe gave (merged over the stored row).
+	otherFields
+	// subscribeFields: what the Subscribes gave, with no events counted (filled in under the
+	// stored row).
+	subscribeFields
+)
+
+// deltaRecord renders deltas as a record of subscriptionsSchema, with part's fields.
+func deltaRecord(deltas []*subDelta, part deltaPart) arrow.RecordBatch {
 	b := array.NewRecordBuilder(memory.NewGoAllocator(), subscriptionsSchema)
 	defer b.Release()
 	i := 0
 	next := func() array.Builder { i++; return b.Field(i - 1) }
 	for _, d := range deltas {
 		i = 0
+		f, events := d.fields, d.events
+		switch part {
+		case allFields:
+			f = d.fields.under(d.sub)
+		case subscribeFields:
+			f, events = *d.sub, 0
+		}
 		status := schemas.StatusSubscribed
 		if d.unsubscribed {
 			status = schemas.StatusUnsubscribed
 		}
-		for _, s := range []string{d.id, status, d.accountID, d.accountCode, d.calendarID, d.calendarCode, d.calendarTitle, d.method} {
+		for _, s := range []string{d.id, status, f.accountID, f.accountCode, f.calendarID, f.calendarCode, f.calendarTitle, f.method} {
 			appendString(next(), s)
 		}
-		appendList(next(), d.tagIDs)
-		appendList(next(), d.tagNames)
-		for _, s := range []string{d.email, d.emailKey, d.firstName, d.lastName, d.phone, d.postcode, d.country} {
+		appendList(next(), f.tagIDs)
+		appendList(next(), f.tagNames)
+		for _, s := range []string{f.email, f.emailKey, f.firstName, f.lastName, f.phone, f.postcode, f.country} {
 			appendString(next(), s)
 		}
 		cb := next().(*array.BooleanBuilder)
-		if d.consent != nil {
-			cb.Append(*d.consent)
+		if f.consent != nil {
+			cb.Append(*f.consent)
 		} else {
 			cb.AppendNull()
 		}
@@ -203,7 +285,7 @@ func deltaRecord(deltas []*subDelta) arrow.RecordBatch {
 		next().(*array.Int64Builder).Append(d.firstSeq)
 		next().(*array.Int64Builder).Append(d.lastSeq)
 		appendString(next(), d.lastType)
-		next().(*array.Int32Builder).Append(d.events)
+		next().(*array.Int32Builder).Append(events)
 	}
 	return b.NewRecordBatch()
 }
@@ -259,7 +341,7 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 		}
 	}
 	if len(fresh) > 0 {
-		rec := deltaRecord(fresh)
+		rec := deltaRecord(fresh, allFields)
 		err := tx.InsertRecord(ctx, "subscriptions", rec)
 		rec.Release()
 		if err != nil {
@@ -271,14 +353,23 @@ func (s *Store) mergeSubscriptions(ctx context.Context, tx *Tx, deltas []*subDel
 			return fmt.Errorf("insert new subscriptions: %w", err)
 		}
 	}
+	// A Subscribe of a stored subscription arrived after other events of it: what it says
+	// fills in only what the stored row lacks, before the other events' fields go over it.
+	var late []*subDelta
+	for _, d := range append(tagged[:len(tagged):len(tagged)], untagged...) {
+		if d.sub != nil {
+			late = append(late, d)
+		}
+	}
 	for _, part := range []struct {
 		deltas []*subDelta
+		fields deltaPart
 		sql    string
-	}{{tagged, mergeSubscriptionsSQL}, {untagged, mergeUntaggedSQL}} {
+	}{{late, subscribeFields, fillSubscriptionsSQL}, {tagged, otherFields, mergeSubscriptionsSQL}, {untagged, otherFields, mergeUntaggedSQL}} {
 		if len(part.deltas) == 0 {
 			continue
 		}
-		rec := deltaRecord(part.deltas)
+		rec := deltaRecord(part.deltas, part.fields)
 		err := tx.execView(ctx, rec, part.sql)
 		rec.Release()
 		if err != nil {
@@ -331,6 +422,30 @@ var mergeUntaggedSQL = strings.NewReplacer(
 	"\ttag_ids = coalesce(excluded.tag_ids, subscriptions.tag_ids),\n", "",
 	"\ttag_names = coalesce(excluded.tag_names, subscriptions.tag_names),\n", "",
 ).Replace(mergeSubscriptionsSQL)
+
+// fillSubscriptionsSQL merges what Subscribes said under the stored rows: each field only
+// where the row has none. (A row not there after all is inserted whole, with no events
+// counted; the merge of the other fields that follows counts them.)
+const fillSubscriptionsSQL = `
+INSERT INTO subscriptions SELECT * FROM ` + ingestView + `
+ON CONFLICT (subscription_id) DO UPDATE SET
+	account_id = coalesce(subscriptions.account_id, excluded.account_id),
+	account_code = coalesce(subscriptions.account_code, excluded.account_code),
+	calendar_id = coalesce(subscriptions.calendar_id, excluded.calendar_id),
+	calendar_code = coalesce(subscriptions.calendar_code, excluded.calendar_code),
+	calendar_title = coalesce(subscriptions.calendar_title, excluded.calendar_title),
+	subscription_method = coalesce(subscriptions.subscription_method, excluded.subscription_method),
+	tag_ids = coalesce(subscriptions.tag_ids, excluded.tag_ids),
+	tag_names = coalesce(subscriptions.tag_names, excluded.tag_names),
+	email = coalesce(subscriptions.email, excluded.email),
+	email_key = coalesce(subscriptions.email_key, excluded.email_key),
+	first_name = coalesce(subscriptions.first_name, excluded.first_name),
+	last_name = coalesce(subscriptions.last_name, excluded.last_name),
+	phone = coalesce(subscriptions.phone, excluded.phone),
+	postcode = coalesce(subscriptions.postcode, excluded.postcode),
+	country_code = coalesce(subscriptions.country_code, excluded.country_code),
+	marketing_consent = coalesce(subscriptions.marketing_consent, excluded.marketing_consent)
+`
 
 const mergeSubscriptionsSQL = `
 INSERT INTO subscriptions SELECT * FROM ` + ingestView + `
