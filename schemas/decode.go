@@ -355,7 +355,7 @@ func (s *decodeState) subscription(v *fastjson.Value) *subscriptionObject {
 				}
 			}
 		case 7:
-			o.removed.UnsubscribeReasonText = s.str(v)
+			o.removed.UnsubscribeReasonText = strings.TrimSpace(s.str(v)) // "   " says no more than ""
 		case 8:
 			o.removed.RemoteIPAddress = s.str(v)
 		case 9:
@@ -528,8 +528,10 @@ func (s *decodeState) eventTime(details *fastjson.Value, field string) *EventTim
 	case zoned:
 		utc := t.UTC()
 		et.UTC = &utc
-		// The wall clock as written, before conversion to UTC.
+		// The wall clock as written, before conversion to UTC, until the event's zone says
+		// what its clock showed (placeInZone).
 		et.Wall = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+		et.offsetWall = true
 	case hasSuffixFold(key, "Utc"):
 		et.UTC = &t
 	default:
@@ -552,7 +554,7 @@ func (s *decodeState) placeInZone(t *EventTime, zone string) {
 		w := t.Wall
 		utc := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), loc).UTC()
 		t.UTC = &utc
-	case t.UTC != nil && t.Wall.IsZero():
+	case t.UTC != nil && (t.Wall.IsZero() || t.offsetWall):
 		l := t.UTC.In(loc)
 		t.Wall = time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
 	}

@@ -478,3 +478,43 @@ func TestFlagNamesRoundTrip(t *testing.T) {
 		t.Errorf("FlagNames %v", FlagNames())
 	}
 }
+
+// An unsubscribe reason of white space is no reason: it becomes empty, as "" does, so a
+// breakdown by reason has no blank bucket beside the empty one.
+func TestUnsubscribeReasonIsTrimmed(t *testing.T) {
+	dec := mustDecoder(t, nil)
+	for body, want := range map[string]string{
+		`{"eventId":"u1","eventType":"Unsubscribe","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"unsubscribeReasonText":"   "}}}`:                "",
+		`{"eventId":"u2","eventType":"Unsubscribe","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"unsubscribeReasonText":" too many emails\n"}}}`: "too many emails",
+	} {
+		ev, err := dec.Decode([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := ev.Row("rokt", time.Now()); r.UnsubscribeReason != want {
+			t.Errorf("%s: reason %q, want %q", body, r.UnsubscribeReason, want)
+		}
+	}
+}
+
+// A start written with an offset ("…Z") is an instant: event_start is the clock the event's
+// own time zone showed then, not the clock of the offset it was written in.
+func TestEventStartWithAnOffsetIsShownInTheEventsZone(t *testing.T) {
+	dec := mustDecoder(t, nil)
+	body := `{"eventId":"e1","eventType":"SubscriptionEventAdded","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"calendarSubscriptionId":"s1"},
+		"subscriptionEvent":{"title":"Final","startDateTime":"2025-07-01T19:00:00Z","timezone":"Australia/Melbourne"}}}`
+	ev, err := dec.Decode([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ev.Row("rokt", time.Now())
+	if r.EventStart == nil || r.EventStartUTC == nil {
+		t.Fatalf("start: wall %v, utc %v", r.EventStart, r.EventStartUTC)
+	}
+	if got, want := r.EventStart.Format(time.DateTime), "2025-07-02 05:00:00"; got != want {
+		t.Errorf("event_start %s, want %s (19:00 UTC in Melbourne)", got, want)
+	}
+	if got := r.EventStartUTC.UTC().Format(time.RFC3339); got != "2025-07-01T19:00:00Z" {
+		t.Errorf("event_start_utc %s", got)
+	}
+}

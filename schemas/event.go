@@ -168,6 +168,9 @@ type EventTime struct {
 	// UTC is the instant, when it can be known: the value carried a zone or offset, its key
 	// ends in "Utc", or its wall clock could be placed in a named IANA time zone.
 	UTC *time.Time
+	// offsetWall says Wall is the clock of the value's own offset ("…T19:00:00Z"), which the
+	// event's time zone, when known, replaces.
+	offsetWall bool
 }
 
 // SubscribeDetails is eventDetails of a Subscribe event.
