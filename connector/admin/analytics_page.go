@@ -187,26 +187,14 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 	}
 	cfrom, _ := time.Parse(time.DateOnly, data.CampaignFrom)
 	cto, _ := time.Parse(time.DateOnly, data.CampaignTo)
-	data.LineChart = lineChartSVG(set.points, cfrom, cto, "subscribes, unsubscribes and net subscribers per day")
+	data.LineChart = lineChartSVG(set.points, set.from, set.to, cfrom, cto, "subscribes, unsubscribes and net subscribers per UTC day, "+data.From+" to "+data.To+", "+calendarCover(choice.calendar))
 	if !cfrom.IsZero() && !cto.IsZero() {
-		var inSum, outSum, inN, outN int64
-		for _, p := range set.points {
-			if !p.Day.Before(cfrom) && !p.Day.After(cto) {
-				inSum, inN = inSum+p.Net, inN+1
-			} else {
-				outSum, outN = outSum+p.Net, outN+1
-			}
-		}
-		avg := func(s, n int64) string {
-			if n == 0 {
-				return "-"
-			}
-			return strconv.FormatFloat(float64(s)/float64(n), 'f', 1, 64)
-		}
-		data.Campaign = &struct{ In, Out string }{avg(inSum, inN), avg(outSum, outN)}
+		c := campaignAverages(set.points, set.from, set.to, cfrom, cto)
+		data.Campaign = &struct{ In, Out string }{c.in, c.out}
+		data.CampaignDays, data.OtherDays = c.inDays, c.outDays
 	}
-	data.Heatmap = heatmapSVG(set.cells, "subscribes by weekday and hour, "+set.zone)
-	data.Bars = barsSVG(set.bars, "active subscriptions per tag and postcode, top 30")
+	data.Heatmap = heatmapSVG(set.cells, "subscribes by weekday and hour, "+set.zone+", "+heatmapCovers)
+	data.Bars = barsSVG(set.bars, "active subscriptions per tag and postcode, top 30, "+tagsCovers)
 	list, next := set.list, set.listNext
 	if after := q.Get("after"); after != "" {
 		if list, next, err = d.mailingListPage(ctx, after); err != nil {
@@ -224,28 +212,28 @@ func (d *dashboard) analytics(w http.ResponseWriter, r *http.Request, sess sessi
 // computeCharts runs the charts' queries for c.
 func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet, error) {
 	set := &chartSet{at: time.Now()}
-	// The days shown: as asked, else the 30 days up to the latest change.
+	// The days shown: as asked, else the 30 days up to the latest change (see defaultLastDay).
 	to, err := time.Parse(time.DateOnly, c.to)
 	if err != nil {
 		rows, err := d.query(ctx, "SELECT utc_day(max(occurred_at)) FROM events WHERE event_type IN ('Subscribe', 'Unsubscribe')", 1)
 		if err != nil {
 			return nil, err
 		}
-		to = asTime(rows[0][0])
-		if to.IsZero() {
-			to = time.Now().UTC().Truncate(24 * time.Hour)
-		}
+		to = defaultLastDay(asTime(rows[0][0]), time.Now())
 	}
 	from, err := time.Parse(time.DateOnly, c.from)
 	if err != nil {
 		from = to.AddDate(0, 0, -29)
+	}
+	if from.After(to) {
+		from, to = to, from
 	}
 	set.from, set.to = from, to
 	calCond, calArgs := "", []any{}
 	if c.calendar != "" {
 		calCond, calArgs = " WHERE calendar_code = ?", []any{c.calendar}
 	}
-	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0)"+calCond+" GROUP BY day ORDER BY day", 1000, append([]any{from, to}, calArgs...)...)
+	rows, err := d.query(ctx, "SELECT day, sum(subscribes), sum(unsubscribes), sum(net) FROM campaign_days(?::DATE, ?::DATE, 0)"+calCond+" GROUP BY day ORDER BY day", min(daysBetween(from, to)+1, maxChartRows), append([]any{from, to}, calArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -261,8 +249,13 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 	if rows, err = d.query(ctx, "SELECT zone FROM analytics_settings", 1); err != nil {
 		return nil, err
 	}
-	set.localZone, set.zone = asString(rows[0][0]), c.zone
-	if set.zone != set.localZone {
+	set.localZone = asString(rows[0][0])
+	if set.localZone == "" {
+		set.localZone = "UTC"
+	}
+	// The heatmap opens in the configured zone; UTC is the other choice.
+	set.zone = set.localZone
+	if c.zone == "UTC" {
 		set.zone = "UTC"
 	}
 	if rows, err = d.query(ctx, "SELECT weekday, hour, subscribes FROM subscribes_by_weekday_hour WHERE zone = ?", 200, set.zone); err != nil {
@@ -286,6 +279,92 @@ func (d *dashboard) computeCharts(ctx context.Context, c chartChoice) (*chartSet
 		return nil, err
 	}
 	return set, nil
+}
+
+// maxChartRows bounds the rows the line chart's query returns: one per day with activity.
+const maxChartRows = 100000
+
+// What the charts that the page's days and calendar do not filter cover, as the page says.
+// Their sources are aggregates without days or calendars (subscribes_by_weekday_hour,
+// tag_popularity_by_postcode and the mailing list, the last two kept by the store), which the
+// choice cannot narrow without grouping every event or subscription afresh.
+const (
+	heatmapCovers = "all time, all calendars"
+	tagsCovers    = "active subscriptions now, all calendars"
+	listCovers    = "contacts with an active subscription now, all calendars"
+)
+
+// calendarCover says which calendars the line chart counts.
+func calendarCover(calendar string) string {
+	if calendar == "" {
+		return "all calendars"
+	}
+	return "calendar " + calendar
+}
+
+// HeatmapCovers says what the heatmap covers, whatever the days and calendar chosen.
+func (analyticsData) HeatmapCovers() string { return heatmapCovers }
+
+// TagsCovers says what the tag chart covers, whatever the days and calendar chosen.
+func (analyticsData) TagsCovers() string { return tagsCovers }
+
+// ListCovers says what the mailing list covers, whatever the days and calendar chosen.
+func (analyticsData) ListCovers() string { return listCovers }
+
+// campaign is the average net subscribers per day in the campaign window and on the other
+// days shown, formatted ("-" for a period without days), and the days each divides by.
+type campaign struct {
+	in, out         string
+	inDays, outDays int
+}
+
+// campaignAverages averages the net subscribers per day over every day of [first, last]:
+// the campaign window's days within it, and its other days. points are the days with
+// activity; the others count as zero.
+func campaignAverages(points []dayPoint, first, last, cfrom, cto time.Time) campaign {
+	first, last, cfrom, cto = utcDate(first), utcDate(last), utcDate(cfrom), utcDate(cto)
+	days := max(daysBetween(first, last)+1, 0)
+	a, z := cfrom, cto
+	if a.Before(first) {
+		a = first
+	}
+	if z.After(last) {
+		z = last
+	}
+	inDays := 0
+	if !a.After(z) {
+		inDays = daysBetween(a, z) + 1
+	}
+	var inSum, outSum int64
+	for _, p := range points {
+		day := utcDate(p.Day)
+		switch {
+		case day.Before(first) || day.After(last):
+		case !day.Before(a) && !day.After(z):
+			inSum += p.Net
+		default:
+			outSum += p.Net
+		}
+	}
+	avg := func(s int64, n int) string {
+		if n == 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(float64(s)/float64(n), 'f', 2, 64)
+	}
+	return campaign{avg(inSum, inDays), avg(outSum, days-inDays), inDays, days - inDays}
+}
+
+// defaultLastDay is the last day shown when none is asked for: the UTC day of the latest
+// subscribe or unsubscribe (latest; zero if none), but not after today, so an event its
+// sender dated in the future does not move the page onto empty days. The line chart's days
+// are UTC days, so today is UTC's.
+func defaultLastDay(latest, now time.Time) time.Time {
+	today := utcDate(now.UTC())
+	if latest.IsZero() || utcDate(latest).After(today) {
+		return today
+	}
+	return utcDate(latest)
 }
 
 // mailingListKeys selects the contacts of the mailing_list view, by the view's own rule,

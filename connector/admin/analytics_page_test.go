@@ -3,10 +3,17 @@ package admin
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookbridge/hookbridge/connector/store"
 )
 
 func TestChartCacheServesKeptSetsAndRefreshesOldOnes(t *testing.T) {
@@ -288,4 +295,188 @@ func testBackground(t *testing.T) *background {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	t.Cleanup(b.close)
 	return b
+}
+
+// chartData answers the analytics page's queries with canned rows and records the
+// arguments they were asked with. Only Query is implemented.
+type chartData struct {
+	Data
+	latest time.Time  // max(occurred_at)'s day
+	days   []dayPoint // campaign_days' rows
+	zone   string     // the configured analytics zone
+	mu     sync.Mutex
+	asked  map[string][]any // by the view queried
+	limits map[string]int
+}
+
+func (f *chartData) Query(ctx context.Context, q string, limit int, timeout time.Duration, args ...any) (*store.QueryResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var rows [][]any
+	view := ""
+	switch {
+	case strings.Contains(q, "campaign_days"):
+		view = "campaign_days"
+		for _, p := range f.days {
+			rows = append(rows, []any{p.Day, p.Subscribes, p.Unsubscribes, p.Net})
+		}
+	case strings.Contains(q, "max(occurred_at)"):
+		view = "latest"
+		var v any
+		if !f.latest.IsZero() {
+			v = f.latest
+		}
+		rows = [][]any{{v}}
+	case strings.Contains(q, "analytics_settings"):
+		rows = [][]any{{f.zone}}
+	case strings.Contains(q, "subscribes_by_weekday_hour"):
+		view = "subscribes_by_weekday_hour"
+		rows = [][]any{{int64(1), int64(9), int64(5)}}
+	case strings.Contains(q, "count(*) FROM ("):
+		rows = [][]any{{int64(0)}}
+	case strings.Contains(q, "calendar_code FROM subscriptions"):
+		rows = [][]any{{"scfl-1"}, {"scfl-2"}}
+	}
+	if view != "" {
+		if f.asked == nil {
+			f.asked, f.limits = map[string][]any{}, map[string]int{}
+		}
+		f.asked[view], f.limits[view] = args, limit
+	}
+	return &store.QueryResult{Rows: rows}, nil
+}
+
+func (f *chartData) args(view string) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[view]
+}
+
+// analyticsPage serves the dashboard over data and returns the analytics page at query.
+func analyticsPage(t *testing.T, data Data, query string) string {
+	t.Helper()
+	a := New(Options{Loopback: true, Data: data})
+	t.Cleanup(a.Close)
+	mux := http.NewServeMux()
+	if err := a.RegisterDashboard(mux); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/analytics?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /analytics?%s: %s\n%s", query, resp.Status, b)
+	}
+	return string(b)
+}
+
+// section is the page's element with the id, up to the next section.
+func section(page, id string) string {
+	_, s, ok := strings.Cut(page, `<section id="`+id+`">`)
+	if !ok {
+		return ""
+	}
+	s, _, _ = strings.Cut(s, "</section>")
+	return s
+}
+
+// TestAnalyticsCampaignAveragesOverEveryDay: the analyst's report. The days asked for are
+// all plotted, and the averages divide by the days of each period.
+func TestAnalyticsCampaignAveragesOverEveryDay(t *testing.T) {
+	data := &chartData{days: sparsePoints, zone: "UTC"}
+	page := analyticsPage(t, data, "from=2030-02-20&to=2030-03-04&cfrom=2030-02-25&cto=2030-03-02")
+	want := "1.00 net subscribers per day on average over its 6 days shown, against 0.57 over the other 7 days shown"
+	if !strings.Contains(page, want) {
+		t.Errorf("the campaign averages, want %q:\n%s", want, section(page, "campaign"))
+	}
+	if !strings.Contains(section(page, "campaign"), ">Feb 20<") {
+		t.Errorf("the line chart does not start on Feb 20:\n%s", section(page, "campaign"))
+	}
+	// A long range is read whole: a row per day may come back.
+	analyticsPage(t, data, "from=2021-01-01&to=2030-12-31")
+	data.mu.Lock()
+	limit := data.limits["campaign_days"]
+	data.mu.Unlock()
+	if days := daysBetween(day("2021-01-01"), day("2030-12-31")) + 1; limit < days {
+		t.Errorf("the line chart reads at most %d rows for %d days", limit, days)
+	}
+	// Days given the wrong way round are the same range.
+	page = analyticsPage(t, data, "from=2030-03-04&to=2030-02-20&cfrom=2030-02-25&cto=2030-03-02")
+	if !strings.Contains(page, `name="from" value="2030-02-20"`) || !strings.Contains(page, `name="to" value="2030-03-04"`) || !strings.Contains(page, want) {
+		t.Errorf("from after to:\n%s", page)
+	}
+	page = analyticsPage(t, data, "from=2030-02-20&to=2030-03-04&cfrom=2030-04-01&cto=2030-04-02")
+	if !strings.Contains(page, "none of its days is in the range shown") {
+		t.Errorf("a campaign outside the range:\n%s", section(page, "campaign"))
+	}
+}
+
+// TestAnalyticsSaysWhatEachChartCovers: the days and calendar filter the line chart only,
+// and every chart says what it covers.
+func TestAnalyticsSaysWhatEachChartCovers(t *testing.T) {
+	data := &chartData{days: sparsePoints, zone: "UTC"}
+	page := analyticsPage(t, data, "from=2030-02-20&to=2030-03-04&calendar=scfl-2")
+	if got := data.args("campaign_days"); len(got) != 3 || got[2] != "scfl-2" {
+		t.Errorf("the line chart's query was asked %v, want the calendar scfl-2", got)
+	}
+	for id, want := range map[string]string{
+		"campaign":     "Covers: UTC days 2030-02-20 to 2030-03-04, calendar scfl-2",
+		"heatmap":      "Covers: all time, all calendars",
+		"tags":         "Covers: active subscriptions now, all calendars",
+		"mailing-list": "Covers: contacts with an active subscription now, all calendars",
+	} {
+		if s := section(page, id); !strings.Contains(s, want) {
+			t.Errorf("section %s does not say %q:\n%s", id, want, s)
+		}
+	}
+	if s := section(analyticsPage(t, data, "from=2030-02-20&to=2030-03-04"), "campaign"); !strings.Contains(s, "to 2030-03-04, all calendars") {
+		t.Errorf("without a calendar the line chart does not say it covers all of them:\n%s", s)
+	}
+}
+
+// TestAnalyticsHeatmapOpensInTheConfiguredZone: without a zone the heatmap is in the
+// configured analytics zone, UTC is the other choice, and the filter form keeps the zone.
+func TestAnalyticsHeatmapOpensInTheConfiguredZone(t *testing.T) {
+	data := &chartData{days: sparsePoints, zone: "Australia/Melbourne"}
+	for query, want := range map[string]string{
+		"from=2030-02-20":                          "Australia/Melbourne",
+		"from=2030-02-21&zone=UTC":                 "UTC",
+		"from=2030-02-22&zone=Australia/Melbourne": "Australia/Melbourne",
+		"from=2030-02-23&zone=Europe/Paris":        "Australia/Melbourne", // not a choice offered
+	} {
+		page := analyticsPage(t, data, query)
+		if got := data.args("subscribes_by_weekday_hour"); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: the heatmap was read for %v, want %s", query, got, want)
+		}
+		if !strings.Contains(section(page, "heatmap"), "<h2>Subscribes by weekday and hour ("+want+")</h2>") {
+			t.Errorf("%s: the heatmap is not titled %s:\n%s", query, want, section(page, "heatmap"))
+		}
+		if hidden := `<input type="hidden" name="zone" value="` + want + `">`; !strings.Contains(page, hidden) {
+			t.Errorf("%s: the filter form lacks %s", query, hidden)
+		}
+	}
+}
+
+// TestAnalyticsDefaultWindowEndsByToday: an event dated in the future does not move the
+// default window past today (UTC, as the line chart's days); older data keeps it at the
+// latest change.
+func TestAnalyticsDefaultWindowEndsByToday(t *testing.T) {
+	data := &chartData{latest: day("2999-01-01"), zone: "UTC"}
+	before := time.Now().UTC().Format(time.DateOnly)
+	page := analyticsPage(t, data, "")
+	after := time.Now().UTC().Format(time.DateOnly)
+	m := regexp.MustCompile(`name="to" value="([^"]*)"`).FindStringSubmatch(page)
+	if m == nil || m[1] < before || m[1] > after {
+		t.Errorf("the default window ends on %q, want today (%s)", m, before)
+	}
+	data = &chartData{latest: day("2020-03-04"), zone: "UTC"}
+	page = analyticsPage(t, data, "")
+	if !strings.Contains(page, `name="from" value="2020-02-04"`) || !strings.Contains(page, `name="to" value="2020-03-04"`) {
+		t.Errorf("the default window does not end at the latest change:\n%s", page[:min(len(page), 2000)])
+	}
 }

@@ -61,57 +61,68 @@ type dayPoint struct {
 	Net          int64
 }
 
-// lineChartSVG draws daily subscribes, unsubscribes and net, with the campaign window
-// [from, to] shaded.
-func lineChartSVG(points []dayPoint, from, to time.Time, title string) template.HTML {
+// maxDotDays is the longest range whose line chart marks each day with activity by a dot
+// carrying its figures. Longer ranges draw the lines alone, a few points per day with
+// activity whatever the range's length, so the page stays light.
+const maxDotDays = 200
+
+// lineChartSVG draws daily subscribes, unsubscribes and net over every day from first to last
+// (UTC dates), with the campaign window [cfrom, cto] shaded where it falls in that range.
+// points are the days with activity, in order: the others are drawn as zero. Each day is a
+// slot of equal width and points are placed by their date.
+func lineChartSVG(points []dayPoint, first, last, cfrom, cto time.Time, title string) template.HTML {
 	const w, h, left, right, top, bottom = 760, 260, 48, 12, 16, 36
+	first, last = utcDate(first), utcDate(last)
+	days := daysBetween(first, last) + 1
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart line" role="img" viewBox="0 0 %d %d" width="%d" height="%d" aria-label="%s"><title>%s</title>`, w, h, w, h, template.HTMLEscapeString(title), template.HTMLEscapeString(title))
-	if len(points) == 0 {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" class="axis">no subscribes or unsubscribes in this range</text></svg>`, left, h/2)
+	if days < 1 {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="axis">no days in this range</text></svg>`, left, h/2)
 		return template.HTML(b.String())
 	}
-	lo, hi := int64(0), int64(1)
+	// The days with activity within the range, by their index from first.
+	type dayAt struct {
+		i int
+		p dayPoint
+	}
+	var active []dayAt
 	for _, p := range points {
-		lo = min(lo, p.Net, -p.Unsubscribes)
-		hi = max(hi, p.Subscribes, p.Net)
+		if i := daysBetween(first, utcDate(p.Day)); i >= 0 && i < days && (len(active) == 0 || i > active[len(active)-1].i) {
+			active = append(active, dayAt{i, p})
+		}
+	}
+	lo, hi := int64(0), int64(1)
+	for _, a := range active {
+		lo = min(lo, a.p.Net, -a.p.Unsubscribes)
+		hi = max(hi, a.p.Subscribes, a.p.Net)
 	}
 	span := float64(hi - lo)
-	x := func(i int) float64 {
-		if len(points) == 1 {
-			return left + float64(w-left-right)/2
-		}
-		return left + float64(i)*float64(w-left-right)/float64(len(points)-1)
-	}
+	slot := float64(w-left-right) / float64(days)
+	x := func(i int) float64 { return left + (float64(i)+0.5)*slot }
 	y := func(v int64) float64 { return top + (float64(hi-v)/span)*float64(h-top-bottom) }
-	// Campaign window.
-	if !from.IsZero() && !to.IsZero() {
-		first, last := -1, -1
-		for i, p := range points {
-			if !p.Day.Before(from) && !p.Day.After(to) {
-				if first < 0 {
-					first = i
-				}
-				last = i
-			}
-		}
-		if first >= 0 {
-			pad := 0.0
-			if len(points) > 1 {
-				pad = float64(w-left-right) / float64(len(points)-1) / 2
-			}
+	// Campaign window, clipped to the range.
+	if !cfrom.IsZero() && !cto.IsZero() {
+		a, z := max(daysBetween(first, utcDate(cfrom)), 0), min(daysBetween(first, utcDate(cto)), days-1)
+		if a <= z {
 			fmt.Fprintf(&b, `<rect class="campaign" x="%.1f" y="%d" width="%.1f" height="%d"><title>campaign window %s to %s</title></rect>`,
-				x(first)-pad, top, x(last)-x(first)+2*pad, h-top-bottom, from.Format(time.DateOnly), to.Format(time.DateOnly))
+				x(a)-slot/2, top, float64(z-a+1)*slot, h-top-bottom, cfrom.Format(time.DateOnly), cto.Format(time.DateOnly))
 		}
 	}
-	// Axes: zero line and value ticks.
+	// Axes: zero line, value ticks and about eight dates.
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="zero"/>`, left, w-right, y(0), y(0))
 	for _, v := range niceTicks(lo, hi) {
 		fmt.Fprintf(&b, `<text x="4" y="%.1f" class="axis">%d</text>`, y(v)+4, v)
 	}
-	step := max(1, len(points)/8)
-	for i := 0; i < len(points); i += step {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="axis" text-anchor="middle">%s</text>`, x(i), h-12, points[i].Day.Format("Jan 2"))
+	layout := "Jan 2"
+	if first.Year() != last.Year() {
+		layout = "Jan 2, 2006"
+	}
+	step := (days + 7) / 8
+	for i := 0; i < days; i += step {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="axis" text-anchor="middle">%s</text>`, x(i), h-12, first.AddDate(0, 0, i).Format(layout))
+	}
+	if len(active) == 0 {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="axis">no subscribes or unsubscribes in this range</text>`, left+8, top+14)
 	}
 	series := []struct {
 		name, class string
@@ -123,16 +134,44 @@ func lineChartSVG(points []dayPoint, from, to time.Time, title string) template.
 	}
 	for _, s := range series {
 		var pts []string
-		for i, p := range points {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(s.val(p))))
+		at := func(i int, v int64) { pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(v))) }
+		// A run of days without activity is a flat line at zero: its first and last day.
+		zeros := func(i, j int) {
+			if i <= j {
+				at(i, 0)
+			}
+			if i < j {
+				at(j, 0)
+			}
 		}
+		next := 0
+		for _, a := range active {
+			zeros(next, a.i-1)
+			at(a.i, s.val(a.p))
+			next = a.i + 1
+		}
+		zeros(next, days-1)
 		fmt.Fprintf(&b, `<polyline class="%s" points="%s"><title>%s</title></polyline>`, s.class, strings.Join(pts, " "), s.name)
-		for i, p := range points {
-			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="2.5"><title>%s %s: %d</title></circle>`, s.class, x(i), y(s.val(p)), p.Day.Format(time.DateOnly), s.name, s.val(p))
+		if days <= maxDotDays {
+			for _, a := range active {
+				fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="2.5"><title>%s %s: %d</title></circle>`, s.class, x(a.i), y(s.val(a.p)), a.p.Day.Format(time.DateOnly), s.name, s.val(a.p))
+			}
 		}
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// utcDate is t's date as midnight UTC.
+func utcDate(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// daysBetween is the number of days from the UTC date a to the UTC date b (negative when b
+// is earlier). It goes by Unix seconds, so ranges longer than a Duration holds count too.
+func daysBetween(a, b time.Time) int {
+	return int((b.Unix() - a.Unix()) / 86400)
 }
 
 func niceTicks(lo, hi int64) []int64 {

@@ -406,11 +406,14 @@ type analyticsData struct {
 	Zone, LocalZone                              string
 	LineChart, Heatmap, Bars                     any
 	Campaign                                     *struct{ In, Out string }
-	List                                         []listRow
-	ListTotal                                    int64
-	ListNext                                     string
-	ChartsAt                                     time.Time // when the charts were computed
-	query                                        url.Values
+	// CampaignDays and OtherDays are the days the campaign averages divide by: the campaign
+	// window's days within the range shown, and the range's other days.
+	CampaignDays, OtherDays int
+	List                    []listRow
+	ListTotal               int64
+	ListNext                string
+	ChartsAt                time.Time // when the charts were computed
+	query                   url.Values
 }
 
 // ZoneURL links to the page with another heatmap zone.
