@@ -223,7 +223,7 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	af := addAdminFlags(fs)
 	lf := addLocalFlags(fs)
 	format := fs.String("format", "table", "table, csv or json")
-	limit := fs.Int("limit", 1000, "most rows returned")
+	limit := fs.Int("limit", 1000, "most rows returned, 1 or more (a server gives at most 100000)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return err
@@ -233,6 +233,10 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	}
 	if *format != "table" && *format != "csv" && *format != "json" {
 		return usageError{"--format: use table, csv or json"}
+	}
+	if *limit < 1 {
+		// The server reads 0 as its default and the file as no limit: neither is asked for.
+		return usageError{fmt.Sprintf("--limit %d: give 1 or more rows (a server gives at most 100000; for all rows use hookbridge export)", *limit)}
 	}
 	sql := fs.Arg(0)
 	var res store.QueryResult
@@ -282,7 +286,11 @@ func reorder(args []string) []string {
 	return append(flags, rest...)
 }
 
+// printResult prints res in format: table, csv or json. Values take the forms the store shows
+// (store.QueryResult.Display), the same whether res came from the server or from the file;
+// table and csv print them as store.Text does.
 func printResult(w io.Writer, res *store.QueryResult, format string) error {
+	rows := res.Display()
 	switch format {
 	case "json":
 		// Each row is an object whose keys keep the order of the SELECT; a name the SELECT
@@ -296,8 +304,8 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 			}
 			keys[j], _ = json.Marshal(name)
 		}
-		out := make([]json.RawMessage, len(res.Rows))
-		for i, r := range res.Rows {
+		out := make([]json.RawMessage, len(rows))
+		for i, r := range rows {
 			var b bytes.Buffer
 			b.WriteByte('{')
 			for j, c := range res.Columns {
@@ -325,10 +333,10 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 			head[i] = c.Name
 		}
 		cw.Write(head)
-		for _, r := range res.Rows {
+		for _, r := range rows {
 			rec := make([]string, len(r))
 			for i, v := range r {
-				rec[i] = cell(v, "")
+				rec[i] = store.Text(v, "")
 			}
 			cw.Write(rec)
 		}
@@ -343,12 +351,12 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 		fmt.Fprint(tw, c.Name)
 	}
 	fmt.Fprintln(tw)
-	for _, r := range res.Rows {
+	for _, r := range rows {
 		for i, v := range r {
 			if i > 0 {
 				fmt.Fprint(tw, "\t")
 			}
-			s := cell(v, "NULL")
+			s := store.Text(v, "NULL")
 			if len(s) > 60 {
 				s = s[:60] + "…"
 			}
@@ -357,35 +365,16 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	suffix := ""
-	if res.Truncated {
-		suffix = " (more rows: raise --limit, or use export)"
-	}
 	noun := "rows"
 	if len(res.Rows) == 1 {
 		noun = "row"
 	}
-	fmt.Fprintf(w, "(%d %s%s)\n", len(res.Rows), noun, suffix)
-	return nil
-}
-
-func cell(v any, null string) string {
-	switch x := v.(type) {
-	case nil:
-		return null
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case string:
-		// Times arrive as RFC 3339 strings through the admin API.
-		return x
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = cell(e, "NULL")
-		}
-		return "[" + strings.Join(parts, ", ") + "]"
+	if res.Truncated {
+		fmt.Fprintf(w, "(%d %s shown; there are more: raise --limit, or use hookbridge export)\n", len(res.Rows), noun)
+		return nil
 	}
-	return fmt.Sprint(v)
+	fmt.Fprintf(w, "(%d %s)\n", len(res.Rows), noun)
+	return nil
 }
 
 func cmdExport(ctx context.Context, e *env, args []string) error {

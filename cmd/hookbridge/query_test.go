@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,96 @@ func TestQueryNumbersThroughTheServer(t *testing.T) {
 		if out != through[format] {
 			t.Errorf("query --format %s: the file gives\n%s\nthe server gave\n%s", format, out, through[format])
 		}
+	}
+}
+
+// TestQueryValuesThroughTheServer: dates, timestamps with and without a zone, intervals,
+// structs, lists, maps and UUIDs print in their DuckDB forms (a TIMESTAMPTZ in RFC 3339),
+// the same in table, csv and json, and the same through the server as from the file.
+func TestQueryValuesThroughTheServer(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "hb.duckdb")
+	addr := freeAddr(t)
+	srv := startServer(t, addr, "--data", data)
+	const q = `SELECT DATE '2025-10-10' AS d, timezone('Australia/Melbourne', TIMESTAMPTZ '2025-07-01 09:00:00+00') AS local,
+		TIMESTAMPTZ '2025-07-01 09:00:00+00' AS instant, INTERVAL 90 MINUTE AS i, INTERVAL '1 month 3 days' AS i2,
+		{'b': 1, 'a': DATE '2025-01-01'} AS st, [1, 2] AS l, ['x', NULL] AS ls, MAP {'k': 1} AS m,
+		uuid '0a1b2c3d-0000-4000-8000-000000000001' AS u`
+	want := []string{"2025-10-10", "2025-07-01 19:00:00", "2025-07-01T09:00:00Z", "01:30:00", "1 month 3 days",
+		`{"b": 1, "a": "2025-01-01"}`, "[1, 2]", `["x", null]`, `{"k": 1}`, "0a1b2c3d-0000-4000-8000-000000000001"}
+	wantJSON := `{
+    "d": "2025-10-10",
+    "local": "2025-07-01 19:00:00",
+    "instant": "2025-07-01T09:00:00Z",
+    "i": "01:30:00",
+    "i2": "1 month 3 days",
+    "st": {
+      "b": 1,
+      "a": "2025-01-01"
+    },
+    "l": [
+      1,
+      2
+    ],
+    "ls": [
+      "x",
+      null
+    ],
+    "m": {
+      "k": 1
+    },
+    "u": "0a1b2c3d-0000-4000-8000-000000000001"
+  }`
+	check := func(where string, vars map[string]string, args ...string) map[string]string {
+		outs := map[string]string{}
+		for _, format := range []string{"table", "csv", "json"} {
+			out, _, err := runCmd(t, vars, append([]string{"query", "--format", format}, append(args, q)...)...)
+			if err != nil {
+				t.Fatalf("query --format %s %s: %v", format, where, err)
+			}
+			outs[format] = out
+		}
+		recs, err := csv.NewReader(strings.NewReader(outs["csv"])).ReadAll()
+		if err != nil || len(recs) != 2 || strings.Join(recs[1], "|") != strings.Join(want, "|") {
+			t.Errorf("query --format csv %s: %v\n%q\nwant %q", where, err, recs, want)
+		}
+		for _, w := range want {
+			if !strings.Contains(outs["table"], w) {
+				t.Errorf("query --format table %s lacks %q:\n%s", where, w, outs["table"])
+			}
+		}
+		if !strings.Contains(outs["json"], wantJSON) {
+			t.Errorf("query --format json %s:\n%s\nwant\n%s", where, outs["json"], wantJSON)
+		}
+		var rows []map[string]any
+		if err := json.Unmarshal([]byte(outs["json"]), &rows); err != nil || len(rows) != 1 {
+			t.Errorf("query --format json %s: %v", where, err)
+		}
+		return outs
+	}
+	through := check("through the server", map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr})
+	srv.stop(t)
+	local := check("on the file", map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "--data", data)
+	for format, out := range local {
+		if out != through[format] {
+			t.Errorf("query --format %s: the file gives\n%s\nthe server gave\n%s", format, out, through[format])
+		}
+	}
+}
+
+// TestQueryLimitMustBePositive: --limit 0 or below is a usage error (exit status 2): the
+// server would read it as its default, the file as no limit.
+func TestQueryLimitMustBePositive(t *testing.T) {
+	noServer := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
+	for _, n := range []string{"0", "-1"} {
+		_, _, err := runCmd(t, noServer, "query", "--limit", n, "SELECT 1")
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--limit "+n+": give 1 or more") {
+			t.Errorf("query --limit %s: %v (exit status %d), want a usage error", n, err, exitCode(err))
+		}
+	}
+	out, _, err := runCmd(t, nil, "query", "--help")
+	if err != nil || !strings.Contains(out, "1 or more") {
+		t.Errorf("query --help does not say --limit takes 1 or more: %v\n%s", err, out)
 	}
 }
 
@@ -117,19 +208,29 @@ func TestExportFormat(t *testing.T) {
 	}
 }
 
-// TestRowCount: one row is "(1 row)".
+// TestRowCount: one row is "(1 row)"; a result cut at the limit says so in one clause.
 func TestRowCount(t *testing.T) {
-	for n, want := range map[int]string{0: "(0 rows)\n", 1: "(1 row)\n", 2: "(2 rows)\n"} {
-		res := &store.QueryResult{Columns: []store.QueryColumn{{Name: "x"}}}
-		for i := 0; i < n; i++ {
+	for _, c := range []struct {
+		n         int
+		truncated bool
+		want      string
+	}{
+		{0, false, "(0 rows)\n"},
+		{1, false, "(1 row)\n"},
+		{2, false, "(2 rows)\n"},
+		{1, true, "(1 row shown; there are more: raise --limit, or use hookbridge export)\n"},
+		{2, true, "(2 rows shown; there are more: raise --limit, or use hookbridge export)\n"},
+	} {
+		res := &store.QueryResult{Columns: []store.QueryColumn{{Name: "x"}}, Truncated: c.truncated}
+		for i := 0; i < c.n; i++ {
 			res.Rows = append(res.Rows, []any{i})
 		}
 		var b bytes.Buffer
 		if err := printResult(&b, res, "table"); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasSuffix(b.String(), want) {
-			t.Errorf("%d rows end %q, want %q", n, b.String(), want)
+		if !strings.HasSuffix(b.String(), c.want) {
+			t.Errorf("%d rows (truncated %v) end %q, want %q", c.n, c.truncated, b.String(), c.want)
 		}
 	}
 }

@@ -1,16 +1,24 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql/driver"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -30,7 +38,9 @@ type QueryColumn struct {
 // QueryResult is the answer to Query.
 type QueryResult struct {
 	Columns []QueryColumn `json:"columns"`
-	Rows    [][]any       `json:"rows"`
+	// Rows holds Go values: time.Time for dates and times, []any for lists, map[string]any
+	// for structs. Display gives them in the forms shown, which JSON carries.
+	Rows [][]any `json:"rows"`
 	// Truncated is set when the result had more rows than the limit.
 	Truncated bool `json:"truncated"`
 }
@@ -53,12 +63,14 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 		defer rows.Close()
 		names := rows.Columns()
 		typed, _ := rows.(driver.RowsColumnTypeDatabaseTypeName)
+		types := make([]*colType, len(names))
 		for i, n := range names {
 			col := QueryColumn{Name: n}
 			if typed != nil {
 				col.Type = typed.ColumnTypeDatabaseTypeName(i)
 			}
 			res.Columns = append(res.Columns, col)
+			types[i] = parseType(col.Type)
 		}
 		for {
 			dest := make([]driver.Value, len(names))
@@ -74,7 +86,7 @@ func (s *Store) Query(ctx context.Context, q string, limit int, timeout time.Dur
 			}
 			row := make([]any, len(dest))
 			for i, v := range dest {
-				row[i] = plainValue(v)
+				row[i] = plainValue(types[i], v)
 			}
 			res.Rows = append(res.Rows, row)
 		}
@@ -170,10 +182,18 @@ func writesBehindASelect(q string) bool {
 	return strings.Contains(strings.ToLower(q), "checkpoint")
 }
 
-// plainValue turns driver values into JSON-friendly ones.
-func plainValue(v driver.Value) any {
+// plainValue turns a driver value into the one Rows holds: the Go value the dashboard reads
+// (time.Time for dates and times, []any for a list, map[string]any for a struct, numbers),
+// a string for bytes that are text, and a UUID's canonical string. t is the value's type.
+// Display makes the forms shown from these.
+func plainValue(t *colType, v driver.Value) any {
 	switch x := v.(type) {
 	case []byte:
+		if t.is("UUID") && len(x) == 16 {
+			var u duckdb.UUID
+			copy(u[:], x)
+			return u.String()
+		}
 		if utf8.Valid(x) {
 			return string(x)
 		}
@@ -182,24 +202,436 @@ func plainValue(v driver.Value) any {
 		return x.String()
 	case *duckdb.UUID:
 		return x.String()
-	case fmt.Stringer:
-		if _, isTime := v.(time.Time); !isTime {
-			return x.String()
-		}
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = plainValue(e)
+			out[i] = plainValue(t.elemType(), e)
 		}
 		return out
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = plainValue(e)
+			out[k] = plainValue(t.field(k), e)
 		}
 		return out
+	case duckdb.Union:
+		return duckdb.Union{Tag: x.Tag, Value: plainValue(t.field(x.Tag), x.Value)}
+	case time.Time, duckdb.Decimal, *big.Int, duckdb.OrderedMap:
+		// Display needs these whole: a DECIMAL's scale, a MAP's entries. Their String, which
+		// fmt gives, reads as before.
+		return v
+	case fmt.Stringer:
+		return x.String()
 	}
 	return v
+}
+
+// Display returns the result's rows with each value in the form hookbridge shows it, chosen
+// by its column's type. The admin API sends these forms (see MarshalJSON); the CLI prints
+// them as they are in JSON, and through Text in a table or CSV. The forms:
+//
+//   - DATE: 2025-10-10. TIME: 19:00:00.5. TIMETZ: 19:00:00+10:00.
+//   - TIMESTAMP (and TIMESTAMP_S, _MS, _NS), a wall-clock time in no zone: 2025-07-01 19:00:00,
+//     as DuckDB and export's CSV write it; a fraction only when there is one, and no zone.
+//   - TIMESTAMPTZ, an instant: RFC 3339 in UTC, 2025-07-01T19:00:00Z.
+//   - An infinite date or timestamp: infinity or -infinity.
+//   - INTERVAL: as DuckDB writes it: 01:30:00, 1 day 02:00:00, 1 month 3 days.
+//   - UUID: 0a1b2c3d-0000-4000-8000-000000000001.
+//   - DECIMAL, HUGEINT and UHUGEINT: an exact JSON number; a DECIMAL with all its scale's
+//     digits (123.40), as DuckDB writes it.
+//   - LIST and ARRAY: a JSON array. STRUCT: a JSON object, its fields in the type's order.
+//     MAP: a JSON object keyed by each key's text, in key order (the order of a JSON object
+//     does not survive decoding, on the way through the admin API). UNION: its value. Their
+//     elements take these forms too.
+//
+// Other values keep their Go form. A value already in its shown form is left as it is, so
+// Display serves a result decoded from the admin API's JSON (with UseNumber) as well.
+func (r QueryResult) Display() [][]any {
+	types := make([]*colType, len(r.Columns))
+	for j, c := range r.Columns {
+		types[j] = parseType(c.Type)
+	}
+	out := make([][]any, len(r.Rows))
+	for i, row := range r.Rows {
+		shown := make([]any, len(row))
+		for j, v := range row {
+			var t *colType
+			if j < len(types) {
+				t = types[j]
+			}
+			shown[j] = display(t, v)
+		}
+		out[i] = shown
+	}
+	return out
+}
+
+// MarshalJSON writes the result with Display's rows, so the admin API answers with the forms
+// the CLI shows. Rows keeps its Go values for callers in the process (the dashboard).
+func (r QueryResult) MarshalJSON() ([]byte, error) {
+	type plain QueryResult
+	p := plain(r)
+	p.Rows = r.Display()
+	return json.Marshal(p)
+}
+
+// Text is v, a value of Display's rows, as the text of a table or CSV cell: a string as it
+// is, a list or an object as JSON with a space after each comma and colon ([1, 2],
+// {"a": 1, "b": "2025-01-01"}), bytes that are not text in base64, as JSON carries them.
+// null stands for NULL.
+func Text(v any, null string) string {
+	switch x := v.(type) {
+	case nil:
+		return null
+	case string:
+		return x
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x)
+	case []any, object, map[string]any:
+		var b strings.Builder
+		writeText(&b, v)
+		return b.String()
+	}
+	return fmt.Sprint(v)
+}
+
+// writeText writes a value inside a list or an object as JSON, with a space after each comma
+// and colon.
+func writeText(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeText(b, e)
+		}
+		b.WriteByte(']')
+	case map[string]any:
+		writeText(b, sortedObject(nil, x))
+	case object:
+		b.WriteByte('{')
+		for i, m := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeText(b, m.key)
+			b.WriteString(": ")
+			writeText(b, m.value)
+		}
+		b.WriteByte('}')
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			enc.Encode(fmt.Sprint(v))
+		}
+		b.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+}
+
+// display is v, a value of type t (nil when not known), in the form Display shows.
+func display(t *colType, v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case time.Time:
+		return timeText(t, x)
+	case duckdb.Interval:
+		return intervalText(x)
+	case []byte, duckdb.UUID, *duckdb.UUID:
+		return plainValue(t, x)
+	case duckdb.Decimal:
+		return json.Number(decimalText(x))
+	case *big.Int:
+		return json.Number(x.String())
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = display(t.elemType(), e)
+		}
+		return out
+	case map[string]any:
+		if t.is("STRUCT") && len(t.fields) == len(x) {
+			o := make(object, 0, len(x))
+			for _, f := range t.fields {
+				e, ok := x[f.name]
+				if !ok {
+					break
+				}
+				o = append(o, member{f.name, display(f.typ, e)})
+			}
+			if len(o) == len(x) {
+				return o
+			}
+		}
+		return sortedObject(t, x)
+	case duckdb.OrderedMap:
+		keys, values := x.Keys(), x.Values()
+		o := make(object, len(keys))
+		for i, k := range keys {
+			var kt *colType
+			if t != nil {
+				kt = t.key
+			}
+			o[i] = member{Text(display(kt, k), "NULL"), display(t.elemType(), values[i])}
+		}
+		slices.SortStableFunc(o, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		return o
+	case duckdb.Union:
+		return display(t.field(x.Tag), x.Value)
+	}
+	return v
+}
+
+// sortedObject is m as an object in key order, its values of a MAP's value type when t is a
+// MAP.
+func sortedObject(t *colType, m map[string]any) object {
+	var vt *colType
+	if t.is("MAP") {
+		vt = t.elem
+	}
+	o := make(object, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		o = append(o, member{k, display(vt, m[k])})
+	}
+	return o
+}
+
+// object is a STRUCT or a MAP as Display shows it: a JSON object whose members keep their
+// order.
+type object []member
+
+type member struct {
+	key   string
+	value any
+}
+
+// MarshalJSON writes the object's members in order.
+func (o object) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, m := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, err := json.Marshal(m.key)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(m.value)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}'), nil
+}
+
+// infinities are the times the driver gives for DuckDB's infinity and -infinity, by type.
+var infinities = map[string][2]time.Time{
+	"DATE":         {time.Date(5881580, time.July, 11, 0, 0, 0, 0, time.UTC), time.Date(-5877641, time.June, 24, 0, 0, 0, 0, time.UTC)},
+	"TIMESTAMP":    {time.UnixMicro(math.MaxInt64).UTC(), time.UnixMicro(-math.MaxInt64).UTC()},
+	"TIMESTAMPTZ":  {time.UnixMicro(math.MaxInt64).UTC(), time.UnixMicro(-math.MaxInt64).UTC()},
+	"TIMESTAMP_S":  {time.Unix(math.MaxInt64, 0).UTC(), time.Unix(-math.MaxInt64, 0).UTC()},
+	"TIMESTAMP_MS": {time.UnixMilli(math.MaxInt64).UTC(), time.UnixMilli(-math.MaxInt64).UTC()},
+	"TIMESTAMP_NS": {time.Unix(0, math.MaxInt64).UTC(), time.Unix(0, -math.MaxInt64).UTC()},
+}
+
+// timeText is a date or time of type t as Display shows it.
+func timeText(t *colType, x time.Time) string {
+	var name string
+	if t != nil {
+		name = t.name
+	}
+	if inf, ok := infinities[name]; ok {
+		switch {
+		case x.Equal(inf[0]):
+			return "infinity"
+		case x.Equal(inf[1]):
+			return "-infinity"
+		}
+	}
+	switch name {
+	case "DATE":
+		return x.Format(time.DateOnly)
+	case "TIME":
+		return x.Format("15:04:05.999999")
+	case "TIMETZ":
+		return x.Format("15:04:05.999999-07:00")
+	case "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS":
+		return x.Format("2006-01-02 15:04:05.999999999")
+	}
+	// TIMESTAMPTZ, and a time of a type not known.
+	return x.UTC().Format(time.RFC3339Nano)
+}
+
+// intervalText is an interval as DuckDB writes it: years, months and days, then the time
+// (-01:30:00, 04:05:06.000007), or 00:00:00 when all are zero.
+func intervalText(iv duckdb.Interval) string {
+	var parts []string
+	unit := func(n int64, name string) {
+		if n == 0 {
+			return
+		}
+		s := strconv.FormatInt(n, 10) + " " + name
+		if n != 1 && n != -1 {
+			s += "s"
+		}
+		parts = append(parts, s)
+	}
+	unit(int64(iv.Months/12), "year")
+	unit(int64(iv.Months%12), "month")
+	unit(int64(iv.Days), "day")
+	if iv.Micros == 0 && len(parts) > 0 {
+		return strings.Join(parts, " ")
+	}
+	sign, u := "", uint64(iv.Micros)
+	if iv.Micros < 0 {
+		sign, u = "-", uint64(-iv.Micros) // math.MinInt64 negates to itself, 1<<63 as uint64
+	}
+	clock := fmt.Sprintf("%s%02d:%02d:%02d", sign, u/3600e6, u/60e6%60, u/1e6%60)
+	if frac := u % 1e6; frac != 0 {
+		clock += strings.TrimRight(fmt.Sprintf(".%06d", frac), "0")
+	}
+	return strings.Join(append(parts, clock), " ")
+}
+
+// decimalText is a DECIMAL with all its scale's digits, as DuckDB writes it: 123.40, -0.05.
+func decimalText(d duckdb.Decimal) string {
+	if d.Value == nil {
+		return "0"
+	}
+	digits, sign := new(big.Int).Abs(d.Value).String(), ""
+	if d.Value.Sign() < 0 {
+		sign = "-"
+	}
+	scale := int(d.Scale)
+	if scale == 0 {
+		return sign + digits
+	}
+	if len(digits) <= scale {
+		digits = strings.Repeat("0", scale-len(digits)+1) + digits
+	}
+	return sign + digits[:len(digits)-scale] + "." + digits[len(digits)-scale:]
+}
+
+// colType is a column's DuckDB type, from the name the driver gives it ("DATE",
+// "DECIMAL(10,2)", "INTEGER[]", "INTEGER[3]", `STRUCT("a" INTEGER, "b" DATE)`,
+// "MAP(VARCHAR, INTEGER)", `UNION("n" INTEGER)`), parsed as far as showing its values needs.
+type colType struct {
+	// name is the type's name without its parameters; LIST for a list or an array.
+	name string
+	// elem is a list's element type, or a map's value type.
+	elem *colType
+	// key is a map's key type.
+	key *colType
+	// fields are a struct's fields, or a union's members, in order.
+	fields []colField
+}
+
+type colField struct {
+	name string
+	typ  *colType
+}
+
+// parseType parses a type name as the driver gives it.
+func parseType(s string) *colType {
+	s = strings.TrimSpace(s)
+	if strings.HasSuffix(s, "]") {
+		// The brackets at the end hold only digits: the last [ opens them.
+		if i := strings.LastIndexByte(s, '['); i > 0 {
+			return &colType{name: "LIST", elem: parseType(s[:i])}
+		}
+	}
+	open := strings.IndexByte(s, '(')
+	if open < 0 || !strings.HasSuffix(s, ")") {
+		return &colType{name: strings.ToUpper(s)}
+	}
+	t := &colType{name: strings.ToUpper(strings.TrimSpace(s[:open]))}
+	params := splitParams(s[open+1 : len(s)-1])
+	switch t.name {
+	case "MAP":
+		if len(params) == 2 {
+			t.key, t.elem = parseType(params[0]), parseType(params[1])
+		}
+	case "STRUCT", "UNION":
+		for _, p := range params {
+			name, typ := splitField(p)
+			t.fields = append(t.fields, colField{name, parseType(typ)})
+		}
+	}
+	return t
+}
+
+// splitParams splits a type's parameter list at the commas outside parentheses, brackets
+// and quoted names.
+func splitParams(s string) []string {
+	var params []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '(' || c == '[':
+			depth++
+		case c == ')' || c == ']':
+			depth--
+		case c == ',' && depth == 0:
+			params = append(params, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(params, s[start:])
+}
+
+// splitField splits a struct's field, `"name" TYPE` (a quote in the name doubled) or
+// `name TYPE`, into its name and its type.
+func splitField(s string) (name, typ string) {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, `"`) {
+		name, typ, _ = strings.Cut(s, " ")
+		return name, typ
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch {
+		case s[i] != '"':
+			b.WriteByte(s[i])
+		case i+1 < len(s) && s[i+1] == '"':
+			b.WriteByte('"')
+			i++
+		default:
+			return b.String(), s[i+1:]
+		}
+	}
+	return b.String(), ""
+}
+
+// is reports whether t is the type named name.
+func (t *colType) is(name string) bool { return t != nil && t.name == name }
+
+// elemType is a list's element type, or a map's value type; nil when not known.
+func (t *colType) elemType() *colType {
+	if t == nil {
+		return nil
+	}
+	return t.elem
+}
+
+// field is the type of a struct's field, or of a union's member; nil when not known.
+func (t *colType) field(name string) *colType {
+	if t == nil {
+		return nil
+	}
+	for _, f := range t.fields {
+		if f.name == name {
+			return f.typ
+		}
+	}
+	return nil
 }
 
 // Export writes the result of a read-only query (or a whole table or view) to a new file in
