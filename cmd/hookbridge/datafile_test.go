@@ -80,3 +80,34 @@ func mustGetwd(t *testing.T) string {
 	}
 	return wd
 }
+
+// Working on a file directly without --config (import --data) keeps the file's analytics time
+// zone: the built-in configuration's UTC is no statement about it.
+func TestDirectOpenKeepsTheFilesZone(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "hb.duckdb")
+	cfg := filepath.Join(dir, "hb.yaml")
+	os.WriteFile(cfg, []byte("data: "+data+"\nanalytics:\n  timezone: Australia/Melbourne\nsources:\n  - name: rokt\n"), 0o644)
+	empty := filepath.Join(dir, "none.jsonl")
+	os.WriteFile(empty, nil, 0o644)
+	zone := func() string {
+		t.Helper()
+		out, errOut, err := runCmd(t, nil, "query", "--data", data, "--format", "csv", "SELECT zone FROM analytics_settings")
+		if err != nil {
+			t.Fatalf("query: %v %s", err, errOut)
+		}
+		return strings.TrimSpace(strings.TrimPrefix(out, "zone\n"))
+	}
+	if _, errOut, err := runCmd(t, nil, "import", "--config", cfg, empty); err != nil {
+		t.Fatalf("import --config: %v %s", err, errOut)
+	}
+	if z := zone(); z != "Australia/Melbourne" {
+		t.Fatalf("after import with the configuration: zone %q", z)
+	}
+	if _, errOut, err := runCmd(t, nil, "import", "--data", data, empty); err != nil {
+		t.Fatalf("import --data: %v %s", err, errOut)
+	}
+	if z := zone(); z != "Australia/Melbourne" {
+		t.Errorf("import --data without a configuration reset the zone to %q", z)
+	}
+}

@@ -76,7 +76,11 @@ func (f localFlags) open(ctx context.Context, e *env, a fileAccess) (*store.Stor
 	if _, err := os.Stat(cfg.Data); err != nil && !a.create {
 		return nil, cfg, fmt.Errorf("%w at %s", errNoDatabase, cfg.Data)
 	}
-	st, err := store.Open(ctx, store.Options{Path: cfg.Data, ReadOnly: a.readOnly, AllowedDirectories: a.allowed, AnalyticsZone: cfg.Analytics.TimeZone, Logger: quietLogger()})
+	zone := cfg.Analytics.TimeZone
+	if *f.config == "" {
+		zone = "" // the built-in configuration says nothing of the file's zone: keep the file's
+	}
+	st, err := store.Open(ctx, store.Options{Path: cfg.Data, ReadOnly: a.readOnly, AllowedDirectories: a.allowed, AnalyticsZone: zone, Logger: quietLogger()})
 	if err != nil {
 		return nil, cfg, err
 	}

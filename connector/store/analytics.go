@@ -129,7 +129,7 @@ func (s *Store) refreshViews(ctx context.Context) error {
 // from 1970 to 2100.
 func (s *Store) setAnalyticsZone(ctx context.Context, zone string) error {
 	if zone == "" {
-		zone = "UTC"
+		return nil // the file's own stands
 	}
 	var current string
 	s.db.QueryRowContext(ctx, "SELECT zone FROM analytics_settings").Scan(&current)

@@ -69,7 +69,8 @@ type Options struct {
 	// AllowedDirectories are the only host folders SQL may read or write once external
 	// access is locked down (export and snapshot folders).
 	AllowedDirectories []string
-	// AnalyticsZone is the IANA time zone of the weekday-and-hour view (default UTC).
+	// AnalyticsZone is the IANA time zone of the weekday-and-hour view; empty keeps the one the
+	// file has (UTC for a new file).
 	AnalyticsZone string
 	// AnalyticsRefresh is how often, at most, the idle writer folds subscription changes into
 	// the kept mailing-list and tag-popularity tables (default 10 s; see analytics_cache.go).
