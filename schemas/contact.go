@@ -90,7 +90,9 @@ func (p FieldPaths) Validate() error {
 // does not look like an address; email is then s trimmed.
 func NormalizeEmail(s string) (email, key string, ok bool) {
 	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "mailto:"), "MAILTO:")
+	if len(s) >= 7 && strings.EqualFold(s[:7], "mailto:") {
+		s = s[7:]
+	}
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " \t\r\n,;<>") {
 		return s, strings.ToLower(s), false

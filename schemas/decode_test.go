@@ -415,6 +415,7 @@ func TestNormalizeEmail(t *testing.T) {
 	}{
 		{" Jo.Bloggs+News@Example.COM ", "Jo.Bloggs+News@example.com", "jo.bloggs+news@example.com", true},
 		{"mailto:a@b.co", "a@b.co", "a@b.co", true},
+		{"Mailto:Bob@Example.com", "Bob@example.com", "bob@example.com", true},
 		{"no-at-sign", "no-at-sign", "no-at-sign", false},
 		{"a@nodot", "a@nodot", "a@nodot", false},
 		{"two words@example.com", "two words@example.com", "two words@example.com", false},

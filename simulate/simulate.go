@@ -171,7 +171,12 @@ func (g *Generator) Next() Event {
 	if g.rng.Float64() < g.o.DuplicateRate {
 		dup := ev
 		dup.Redelivery = true
+		// A few seconds later, but before the next event: "in a row", however densely a
+		// short span packs the events (a duplicate due after the last event is never sent).
 		dup.ReceivedAt = ev.ReceivedAt.Add(time.Duration(1+g.rng.IntN(30)) * time.Second)
+		if dup.ReceivedAt.After(g.next) {
+			dup.ReceivedAt = g.next
+		}
 		g.queue(dup)
 	}
 	if g.rng.Float64() < g.o.LateRate {

@@ -214,3 +214,27 @@ func TestContactsAgreeWithTheirCountry(t *testing.T) {
 		t.Errorf("countries seen: %v", seen)
 	}
 }
+
+// A duplicate comes in a row, before the next event, even when a short span packs the events
+// closer than a duplicate's few seconds: the share asked for is the share sent.
+func TestDuplicatesComeInARowAtTheRateAsked(t *testing.T) {
+	const n = 3000
+	g := New(Options{Seed: 3, Count: n, Span: 10 * time.Second, DuplicateRate: 0.05, LateRate: -1})
+	seen := map[string]bool{}
+	dups := 0
+	var last string
+	for i := 0; i < n; i++ {
+		ev := g.Next()
+		if ev.Redelivery {
+			dups++
+			if ev.EventID != last {
+				t.Fatalf("event %d: a duplicate of %s came after %s, not in a row", i, ev.EventID, last)
+			}
+		}
+		seen[ev.EventID] = true
+		last = ev.EventID
+	}
+	if share := float64(dups) / n; share < 0.03 || share > 0.07 {
+		t.Errorf("%d duplicates in %d events (%.3f), want about 0.05", dups, n, share)
+	}
+}
