@@ -107,7 +107,8 @@ func (s *Store) readOnly(ctx context.Context, q string, fn func(driver.Conn, *du
 		st, err := c.Prepare(q)
 		if err != nil {
 			if strings.Contains(err.Error(), "multi-statement") {
-				return fmt.Errorf("send one statement at a time: %w", err)
+				// The driver's own text goes on to suggest a Go API ("try using PrepareContext").
+				return errors.New("send one statement at a time")
 			}
 			return err
 		}

@@ -778,3 +778,13 @@ func TestLateSubscribeFillsInAndEmptyTagsClear(t *testing.T) {
 		check(s, "rebuilt")
 	}
 }
+
+// Two statements in one query are refused with a plain sentence, not the driver's advice to
+// a Go programmer.
+func TestMultiStatementQueryIsRefusedPlainly(t *testing.T) {
+	s := openStore(t, Options{})
+	_, err := s.Query(context.Background(), "SELECT 1; SELECT 2", 10, 0)
+	if err == nil || !strings.Contains(err.Error(), "send one statement at a time") || strings.Contains(err.Error(), "PrepareContext") {
+		t.Errorf("two statements: %v", err)
+	}
+}
