@@ -104,27 +104,10 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 	return nil
 }
 
-// query runs a read-only statement on the server. Integers (and decimals) stay exact;
-// floating-point columns become float64, as they are when the file is read directly.
+// query runs a read-only statement on the server. Its rows come in Display's forms, numbers
+// as written (json.Number), so they print as the file's own rows do.
 func (c *adminClient) query(ctx context.Context, req admin.QueryRequest, res *store.QueryResult) error {
-	if err := c.do(ctx, "POST", "/admin/v1/query", req, res); err != nil {
-		return err
-	}
-	for j, col := range res.Columns {
-		switch col.Type {
-		case "FLOAT", "DOUBLE":
-		default:
-			continue
-		}
-		for _, row := range res.Rows {
-			if n, ok := row[j].(json.Number); ok {
-				if f, err := n.Float64(); err == nil {
-					row[j] = f
-				}
-			}
-		}
-	}
-	return nil
+	return c.do(ctx, "POST", "/admin/v1/query", req, res)
 }
 
 // heldFileSQL asks DuckDB for the absolute path of the file the server holds.

@@ -81,6 +81,9 @@ func mustGetwd(t *testing.T) string {
 	return wd
 }
 
+// noServer points the CLI at a port where no server answers, whatever runs on the default.
+var noServer = map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
+
 // Working on a file directly without --config (import --data) keeps the file's analytics time
 // zone: the built-in configuration's UTC is no statement about it.
 func TestDirectOpenKeepsTheFilesZone(t *testing.T) {
@@ -92,19 +95,19 @@ func TestDirectOpenKeepsTheFilesZone(t *testing.T) {
 	os.WriteFile(empty, nil, 0o644)
 	zone := func() string {
 		t.Helper()
-		out, errOut, err := runCmd(t, nil, "query", "--data", data, "--format", "csv", "SELECT zone FROM analytics_settings")
+		out, errOut, err := runCmd(t, noServer, "query", "--data", data, "--format", "csv", "SELECT zone FROM analytics_settings")
 		if err != nil {
 			t.Fatalf("query: %v %s", err, errOut)
 		}
 		return strings.TrimSpace(strings.TrimPrefix(out, "zone\n"))
 	}
-	if _, errOut, err := runCmd(t, nil, "import", "--config", cfg, empty); err != nil {
+	if _, errOut, err := runCmd(t, noServer, "import", "--config", cfg, empty); err != nil {
 		t.Fatalf("import --config: %v %s", err, errOut)
 	}
 	if z := zone(); z != "Australia/Melbourne" {
 		t.Fatalf("after import with the configuration: zone %q", z)
 	}
-	if _, errOut, err := runCmd(t, nil, "import", "--data", data, empty); err != nil {
+	if _, errOut, err := runCmd(t, noServer, "import", "--data", data, empty); err != nil {
 		t.Fatalf("import --data: %v %s", err, errOut)
 	}
 	if z := zone(); z != "Australia/Melbourne" {

@@ -322,6 +322,9 @@ type campaign struct {
 // the campaign window's days within it, and its other days. points are the days with
 // activity; the others count as zero.
 func campaignAverages(points []dayPoint, first, last, cfrom, cto time.Time) campaign {
+	if cfrom.After(cto) {
+		cfrom, cto = cto, cfrom // a window given backwards, as the days shown may be
+	}
 	first, last, cfrom, cto = utcDate(first), utcDate(last), utcDate(cfrom), utcDate(cto)
 	days := max(daysBetween(first, last)+1, 0)
 	a, z := cfrom, cto

@@ -130,6 +130,7 @@ func TestCampaignAveragesCountEveryDay(t *testing.T) {
 	}{
 		// Net 6 over Feb 25 to Mar 2 (6 days), 4 over the other 7 days.
 		{"2030-02-25", "2030-03-02", campaign{"1.00", "0.57", 6, 7}},
+		{"2030-03-02", "2030-02-25", campaign{"1.00", "0.57", 6, 7}}, // given backwards
 		// Clipped to the range: Feb 20 to 21.
 		{"2030-02-01", "2030-02-21", campaign{"0.00", "0.91", 2, 11}},
 		{"2030-04-01", "2030-04-30", campaign{"-", "0.77", 0, 13}},

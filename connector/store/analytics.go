@@ -13,10 +13,10 @@ const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscr
 		count(*) FILTER (WHERE event_type = 'Subscribe') - count(*) FILTER (WHERE event_type = 'Unsubscribe') AS net`
 
 // MailingListRule is which subscriptions put a contact on the mailing list (the
-// mailing_list view): an active one with an email address (something@domain.tld: a sender's
-// "N/A" or "none" is kept in email_key for matching, but is nobody's address). Pages that
-// count or page through the list without building it use the same rule.
-const MailingListRule = activeRule + " AND email_key LIKE '%_@_%._%'"
+// mailing_list view): an active one with an email address (a subscription's email_key is set
+// only from a valid one). Pages that count or page through the list without building it use
+// the same rule.
+const MailingListRule = activeRule + " AND email_key IS NOT NULL"
 
 // activeRule is which subscriptions are active.
 const activeRule = "status = 'subscribed'"

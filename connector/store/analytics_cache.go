@@ -50,8 +50,9 @@ func MailingListOf(n int) string {
 }
 
 // mailingListSelect is question 1's grouping; where narrows the subscriptions it reads.
-// A contact's consent is the latest statement any of their active subscriptions made, so a
-// withdrawal counts however many older subscriptions said yes.
+// A contact's consent is the latest statement any of their active subscriptions made (by the
+// seq of the event that made it), so a withdrawal counts however many older subscriptions said
+// yes.
 // mailing_list_cache was created with its columns (migration 6): changing them needs a
 // migration that recreates the kept table.
 func mailingListSelect(where string) string {
@@ -63,7 +64,7 @@ func mailingListSelect(where string) string {
 		arg_max(phone, last_seq) FILTER (WHERE phone IS NOT NULL) AS phone,
 		arg_max(postcode, last_seq) FILTER (WHERE postcode IS NOT NULL) AS postcode,
 		arg_max(country_code, last_seq) FILTER (WHERE country_code IS NOT NULL) AS country_code,
-		arg_max(marketing_consent, last_seq) FILTER (WHERE marketing_consent IS NOT NULL) AS marketing_consent,
+		arg_max(marketing_consent, consent_seq) FILTER (WHERE marketing_consent IS NOT NULL) AS marketing_consent,
 		list_sort(list_distinct(list(calendar_title) FILTER (WHERE calendar_title IS NOT NULL))) AS calendars,
 		list_sort(list_distinct(list(calendar_code) FILTER (WHERE calendar_code IS NOT NULL))) AS calendar_codes,
 		list_sort(list_distinct(flatten(list(tag_ids) FILTER (WHERE tag_ids IS NOT NULL)))) AS tag_ids,
@@ -173,6 +174,9 @@ var (
 // migrateAnalyticsCache creates the kept tables and fills them from the subscriptions.
 func migrateAnalyticsCache(ctx context.Context, tx *sql.Tx) error {
 	if err := execAll(ctx, tx,
+		// The grouping reads consent_seq, which migration 7 brought to files migrated before
+		// it; a new file gets it here, since the kept tables are made from the grouping.
+		addConsentSeq,
 		"CREATE TABLE mailing_list_cache AS "+mailingListSelect("")+" LIMIT 0",
 		"CREATE TABLE tag_popularity_cache AS "+tagPopularitySelect+" LIMIT 0",
 		"CREATE TABLE analytics_members AS "+analyticsMembersSelect("subscriptions")+" LIMIT 0",
@@ -183,8 +187,26 @@ func migrateAnalyticsCache(ctx context.Context, tx *sql.Tx) error {
 	return buildAnalytics(ctx, tx)
 }
 
-// rebuildAnalyticsTables refills the kept tables under a changed grouping (a migration).
-func rebuildAnalyticsTables(ctx context.Context, tx *sql.Tx) error { return buildAnalytics(ctx, tx) }
+const addConsentSeq = "ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS consent_seq BIGINT"
+
+// refoldSubscriptions adds consent_seq and refolds the subscriptions table from the events by
+// the current rule (a Subscribe fills in, an invalid address is no key), then refills the kept
+// tables (migration 7).
+func refoldSubscriptions(ctx context.Context, tx *sql.Tx) error {
+	return execAll(ctx, tx,
+		addConsentSeq,
+		"DELETE FROM subscriptions",
+		rebuildSubscriptionsSQL,
+		"UPDATE store_state SET value = (SELECT coalesce(max(seq), 0) FROM events) WHERE key = 'merged_seq'",
+		"DELETE FROM mailing_list_cache",
+		"INSERT INTO mailing_list_cache BY NAME "+mailingListSelect(""),
+		"DELETE FROM tag_popularity_cache",
+		"INSERT INTO tag_popularity_cache BY NAME "+tagPopularitySelect,
+		"DELETE FROM analytics_members",
+		"INSERT INTO analytics_members BY NAME "+analyticsMembersSelect("subscriptions"),
+		"UPDATE store_state SET value = (SELECT coalesce(max(last_seq), 0) FROM subscriptions) WHERE key = 'analytics_seq'",
+	)
+}
 
 // buildAnalytics refills the kept tables from the whole subscriptions table.
 func buildAnalytics(ctx context.Context, ex execer) error {

@@ -596,9 +596,13 @@ func TestMailingListConsentIsTheLatestAndNeedsAnAddress(t *testing.T) {
 	ingest(t, s, withConsent("e1", "Subscribe", "s1", "pat@example.com", true))
 	ingest(t, s, withConsent("e2", "Subscribe", "s2", "pat@example.com", true))
 	ingest(t, s, withConsent("e3", "SubscriptionDetailsUpdated", "s2", "pat@example.com", false))
+	// A calendar event on s1 makes it the most recently changed subscription, but says
+	// nothing of consent: the withdrawal on s2 stays the latest statement.
+	ingest(t, s, `{"eventId":"e3b","eventType":"SubscriptionEventAdded","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"calendarSubscriptionId":"s1"},"subscriptionEvent":{"title":"Final"}}}`)
 	ingest(t, s, withConsent("e4", "Subscribe", "s3", "N/A", true))
 	ingest(t, s, withConsent("e5", "Subscribe", "s4", "none", true))
-	if err := s.WaitState(context.Background(), 5); err != nil {
+	ingest(t, s, withConsent("e6", "Subscribe", "s5", "two words@example.com", true))
+	if err := s.WaitState(context.Background(), 7); err != nil {
 		t.Fatal(err)
 	}
 	expectRows(t, queryStrings(t, s, `SELECT email_key, marketing_consent, active_subscriptions FROM mailing_list ORDER BY email_key`),

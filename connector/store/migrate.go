@@ -27,7 +27,7 @@ func migrations() []migration {
 		{4, "delivery: the batch each sink has in flight", migrateInflight},
 		{5, "delivery: the batch in flight kept beside the sink's cursor", migrateInflightIntoSinkState},
 		{6, "analytics: kept mailing list and tag popularity tables", migrateAnalyticsCache},
-		{7, "analytics: mailing-list consent is the latest statement, contacts need an address", rebuildAnalyticsTables},
+		{7, "subscriptions refolded (a Subscribe fills in, consent_seq, keys of valid addresses only); kept tables rebuilt", refoldSubscriptions},
 	}
 }
 

@@ -348,6 +348,10 @@ func display(t *colType, v any) any {
 		return json.Number(decimalText(x))
 	case *big.Int:
 		return json.Number(x.String())
+	case float64:
+		return floatText(x)
+	case float32:
+		return floatText(float64(x))
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -385,6 +389,22 @@ func display(t *colType, v any) any {
 		return display(t.field(x.Tag), x.Value)
 	}
 	return v
+}
+
+// floatText is a FLOAT or DOUBLE in one form wherever it stands (a cell, a list, JSON): the
+// shortest that reads back exactly, with an exponent from a millionth down and from a million
+// up (1.5, 1.23456789e+08, 1e-07), as a JSON number; "inf", "-inf" or "nan" as text, which
+// JSON has no number for.
+func floatText(x float64) any {
+	switch {
+	case math.IsNaN(x):
+		return "nan"
+	case math.IsInf(x, 1):
+		return "inf"
+	case math.IsInf(x, -1):
+		return "-inf"
+	}
+	return json.Number(strconv.FormatFloat(x, 'g', -1, 64))
 }
 
 // sortedObject is m as an object in key order, its values of a MAP's value type when t is a

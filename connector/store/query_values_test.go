@@ -120,6 +120,13 @@ func TestQueryShowsNestedValues(t *testing.T) {
 		{"MAP {'k': INTERVAL 1 HOUR, 'a': INTERVAL 1 DAY}", `{"a": "1 day", "k": "01:00:00"}`},
 		{"[{'z': [123.40::DECIMAL(10,2)], 'y': {'x': TIMESTAMPTZ '2025-01-01 00:00:00+00'}}]", `[{"z": [123.40], "y": {"x": "2025-01-01T00:00:00Z"}}]`},
 		{"union_value(t := TIME '01:02:03')", "01:02:03"},
+		// Floating point: one form on its own, in a list and through the API; JSON has no
+		// infinity or NaN, so those are text.
+		{"123456789.0::DOUBLE", "1.23456789e+08"},
+		{"[123456789.0::DOUBLE, 0.0000001, 1e21, 1.5::FLOAT, 250.0::DOUBLE]", "[1.23456789e+08, 1e-07, 1e+21, 1.5, 250]"},
+		{"{'x': 0.25::DOUBLE}", `{"x": 0.25}`},
+		{"'inf'::DOUBLE", "inf"},
+		{"['-inf'::DOUBLE, 'nan'::DOUBLE]", `["-inf", "nan"]`},
 	} {
 		res := queryOne(t, s, "SELECT "+c.expr+" AS v")
 		local := res.Display()[0][0]

@@ -788,3 +788,26 @@ func TestMultiStatementQueryIsRefusedPlainly(t *testing.T) {
 		t.Errorf("two statements: %v", err)
 	}
 }
+
+// Migration 7 refolds the subscriptions of a file made before it: a row an older rule left
+// with a late Subscribe's values comes out by the current rule, and the kept tables with it.
+func TestMigration7RefoldsSubscriptions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hb.duckdb")
+	s := openStore(t, Options{Path: path})
+	ingest(t, s, `{"eventId":"d1","eventType":"SubscriptionDetailsUpdated","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"calendarSubscriptionId":"s1","subscriberEmail":"new@example.com"}}}`)
+	ingest(t, s, `{"eventId":"s1","eventType":"Subscribe","eventDetails":{"calendarSubscriptionId":"s1","subscription":{"calendarSubscriptionId":"s1","subscriberEmail":"old@example.com"}}}`)
+	readSub(t, s, "s1")
+	// What the older rule left: the late Subscribe's address, and migration 7 not applied.
+	for _, q := range []string{
+		"UPDATE subscriptions SET email = 'old@example.com', email_key = 'old@example.com'",
+		"DELETE FROM schema_migrations WHERE version = 7",
+	} {
+		if _, err := s.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = openStore(t, Options{Path: path})
+	expectRows(t, queryStrings(t, s, "SELECT email_key FROM subscriptions"), []string{"new@example.com"})
+	expectRows(t, queryStrings(t, s, "SELECT email_key FROM mailing_list"), []string{"new@example.com"})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,8 +27,8 @@ import (
 // SubscriptionEventDeleted) change nothing.
 //
 // The writer folds committed events per subscription in memory (pendingState) and merges the
-// result into the table with one upsert whose SET clause applies the same rule to the stored
-// row (mergeSubscriptionsSQL). The highest seq merged is kept in store_state in the same
+// result into the table: what Subscribes said goes under the stored row (fillSubscriptionsSQL),
+// then the other events' fields over it (mergeSubscriptionsSQL). The highest seq merged is kept in store_state in the same
 // transaction, so after a crash the events above it are folded again at start.
 
 // changesSubscription reports whether an event of type t changes subscription state.
@@ -64,6 +65,9 @@ type fields struct {
 	email, emailKey, firstName, lastName, phone, postcode string
 	country                                               string
 	consent                                               *bool
+	// consentSeq is the seq of the event whose consent statement consent is: a contact's
+	// latest statement over all their subscriptions is the one with the highest.
+	consentSeq int64
 }
 
 // fold takes r's values: later events win, empty values never erase. A Subscribe's only fill
@@ -94,14 +98,18 @@ func (f fields) from(r *schemas.Row) fields {
 		}
 	}
 	latest(&f.email, r.Email)
-	latest(&f.emailKey, r.EmailKey)
+	if !slices.Contains(r.Flags, schemas.FlagInvalidEmail.String()) {
+		// A sender's "N/A" is kept in email, but as nobody's key: a subscription joins a
+		// contact (mailing list, contact columns) by an address only.
+		latest(&f.emailKey, r.EmailKey)
+	}
 	latest(&f.firstName, r.FirstName)
 	latest(&f.lastName, r.LastName)
 	latest(&f.phone, r.Phone)
 	latest(&f.postcode, r.Postcode)
 	latest(&f.country, r.CountryCode)
 	if r.MarketingConsent != nil {
-		f.consent = r.MarketingConsent
+		f.consent, f.consentSeq = r.MarketingConsent, r.Seq
 	}
 	return f
 }
@@ -129,7 +137,7 @@ func (f fields) under(g *fields) fields {
 		f.tagNames = g.tagNames
 	}
 	if f.consent == nil {
-		f.consent = g.consent
+		f.consent, f.consentSeq = g.consent, g.consentSeq
 	}
 	return f
 }
@@ -227,6 +235,7 @@ var subscriptionsSchema = func() *arrow.Schema {
 		f("marketing_consent", arrow.FixedWidthTypes.Boolean), f("subscribed_at", ts), f("unsubscribed_at", ts),
 		f("unsubscribe_reason", str), f("first_seen_at", ts), f("last_seen_at", ts), f("first_seq", arrow.PrimitiveTypes.Int64),
 		f("last_seq", arrow.PrimitiveTypes.Int64), f("last_event_type", str), f("events", arrow.PrimitiveTypes.Int32),
+		f("consent_seq", arrow.PrimitiveTypes.Int64),
 	}, nil)
 }()
 
@@ -286,6 +295,11 @@ func deltaRecord(deltas []*subDelta, part deltaPart) arrow.RecordBatch {
 		next().(*array.Int64Builder).Append(d.lastSeq)
 		appendString(next(), d.lastType)
 		next().(*array.Int32Builder).Append(events)
+		if cs := next().(*array.Int64Builder); f.consent != nil {
+			cs.Append(f.consentSeq)
+		} else {
+			cs.AppendNull()
+		}
 	}
 	return b.NewRecordBatch()
 }
@@ -444,7 +458,8 @@ ON CONFLICT (subscription_id) DO UPDATE SET
 	phone = coalesce(subscriptions.phone, excluded.phone),
 	postcode = coalesce(subscriptions.postcode, excluded.postcode),
 	country_code = coalesce(subscriptions.country_code, excluded.country_code),
-	marketing_consent = coalesce(subscriptions.marketing_consent, excluded.marketing_consent)
+	marketing_consent = coalesce(subscriptions.marketing_consent, excluded.marketing_consent),
+	consent_seq = CASE WHEN subscriptions.marketing_consent IS NULL THEN excluded.consent_seq ELSE subscriptions.consent_seq END
 `
 
 const mergeSubscriptionsSQL = `
@@ -467,6 +482,7 @@ ON CONFLICT (subscription_id) DO UPDATE SET
 	postcode = coalesce(excluded.postcode, subscriptions.postcode),
 	country_code = coalesce(excluded.country_code, subscriptions.country_code),
 	marketing_consent = coalesce(excluded.marketing_consent, subscriptions.marketing_consent),
+	consent_seq = CASE WHEN excluded.marketing_consent IS NULL THEN subscriptions.consent_seq ELSE excluded.consent_seq END,
 	subscribed_at = least(subscriptions.subscribed_at, excluded.subscribed_at),
 	unsubscribed_at = least(subscriptions.unsubscribed_at, excluded.unsubscribed_at),
 	unsubscribe_reason = coalesce(subscriptions.unsubscribe_reason, excluded.unsubscribe_reason),
