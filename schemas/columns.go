@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is stored in the Arrow schema's metadata under MetadataSchemaVersion. Later
 // versions only add nullable columns.
-const SchemaVersion = "1"
+const SchemaVersion = "2"
 
 // MetadataSchemaVersion is the Arrow metadata key that carries SchemaVersion.
 const MetadataSchemaVersion = "hookbridge.schema_version"
@@ -96,6 +96,7 @@ var columns = []*Column{
 	delivery(optInt64Col("contact_active_subscriptions", "how many active subscriptions the contact has", func(r *Row) **int64 { return &r.ContactActiveSubscriptions })),
 	delivery(listCol("contact_calendars", "calendar codes the contact is subscribed to now", func(r *Row) *[]string { return &r.ContactCalendars })),
 	delivery(listCol("contact_ended_calendars", "calendar codes whose subscriptions the contact ended", func(r *Row) *[]string { return &r.ContactEndedCalendars })),
+	delivery(boolCol("contact_marketing_consent", "the contact's latest marketing-consent statement, over all their subscriptions (ended ones too); null when none made one", func(r *Row) **bool { return &r.ContactMarketingConsent })),
 }
 
 var columnByName = func() map[string]*Column {

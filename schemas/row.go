@@ -68,6 +68,7 @@ type Row struct {
 	ContactActiveSubscriptions *int64
 	ContactCalendars           []string
 	ContactEndedCalendars      []string
+	ContactMarketingConsent    *bool
 }
 
 // Subscription states, as the status and contact_status columns spell them.

@@ -995,3 +995,30 @@ func TestRowsCoalescedIntoADeadRowAreDead(t *testing.T) {
 		t.Errorf("status: %+v %v; want 2 dead letters", st, err)
 	}
 }
+
+// contact_marketing_consent is the person's latest consent statement over all their
+// subscriptions: a row from a subscription that made none carries the other's.
+func TestContactConsentIsTheLatestStatement(t *testing.T) {
+	h := newHarness(t)
+	sink := &scriptSink{}
+	h.start(SinkOptions{Name: "mc", Sink: sink, Columns: []string{"email_key", "marketing_consent", "contact_marketing_consent"}})
+	withConsent := func(id, sub, consent string) string {
+		return fmt.Sprintf(`{"eventId":%q,"eventType":"Subscribe","eventDetails":{"calendarSubscriptionId":%q,"subscription":{"calendarSubscriptionId":%q,"calendarId":"c","calendarCode":"c-%s","subscriberEmail":"jack@example.com"%s}}}`, id, sub, sub, sub, consent)
+	}
+	h.ingest(withConsent("e1", "s1", `,"optIn1":false`))
+	h.ingest(withConsent("e2", "s2", `,"optIn1":true`))
+	h.ingest(withConsent("e3", "s3", ""))
+	h.eventually("three rows sent", func() bool { return h.cursor("mc") == 3 })
+	found := false
+	for _, c := range sink.snapshot() {
+		for _, r := range c.rows {
+			found = found || r.EventID == "e3"
+			if r.EventID == "e3" && (r.MarketingConsent != nil || r.ContactMarketingConsent == nil || !*r.ContactMarketingConsent) {
+				t.Errorf("e3: marketing_consent %v, contact_marketing_consent %v; want none and true (e2's, the latest statement)", r.MarketingConsent, r.ContactMarketingConsent)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("e3 was never sent")
+	}
+}

@@ -21,7 +21,7 @@ var stateColumns = []string{
 }
 
 // contactColumns are aggregates over every subscription of the row's contact (email_key).
-var contactColumns = []string{"contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars"}
+var contactColumns = []string{"contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars", "contact_marketing_consent"}
 
 // rowQuery builds the SELECT that reads events joined with current state, projected to cols
 // (normalised column names; delivery columns allowed), for rows matching where. The
@@ -55,7 +55,8 @@ func rowQuery(cols []string, where string, subIDs []string) string {
 		CASE WHEN count(*) FILTER (WHERE status = 'subscribed') > 0 THEN 'subscribed' ELSE 'unsubscribed' END AS contact_status,
 		count(*) FILTER (WHERE status = 'subscribed') AS contact_active_subscriptions,
 		coalesce(list_sort(list_distinct(list(calendar_code) FILTER (WHERE status = 'subscribed' AND calendar_code IS NOT NULL))), []) AS contact_calendars,
-		coalesce(list_sort(list_distinct(list(calendar_code) FILTER (WHERE status = 'unsubscribed' AND calendar_code IS NOT NULL))), []) AS contact_ended_calendars
+		coalesce(list_sort(list_distinct(list(calendar_code) FILTER (WHERE status = 'unsubscribed' AND calendar_code IS NOT NULL))), []) AS contact_ended_calendars,
+		arg_max(marketing_consent, consent_seq) FILTER (WHERE marketing_consent IS NOT NULL) AS contact_marketing_consent
 	FROM subscriptions
 	WHERE email_key IN (
 		SELECT coalesce(s2.email_key, e2.email_key) FROM events e2

@@ -49,8 +49,10 @@ type Settings struct {
 	// DoubleOptIn makes consenting subscribers pending (Mailchimp sends a confirmation).
 	DoubleOptIn bool `json:"double_opt_in,omitempty"`
 	// ConsentColumn is the column that carries marketing consent: a boolean column, or a
-	// text column read as consent when it says true, yes, y, 1 or on (any case). Default
-	// marketing_consent.
+	// text column read as consent when it says true, yes, y, 1 or on (any case). By default,
+	// contact_marketing_consent (the person's latest statement over all their subscriptions,
+	// so every row of a person says the same, whichever of them is sent), and
+	// marketing_consent where a row lacks it.
 	ConsentColumn string `json:"consent_column,omitempty"`
 	// WithoutConsent is what a subscriber without consent becomes: pending (default), skip
 	// (not sent) or transactional.
@@ -75,7 +77,7 @@ const settingsSchema = `{
     "list_id": {"type": "string", "description": "audience id"},
     "base_url": {"type": "string"},
     "double_opt_in": {"type": "boolean", "default": false},
-    "consent_column": {"type": "string", "default": "marketing_consent", "description": "column carrying marketing consent: boolean, or text read as consent when true, yes, y, 1 or on"},
+    "consent_column": {"type": "string", "default": "marketing_consent", "description": "column carrying marketing consent: boolean, or text read as consent when true, yes, y, 1 or on (by default the person's latest statement, contact_marketing_consent, and marketing_consent where a row lacks it)"},
     "without_consent": {"enum": ["pending", "skip", "transactional"], "default": "pending"},
     "tags_from": {"type": "array", "items": {"enum": ["calendar_code", "postcode", "account_code", "country_code", "subscription_method"]}},
     "max_connections": {"type": "integer", "minimum": 1, "maximum": 10, "default": 10},
@@ -176,6 +178,9 @@ type Sink struct {
 	client *http.Client
 	merge  []schemas.MappingPair
 	tags   []tagSource
+	// contactConsent: consent_column was left to its default, so a row's
+	// contact_marketing_consent, when it has one, says what consent is.
+	contactConsent bool
 }
 
 // New returns an unconfigured sink.
@@ -223,7 +228,8 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 		}
 		base = strings.TrimRight(set.BaseURL, "/")
 	}
-	if set.ConsentColumn == "" {
+	contactConsent := set.ConsentColumn == ""
+	if contactConsent {
 		set.ConsentColumn = "marketing_consent"
 	}
 	if why := consentProblem(set.ConsentColumn); why != "" {
@@ -284,7 +290,7 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cfg, s.set, s.base, s.merge, s.tags = cfg, set, base, merge, tags
+	s.cfg, s.set, s.base, s.merge, s.tags, s.contactConsent = cfg, set, base, merge, tags, contactConsent
 	s.client = &http.Client{Timeout: timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     &http.Transport{Proxy: http.ProxyFromEnvironment, MaxConnsPerHost: set.MaxConnections, MaxIdleConnsPerHost: set.MaxConnections}}
@@ -324,13 +330,21 @@ func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
 	st := r.ContactState()
 	active := st == schemas.StatusSubscribed || (st == "" && r.EventType != string(schemas.Unsubscribe))
 	consent := false
-	switch v, _ := r.Value(s.set.ConsentColumn); x := v.(type) {
+	v, _ := r.Value(s.set.ConsentColumn)
+	if s.contactConsent && r.ContactMarketingConsent != nil {
+		v = *r.ContactMarketingConsent
+	}
+	switch x := v.(type) {
 	case bool:
 		consent = x
 	case string:
 		consent = truthy(x)
 	}
 	switch {
+	case !active && !consent && s.set.WithoutConsent == "skip":
+		// Without consent this sink never sent the person: nothing to end, and no data of
+		// theirs to upload.
+		return plan{}, false, ""
 	case !active:
 		p.member.Status = "unsubscribed"
 	case consent && s.set.DoubleOptIn:

@@ -794,3 +794,30 @@ func BenchmarkConcurrentThroughput(b *testing.B) {
 	b.ReportMetric(float64(sinkMost), "max-connections")
 	b.ReportMetric(float64(over), "refused")
 }
+
+// By default consent is the person's latest statement (contact_marketing_consent), so the row
+// sent for them says the same whichever of their rows it is: a row from a subscription that
+// made no statement subscribes a person who consented on another. With without_consent: skip,
+// a person who never consented is never sent, not even when they unsubscribe.
+func TestConsentIsThePersonsLatestStatement(t *testing.T) {
+	f := newFakeMailchimp(t)
+	write := func(s *Sink, rows ...schemas.Row) {
+		t.Helper()
+		b := sdk.NewBatch("b", 1, sinktest.Record(t, s.Spec(), testMapping, rows), mustMapping(t))
+		if err := s.Write(context.Background(), b); err != nil || len(b.Results()) > 0 {
+			t.Fatalf("%v %+v", err, b.Results())
+		}
+	}
+	yes := true
+	jack := fan(1, "jack@example.com", false, []string{"scfl", "tvrc"}, nil, "Subscribe")
+	jack.MarketingConsent, jack.ContactMarketingConsent = nil, &yes
+	write(openSink(t, settings(f, "")), jack)
+	if m := f.Member("jack@example.com"); m == nil || m.Status != "subscribed" {
+		t.Errorf("a person who consented on another subscription: %+v", m)
+	}
+	skip := openSink(t, settings(f, `, "without_consent": "skip"`))
+	write(skip, fan(2, "quiet@example.com", false, nil, []string{"scfl"}, "Unsubscribe"))
+	if m := f.Member("quiet@example.com"); m != nil {
+		t.Errorf("without_consent: skip sent the Unsubscribe of a person never sent: %+v", m)
+	}
+}
