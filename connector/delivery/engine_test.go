@@ -1022,3 +1022,21 @@ func TestContactConsentIsTheLatestStatement(t *testing.T) {
 		t.Fatal("e3 was never sent")
 	}
 }
+
+// Rows whose address is a placeholder ("N/A") share no destination key: two strangers who
+// both typed it are sent as two rows, not coalesced into one.
+func TestInvalidAddressesAreNotOneKey(t *testing.T) {
+	h := newHarness(t)
+	sink := &scriptSink{}
+	h.start(crm(sink))
+	h.ingest(subscribe("nora", "s-nora", "N/A"))
+	h.ingest(subscribe("ned", "s-ned", "N/A"))
+	h.eventually("both rows done", func() bool { return h.cursor("crm") == 2 })
+	if n := h.count("SELECT count(*) FROM delivery_rows WHERE outcome = 'coalesced'"); n != 0 {
+		t.Errorf("%d rows coalesced into a stranger's", n)
+	}
+	ids := sink.receivedIDs()
+	if !slices.Contains(ids, "nora") || !slices.Contains(ids, "ned") {
+		t.Errorf("sent %v, want both", ids)
+	}
+}

@@ -267,6 +267,12 @@ func (s *Sink) contacts(b *sdk.Batch, rows []schemas.Row) []*contact {
 			b.Fail(r.Seq, "no email: HubSpot contacts are upserted by email", 0)
 			continue
 		}
+		if _, _, ok := schemas.NormalizeEmail(email); !ok {
+			// HubSpot refuses it anyway, and its refusals count against the account's error
+			// budget: it is not sent.
+			b.Fail(r.Seq, "not an email address (the sender's placeholder or a typo): not sent", 0)
+			continue
+		}
 		props := map[string]string{}
 		for field, v := range b.Fields(r) {
 			k := s.kinds[field]

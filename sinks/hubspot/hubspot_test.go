@@ -516,13 +516,26 @@ func TestAnswers(t *testing.T) {
 	t.Run("207 fails the invalid email only", func(t *testing.T) {
 		f := newFakeHubSpot(t)
 		rows := three()
-		rows[1] = fan(2, "b@example", "Subscribe", []string{"afl"}, nil)
+		rows[1] = fan(2, "b@example.c", "Subscribe", []string{"afl"}, nil) // an address to hookbridge, not to HubSpot
 		b, err := run(t, f, f.Token, rows)
 		got := marks(b)
-		if err != nil || len(got) != 1 || got[2].Outcome != sdk.Failed || got[2].StatusCode != 207 || !strings.Contains(got[2].Reason, "Email address b@example is invalid") {
+		if err != nil || len(got) != 1 || got[2].Outcome != sdk.Failed || got[2].StatusCode != 207 || !strings.Contains(got[2].Reason, "Email address b@example.c is invalid") {
 			t.Fatalf("%v %+v", err, got)
 		}
 		if c := f.Snapshot(); len(c) != 2 || c["c@example.com"]["rokt_subscription_status"] != "unsubscribed" {
+			t.Errorf("HubSpot: %v", c)
+		}
+	})
+	t.Run("a placeholder address is failed unsent", func(t *testing.T) {
+		f := newFakeHubSpot(t)
+		rows := three()
+		rows[1] = fan(2, "N/A", "Subscribe", []string{"afl"}, nil)
+		b, err := run(t, f, f.Token, rows)
+		got := marks(b)
+		if err != nil || len(got) != 1 || got[2].Outcome != sdk.Failed || got[2].StatusCode != 0 || !strings.Contains(got[2].Reason, "not an email address") {
+			t.Fatalf("%v %+v", err, got)
+		}
+		if c := f.Snapshot(); len(c) != 2 {
 			t.Errorf("HubSpot: %v", c)
 		}
 	})

@@ -325,6 +325,10 @@ func (s *Sink) planRow(r *schemas.Row) (plan, bool, string) {
 	if email == "" {
 		return plan{}, false, "no email: Mailchimp members are keyed by email"
 	}
+	if _, _, ok := schemas.NormalizeEmail(email); !ok {
+		// Mailchimp refuses it anyway; not sending it spares the request.
+		return plan{}, false, "not an email address (the sender's placeholder or a typo): not sent"
+	}
 	p := plan{seq: r.Seq, member: member{EmailAddress: email}}
 	// Without the contact columns, the event itself says (an Unsubscribe ends, else subscribed).
 	st := r.ContactState()

@@ -821,3 +821,21 @@ func TestConsentIsThePersonsLatestStatement(t *testing.T) {
 		t.Errorf("without_consent: skip sent the Unsubscribe of a person never sent: %+v", m)
 	}
 }
+
+// An address the decoder could not take (a sender's "N/A") is failed without a request:
+// Mailchimp would refuse it anyway.
+func TestInvalidAddressIsNotSent(t *testing.T) {
+	f := newFakeMailchimp(t)
+	s := openSink(t, settings(f, ""))
+	b := sdk.NewBatch("b", 1, sinktest.Record(t, s.Spec(), testMapping, []schemas.Row{fan(1, "N/A", true, []string{"scfl"}, nil, "Subscribe")}), mustMapping(t))
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	res := b.Results()
+	if len(res) != 1 || res[0].Outcome != sdk.Failed || !strings.Contains(res[0].Reason, "not an email address") {
+		t.Errorf("results %+v, want the row failed as not an address", res)
+	}
+	if m := f.Member("N/A"); m != nil {
+		t.Errorf("sent: %+v", m)
+	}
+}
