@@ -193,19 +193,15 @@ const addConsentSeq = "ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS consen
 // the current rule (a Subscribe fills in, an invalid address is no key), then refills the kept
 // tables (migration 7).
 func refoldSubscriptions(ctx context.Context, tx *sql.Tx) error {
-	return execAll(ctx, tx,
+	if err := execAll(ctx, tx,
 		addConsentSeq,
 		"DELETE FROM subscriptions",
 		rebuildSubscriptionsSQL,
 		"UPDATE store_state SET value = (SELECT coalesce(max(seq), 0) FROM events) WHERE key = 'merged_seq'",
-		"DELETE FROM mailing_list_cache",
-		"INSERT INTO mailing_list_cache BY NAME "+mailingListSelect(""),
-		"DELETE FROM tag_popularity_cache",
-		"INSERT INTO tag_popularity_cache BY NAME "+tagPopularitySelect,
-		"DELETE FROM analytics_members",
-		"INSERT INTO analytics_members BY NAME "+analyticsMembersSelect("subscriptions"),
-		"UPDATE store_state SET value = (SELECT coalesce(max(last_seq), 0) FROM subscriptions) WHERE key = 'analytics_seq'",
-	)
+	); err != nil {
+		return err
+	}
+	return buildAnalytics(ctx, tx)
 }
 
 // buildAnalytics refills the kept tables from the whole subscriptions table.

@@ -94,13 +94,7 @@ func fan(seq int64, email string, consent bool, active, ended []string, typ stri
 // subscription.
 func TestConsentAndUnsubscribes(t *testing.T) {
 	f := newFakeMailchimp(t)
-	write := func(s *Sink, rows ...schemas.Row) {
-		t.Helper()
-		b := sdk.NewBatch("b", 1, sinktest.Record(t, s.Spec(), testMapping, rows), mustMapping(t))
-		if err := s.Write(context.Background(), b); err != nil || len(b.Results()) > 0 {
-			t.Fatalf("%v %+v", err, b.Results())
-		}
-	}
+	write := func(s *Sink, rows ...schemas.Row) { t.Helper(); writeAll(t, s, rows...) }
 	s := openSink(t, settings(f, ""))
 	write(s, fan(1, "yes@example.com", true, []string{"scfl", "tvrc"}, nil, "Subscribe"),
 		fan(2, "no@example.com", false, []string{"scfl"}, nil, "Subscribe"),
@@ -151,6 +145,15 @@ func TestConsentAndUnsubscribes(t *testing.T) {
 	write(s, fan(11, "no@example.com", true, []string{"scfl"}, nil, "Subscribe"))
 	if m := f.Member("no@example.com"); m.Status != "subscribed" {
 		t.Errorf("consent given later: %+v", m)
+	}
+}
+
+// writeAll writes rows as one batch and fails the test unless every row went through.
+func writeAll(t *testing.T, s *Sink, rows ...schemas.Row) {
+	t.Helper()
+	b := sdk.NewBatch("b", 1, sinktest.Record(t, s.Spec(), testMapping, rows), mustMapping(t))
+	if err := s.Write(context.Background(), b); err != nil || len(b.Results()) > 0 {
+		t.Fatalf("%v %+v", err, b.Results())
 	}
 }
 
@@ -801,13 +804,7 @@ func BenchmarkConcurrentThroughput(b *testing.B) {
 // a person who never consented is never sent, not even when they unsubscribe.
 func TestConsentIsThePersonsLatestStatement(t *testing.T) {
 	f := newFakeMailchimp(t)
-	write := func(s *Sink, rows ...schemas.Row) {
-		t.Helper()
-		b := sdk.NewBatch("b", 1, sinktest.Record(t, s.Spec(), testMapping, rows), mustMapping(t))
-		if err := s.Write(context.Background(), b); err != nil || len(b.Results()) > 0 {
-			t.Fatalf("%v %+v", err, b.Results())
-		}
-	}
+	write := func(s *Sink, rows ...schemas.Row) { t.Helper(); writeAll(t, s, rows...) }
 	yes := true
 	jack := fan(1, "jack@example.com", false, []string{"scfl", "tvrc"}, nil, "Subscribe")
 	jack.MarketingConsent, jack.ContactMarketingConsent = nil, &yes
