@@ -93,8 +93,12 @@ type Sink struct {
 	client *http.Client
 	pace   *pacer
 
-	kinds        map[string]kind // mapped property -> what its column holds
-	statusProps  []string        // properties that receive the contact's status, sorted
+	kinds       map[string]kind // mapped property -> what its column holds
+	statusProps []string        // properties that receive the contact's status, sorted
+	// accountProps receive values the Rokt account defines (calendar codes and titles, the
+	// account's code): one HubSpot lacks as an option is the configuration's to add, not a
+	// row's fault.
+	accountProps []string
 	subscribed   string
 	unsubscribed string
 
@@ -166,7 +170,11 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	}
 	kinds := map[string]kind{}
 	statusProp := ""
+	var accountProps []string
 	for _, p := range cfg.Mapping.Pairs() {
+		if slices.Contains(accountColumns, p.Column) {
+			accountProps = append(accountProps, p.Field)
+		}
 		if !validPropertyName(p.Field) {
 			return &sdk.SettingsError{Field: "mapping", Message: fmt.Sprintf("%q (from %s) is not a property's internal name: use the internal name HubSpot shows for the property, not its label", p.Field, p.Column)}
 		}
@@ -200,6 +208,7 @@ func (s *Sink) Configure(ctx context.Context, cfg sdk.Config) error {
 	s.client = &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	s.pace = newPacer()
 	s.kinds, s.subscribed, s.unsubscribed = kinds, subscribed, unsubscribed
+	s.accountProps = accountProps
 	s.statusProps = nil
 	for _, f := range s.fields() {
 		if kinds[f] == kindStatus {
@@ -431,15 +440,21 @@ func (s *Sink) throttled(a *answer) error {
 	return sdk.SinkDown(fmt.Errorf("hubspot: 429 %s: %s", e.PolicyName, truncate(e.Message, 200)), wait, http.StatusTooManyRequests)
 }
 
+// accountColumns hold values the Rokt account defines, not the subscriber: a new calendar
+// brings a new code that an enumeration property must be given as an option.
+var accountColumns = []string{"calendar_code", "calendar_title", "calendar_id", "contact_calendars", "contact_ended_calendars", "account_code", "account_name", "account_id"}
+
 // configError turns a refusal that no row can cure into a pause: a mapped property that
-// HubSpot does not have, or a status value that the status property does not offer. The
-// schema is read again when the sink resumes.
+// HubSpot does not have, or a value of the status property or of an account-defined column
+// (a new calendar's code) that the property does not offer. Left to the rows, the second
+// would fail every subscriber of the new calendar for good. The schema is read again when
+// the sink resumes.
 func (s *Sink) configError(e *hubspotError, status int) error {
 	for _, d := range e.details() {
-		statusOption := d.Error == "INVALID_OPTION" && slices.Contains(s.statusProps, d.Name)
-		if d.Error == "PROPERTY_DOESNT_EXIST" || statusOption {
+		option := d.Error == "INVALID_OPTION" && (slices.Contains(s.statusProps, d.Name) || slices.Contains(s.accountProps, d.Name))
+		if d.Error == "PROPERTY_DOESNT_EXIST" || option {
 			s.schema = nil
-			return sdk.Pause(fmt.Errorf("hubspot: %s: fix the property in HubSpot (or the mapping), then resume the sink", e.reason(status)), status)
+			return sdk.Pause(fmt.Errorf("hubspot: %s: fix the property in HubSpot (add the option, or change the mapping), then resume the sink", e.reason(status)), status)
 		}
 	}
 	return nil

@@ -598,6 +598,18 @@ func TestAnswers(t *testing.T) {
 			t.Fatalf("got %v, want a pause pointing at status_values", err)
 		}
 	})
+	t.Run("a new calendar not among a property's options pauses", func(t *testing.T) {
+		// Failing the rows would lose every subscriber of the new calendar for good; the
+		// option is the operator's to add.
+		f := newFakeHubSpot(t)
+		f.Props["rokt_calendars"] = fakeProp("rokt_calendars", "enumeration", "checkbox", "afl")
+		rows := three()
+		rows[1] = fan(2, "b@example.com", "Subscribe", []string{"summer-fest"}, nil)
+		_, err := run(t, f, f.Token, rows)
+		if sd, ok := sdk.AsSinkDown(err); !ok || !sd.Pause || !strings.Contains(err.Error(), "summer-fest") || !strings.Contains(err.Error(), "add the option") {
+			t.Fatalf("got %v, want a pause naming the value and the fix", err)
+		}
+	})
 	t.Run("more than 100 rows go in parts", func(t *testing.T) {
 		f := newFakeHubSpot(t)
 		var rows []schemas.Row
