@@ -27,9 +27,10 @@ import (
 // SubscriptionEventDeleted) change nothing.
 //
 // The writer folds committed events per subscription in memory (pendingState) and merges the
-// result into the table: what Subscribes said goes under the stored row (fillSubscriptionsSQL),
-// then the other events' fields over it (mergeSubscriptionsSQL). The highest seq merged is kept in store_state in the same
-// transaction, so after a crash the events above it are folded again at start.
+// result into the table: what Subscribes said goes under the stored row
+// (fillSubscriptionsSQL), then the other events' fields over it (mergeSubscriptionsSQL). The
+// highest seq merged is kept in store_state in the same transaction, so after a crash the
+// events above it are folded again at start.
 
 // changesSubscription reports whether an event of type t changes subscription state.
 func changesSubscription(t string) bool {
@@ -437,52 +438,40 @@ var mergeUntaggedSQL = strings.NewReplacer(
 	"\ttag_names = coalesce(excluded.tag_names, subscriptions.tag_names),\n", "",
 ).Replace(mergeSubscriptionsSQL)
 
+// fieldColumns are the subscription's descriptive columns (fields): each takes the first
+// non-null of two rows, the merge's and the stored one, in an order that says which wins.
+var fieldColumns = []string{
+	"account_id", "account_code", "calendar_id", "calendar_code", "calendar_title", "subscription_method",
+	"tag_ids", "tag_names", "email", "email_key", "first_name", "last_name", "phone", "postcode", "country_code",
+	"marketing_consent",
+}
+
+// setFields is the SET clause of fieldColumns, first over second ("excluded" or
+// "subscriptions"), consent_seq going with the consent that wins.
+func setFields(first, second string) string {
+	var b strings.Builder
+	for _, c := range fieldColumns {
+		fmt.Fprintf(&b, "\t%s = coalesce(%s.%s, %s.%s),\n", c, first, c, second, c)
+	}
+	fmt.Fprintf(&b, "\tconsent_seq = CASE WHEN %s.marketing_consent IS NULL THEN %s.consent_seq ELSE %s.consent_seq END", first, second, first)
+	return b.String()
+}
+
 // fillSubscriptionsSQL merges what Subscribes said under the stored rows: each field only
 // where the row has none. (A row not there after all is inserted whole, with no events
 // counted; the merge of the other fields that follows counts them.)
-const fillSubscriptionsSQL = `
+var fillSubscriptionsSQL = `
 INSERT INTO subscriptions SELECT * FROM ` + ingestView + `
 ON CONFLICT (subscription_id) DO UPDATE SET
-	account_id = coalesce(subscriptions.account_id, excluded.account_id),
-	account_code = coalesce(subscriptions.account_code, excluded.account_code),
-	calendar_id = coalesce(subscriptions.calendar_id, excluded.calendar_id),
-	calendar_code = coalesce(subscriptions.calendar_code, excluded.calendar_code),
-	calendar_title = coalesce(subscriptions.calendar_title, excluded.calendar_title),
-	subscription_method = coalesce(subscriptions.subscription_method, excluded.subscription_method),
-	tag_ids = coalesce(subscriptions.tag_ids, excluded.tag_ids),
-	tag_names = coalesce(subscriptions.tag_names, excluded.tag_names),
-	email = coalesce(subscriptions.email, excluded.email),
-	email_key = coalesce(subscriptions.email_key, excluded.email_key),
-	first_name = coalesce(subscriptions.first_name, excluded.first_name),
-	last_name = coalesce(subscriptions.last_name, excluded.last_name),
-	phone = coalesce(subscriptions.phone, excluded.phone),
-	postcode = coalesce(subscriptions.postcode, excluded.postcode),
-	country_code = coalesce(subscriptions.country_code, excluded.country_code),
-	marketing_consent = coalesce(subscriptions.marketing_consent, excluded.marketing_consent),
-	consent_seq = CASE WHEN subscriptions.marketing_consent IS NULL THEN excluded.consent_seq ELSE subscriptions.consent_seq END
-`
+` + setFields("subscriptions", "excluded") + "\n"
 
-const mergeSubscriptionsSQL = `
+// mergeSubscriptionsSQL merges the other events' fields over the stored rows, and the state
+// and bookkeeping by the subscription state rule.
+var mergeSubscriptionsSQL = `
 INSERT INTO subscriptions SELECT * FROM ` + ingestView + `
 ON CONFLICT (subscription_id) DO UPDATE SET
 	status = CASE WHEN subscriptions.status = 'unsubscribed' OR excluded.status = 'unsubscribed' THEN 'unsubscribed' ELSE 'subscribed' END,
-	account_id = coalesce(excluded.account_id, subscriptions.account_id),
-	account_code = coalesce(excluded.account_code, subscriptions.account_code),
-	calendar_id = coalesce(excluded.calendar_id, subscriptions.calendar_id),
-	calendar_code = coalesce(excluded.calendar_code, subscriptions.calendar_code),
-	calendar_title = coalesce(excluded.calendar_title, subscriptions.calendar_title),
-	subscription_method = coalesce(excluded.subscription_method, subscriptions.subscription_method),
-	tag_ids = coalesce(excluded.tag_ids, subscriptions.tag_ids),
-	tag_names = coalesce(excluded.tag_names, subscriptions.tag_names),
-	email = coalesce(excluded.email, subscriptions.email),
-	email_key = coalesce(excluded.email_key, subscriptions.email_key),
-	first_name = coalesce(excluded.first_name, subscriptions.first_name),
-	last_name = coalesce(excluded.last_name, subscriptions.last_name),
-	phone = coalesce(excluded.phone, subscriptions.phone),
-	postcode = coalesce(excluded.postcode, subscriptions.postcode),
-	country_code = coalesce(excluded.country_code, subscriptions.country_code),
-	marketing_consent = coalesce(excluded.marketing_consent, subscriptions.marketing_consent),
-	consent_seq = CASE WHEN excluded.marketing_consent IS NULL THEN subscriptions.consent_seq ELSE excluded.consent_seq END,
+` + setFields("excluded", "subscriptions") + `,
 	subscribed_at = least(subscriptions.subscribed_at, excluded.subscribed_at),
 	unsubscribed_at = least(subscriptions.unsubscribed_at, excluded.unsubscribed_at),
 	unsubscribe_reason = coalesce(subscriptions.unsubscribe_reason, excluded.unsubscribe_reason),
