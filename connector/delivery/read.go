@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbridge/hookbridge/connector/store"
 	"github.com/hookbridge/hookbridge/schemas"
 )
 
@@ -36,7 +37,7 @@ func rowQuery(cols []string, where string, subIDs []string) string {
 		case c == "email_key":
 			// The state's key is a valid address's only; an event's key of an invalid one
 			// ("n/a") would make strangers one destination key.
-			sel = append(sel, "coalesce(s.email_key, CASE WHEN NOT coalesce(list_contains(e.flags, 'invalid_email'), false) THEN e.email_key END) AS email_key")
+			sel = append(sel, "coalesce(s.email_key, "+store.ValidEmailKey("e")+") AS email_key")
 		case slices.Contains(stateColumns, c):
 			sel = append(sel, fmt.Sprintf("coalesce(s.%s, e.%s) AS %s", c, c, c))
 		case c == "email_original":

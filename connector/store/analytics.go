@@ -18,6 +18,13 @@ const changeCounts = `count(*) FILTER (WHERE event_type = 'Subscribe') AS subscr
 // the same rule.
 const MailingListRule = activeRule + " AND email_key IS NOT NULL"
 
+// ValidEmailKey is the email_key of the events row alias when its address is valid, else null:
+// an event keeps the key of a sender's "N/A" for matching, but it is nobody's key for state
+// or delivery (the subscriptions fold skips it the same way).
+func ValidEmailKey(alias string) string {
+	return "CASE WHEN NOT coalesce(list_contains(" + alias + ".flags, 'invalid_email'), false) THEN " + alias + ".email_key END"
+}
+
 // activeRule is which subscriptions are active.
 const activeRule = "status = 'subscribed'"
 

@@ -17,7 +17,7 @@ import (
 // take the latest non-null value, a Subscribe's only where no other event gave one (it ranks
 // below every other event, and an earlier Subscribe above a later one: rank), tags come from Subscribe and SubscriptionDetailsUpdated, the
 // unsubscribe reason from the first Unsubscribe.
-const rebuildSubscriptionsSQL = `
+var rebuildSubscriptionsSQL = `
 INSERT INTO subscriptions
 SELECT
 	subscription_id,
@@ -31,7 +31,7 @@ SELECT
 	arg_max(tag_ids, rank) FILTER (WHERE tag_ids IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
 	arg_max(tag_names, rank) FILTER (WHERE tag_names IS NOT NULL AND event_type IN ('Subscribe', 'SubscriptionDetailsUpdated')),
 	arg_max(email, rank) FILTER (WHERE email IS NOT NULL),
-	arg_max(email_key, rank) FILTER (WHERE email_key IS NOT NULL AND NOT coalesce(list_contains(flags, 'invalid_email'), false)),
+	arg_max(valid_email_key, rank) FILTER (WHERE valid_email_key IS NOT NULL),
 	arg_max(first_name, rank) FILTER (WHERE first_name IS NOT NULL),
 	arg_max(last_name, rank) FILTER (WHERE last_name IS NOT NULL),
 	arg_max(phone, rank) FILTER (WHERE phone IS NOT NULL),
@@ -43,7 +43,7 @@ SELECT
 	arg_min(unsubscribe_reason, seq) FILTER (WHERE event_type = 'Unsubscribe' AND unsubscribe_reason IS NOT NULL),
 	min(received_at), max(received_at), min(seq), max(seq), arg_max(event_type, seq), count(*),
 	arg_max(seq, rank) FILTER (WHERE marketing_consent IS NOT NULL)
-FROM (SELECT *, CASE WHEN event_type = 'Subscribe' THEN -seq ELSE seq END AS rank FROM events)
+FROM (SELECT *, CASE WHEN event_type = 'Subscribe' THEN -seq ELSE seq END AS rank, ` + ValidEmailKey("events") + ` AS valid_email_key FROM events)
 WHERE subscription_id IS NOT NULL
 	AND event_type IN ('Subscribe', 'Unsubscribe', 'SubscriptionDetailsUpdated', 'SubscriptionEventAdded', 'SubscriptionEventRemoved')
 GROUP BY subscription_id`
