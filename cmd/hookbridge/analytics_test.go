@@ -53,7 +53,7 @@ func TestAnalyticsCommands(t *testing.T) {
 	other := filepath.Join(dir, "other.duckdb")
 	small := filepath.Join(dir, "small.jsonl")
 	writeImportFile(t, small, 7)
-	if out, _, err := runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "import", "--data", other, small); err != nil {
+	if out, _, err := runCmd(t, noServer, "import", "--data", other, small); err != nil {
 		t.Fatalf("import into another file: %v\n%s", err, out)
 	}
 	for file, want := range map[string]string{other: "\n7\n", data: "\n120\n"} {

@@ -61,12 +61,12 @@ func TestDataFlagNamesTheFile(t *testing.T) {
 		!strings.Contains(err.Error(), "there is no database at "+missing) || strings.Contains(err.Error(), "no server answers") {
 		t.Errorf("query --data a missing file with a server running: %v", err)
 	}
-	_, _, err = runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "query", "--data", missing, "SELECT 1")
+	_, _, err = runCmd(t, noServer, "query", "--data", missing, "SELECT 1")
 	if err == nil || !strings.Contains(err.Error(), "no server answers at http://127.0.0.1:1 and there is no database at "+missing) {
 		t.Errorf("query --data a missing file without a server: %v", err)
 	}
 	// A file held by a process that is not the server asked is not read through that server.
-	_, _, err = runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "query", "--data", held, "SELECT 1")
+	_, _, err = runCmd(t, noServer, "query", "--data", held, "SELECT 1")
 	if err == nil || !strings.Contains(err.Error(), "no server answers at http://127.0.0.1:1") {
 		t.Errorf("query --data a held file, asking no server: %v", err)
 	}

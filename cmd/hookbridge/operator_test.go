@@ -103,7 +103,7 @@ func TestStatusExitStatus(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "status"); exitCode(err) != 1 {
+	if _, _, err := runCmd(t, noServer, "status"); exitCode(err) != 1 {
 		t.Errorf("status without a server: %v (exit status %d), want 1", err, exitCode(err))
 	}
 	out, _, _ := runCmd(t, nil, "status", "--help")
@@ -115,7 +115,7 @@ func TestStatusExitStatus(t *testing.T) {
 // TestDeliveriesStatusMustBeAnOutcome: a --status that no attempt (or, with --event, no row)
 // can have is a usage error listing the ones there are, before any server is asked.
 func TestDeliveriesStatusMustBeAnOutcome(t *testing.T) {
-	vars := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
+	vars := noServer
 	for _, c := range []struct {
 		args []string
 		want string

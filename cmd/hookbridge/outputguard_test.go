@@ -102,7 +102,6 @@ func TestSnapshotRefusesADatabaseInUse(t *testing.T) {
 	// No server: the file --data names is the one the snapshot would be made from.
 	local := filepath.Join(dir, "local.duckdb")
 	writeImportFile(t, filepath.Join(dir, "events.jsonl"), 2)
-	noServer := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
 	if out, _, err := runCmd(t, noServer, "import", "--data", local, filepath.Join(dir, "events.jsonl")); err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}

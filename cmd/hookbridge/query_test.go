@@ -44,7 +44,7 @@ func TestQueryNumbersThroughTheServer(t *testing.T) {
 	}
 	srv.stop(t)
 	for format := range want {
-		out, _, err := runCmd(t, map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "query", "--data", data, "--format", format, q)
+		out, _, err := runCmd(t, noServer, "query", "--data", data, "--format", format, q)
 		if err != nil {
 			t.Fatalf("query --format %s on the file: %v", format, err)
 		}
@@ -120,7 +120,7 @@ func TestQueryValuesThroughTheServer(t *testing.T) {
 	}
 	through := check("through the server", map[string]string{"HOOKBRIDGE_SERVER": "http://" + addr})
 	srv.stop(t)
-	local := check("on the file", map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}, "--data", data)
+	local := check("on the file", noServer, "--data", data)
 	for format, out := range local {
 		if out != through[format] {
 			t.Errorf("query --format %s: the file gives\n%s\nthe server gave\n%s", format, out, through[format])
@@ -131,7 +131,6 @@ func TestQueryValuesThroughTheServer(t *testing.T) {
 // TestQueryLimitMustBePositive: --limit 0 or below is a usage error (exit status 2): the
 // server would read it as its default, the file as no limit.
 func TestQueryLimitMustBePositive(t *testing.T) {
-	noServer := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
 	for _, n := range []string{"0", "-1"} {
 		_, _, err := runCmd(t, noServer, "query", "--limit", n, "SELECT 1")
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--limit "+n+": give 1 or more") {
@@ -190,7 +189,6 @@ func TestExportFormat(t *testing.T) {
 	data := filepath.Join(dir, "hb.duckdb")
 	lines := filepath.Join(dir, "events.jsonl")
 	writeImportFile(t, lines, 3)
-	noServer := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
 	if out, _, err := runCmd(t, noServer, "import", "--data", data, lines); err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}

@@ -41,7 +41,7 @@ func TestReplaySaysWhatFailedAgain(t *testing.T) {
 
 // TestReplayUntilBeforeSince: an --until before --since is a usage error naming both.
 func TestReplayUntilBeforeSince(t *testing.T) {
-	vars := map[string]string{"HOOKBRIDGE_SERVER": "http://127.0.0.1:1"}
+	vars := noServer
 	for _, args := range [][]string{
 		{"--since", "1h", "--until", "2h"},
 		{"--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"},
