@@ -15,11 +15,7 @@ import (
 // stateColumns are taken from the subscription's current state in preference to the event:
 // the state holds the latest non-null value of every event up to StateSeq (this one included),
 // so an Unsubscribe carries the email it ended and a delayed row the contact's current data.
-var stateColumns = []string{
-	"account_id", "account_code", "calendar_id", "calendar_code", "calendar_title", "subscription_method",
-	"tag_ids", "tag_names", "email", "email_key", "first_name", "last_name", "phone", "postcode", "country_code",
-	"marketing_consent",
-}
+var stateColumns = store.FieldColumns()
 
 // contactColumns are aggregates over every subscription of the row's contact (email_key).
 var contactColumns = []string{"contact_status", "contact_active_subscriptions", "contact_calendars", "contact_ended_calendars", "contact_marketing_consent"}

@@ -446,6 +446,10 @@ var fieldColumns = []string{
 	"marketing_consent",
 }
 
+// FieldColumns returns the subscription's descriptive columns: the ones the subscriptions
+// table holds the latest value of, in preference to an event's.
+func FieldColumns() []string { return slices.Clone(fieldColumns) }
+
 // setFields is the SET clause of fieldColumns, first over second ("excluded" or
 // "subscriptions"), consent_seq going with the consent that wins.
 func setFields(first, second string) string {
