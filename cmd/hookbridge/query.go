@@ -369,15 +369,11 @@ func printResult(w io.Writer, res *store.QueryResult, format string) error {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	noun := "rows"
-	if len(res.Rows) == 1 {
-		noun = "row"
-	}
 	if res.Truncated {
-		fmt.Fprintf(w, "(%d %s shown; there are more: raise --limit, or use hookbridge export)\n", len(res.Rows), noun)
+		fmt.Fprintf(w, "(%s shown; there are more: raise --limit, or use hookbridge export)\n", rowsNoun(len(res.Rows)))
 		return nil
 	}
-	fmt.Fprintf(w, "(%d %s)\n", len(res.Rows), noun)
+	fmt.Fprintf(w, "(%s)\n", rowsNoun(len(res.Rows)))
 	return nil
 }
 
